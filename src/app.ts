@@ -1,0 +1,198 @@
+import { randomUUID } from "node:crypto";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import connectPgSimple from "connect-pg-simple";
+import { csrfSync } from "csrf-sync";
+import express, { type ErrorRequestHandler, type RequestHandler } from "express";
+import session from "express-session";
+import helmet from "helmet";
+import type { Logger } from "pino";
+import { pinoHttp } from "pino-http";
+import type { Config } from "./config.ts";
+import type { Database } from "./db/client.ts";
+import type { ExternalAuthenticator } from "./services/auth.ts";
+import { loadCurrentUser } from "./web/auth-middleware.ts";
+import { takeFlash } from "./web/flash.ts";
+import { createViews, render } from "./web/render.ts";
+import { type AuthRouteDeps, authRoutes } from "./web/routes/auth.ts";
+import { homeRoutes } from "./web/routes/home.ts";
+import { type SettingsSection, settingsRoutes } from "./web/routes/settings.ts";
+import { usersRoutes } from "./web/routes/users.ts";
+
+export interface AppDeps {
+  config: Config;
+  database: Database;
+  logger: Logger;
+  externalAuth?: ExternalAuthenticator;
+  throttle?: AuthRouteDeps["throttle"];
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const publicDir = path.resolve(here, "../public");
+const htmxDir = path.join(
+  path.dirname(createRequire(import.meta.url).resolve("htmx.org/package.json")),
+  "dist",
+);
+
+export const SESSION_COOKIE = "roster.sid";
+
+/** The Express app, without listening: what server.ts starts and what the tests drive. */
+export function createApp(deps: AppDeps): express.Express {
+  const { config, database, logger } = deps;
+  const db = database.db;
+  const app = express();
+  app.locals.views = createViews(config.env === "production");
+  app.set("trust proxy", config.trustProxy);
+  app.disable("x-powered-by");
+
+  app.use(requestLogger(logger));
+  app.use(securityHeaders(config));
+  const staticOptions = { maxAge: config.env === "production" ? "1d" : 0, index: false };
+  app.use("/static", express.static(publicDir, staticOptions));
+  app.use("/vendor/htmx", express.static(htmxDir, staticOptions));
+  app.use(express.urlencoded({ extended: false, limit: "256kb", parameterLimit: 5000 }));
+  app.use(sessions(config, database, logger));
+  app.use(...csrfProtection());
+  app.use(takeFlash);
+  app.use(loadCurrentUser(db));
+
+  const settingsSections: SettingsSection[] = [];
+  app.use(authRoutes({ db, externalAuth: deps.externalAuth, throttle: deps.throttle }));
+  app.use(homeRoutes());
+  app.use(usersRoutes({ db }));
+  app.use(settingsRoutes(settingsSections));
+
+  app.use((req, res) => {
+    render(
+      req,
+      res,
+      "errors/error",
+      {
+        title: "Page not found",
+        heading: "Page not found",
+        message: "There is no page at this address. Check the address, or start again from the start page.",
+      },
+      { status: 404 },
+    );
+  });
+  app.use(errorHandler);
+  return app;
+}
+
+function requestLogger(logger: Logger): RequestHandler {
+  return pinoHttp({
+    logger,
+    genReqId: (_req, res) => {
+      const id = randomUUID();
+      res.setHeader("X-Request-Id", id);
+      return id;
+    },
+    // Cookies carry the session id; request bodies (passwords) are never logged at all.
+    redact: ["req.headers.cookie", "req.headers.authorization", 'res.headers["set-cookie"]'],
+    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? "error" : "info"),
+    autoLogging: {
+      ignore: (req) => Boolean(req.url?.startsWith("/static/") || req.url?.startsWith("/vendor/")),
+    },
+  });
+}
+
+function securityHeaders(config: Config): RequestHandler {
+  return helmet({
+    contentSecurityPolicy: {
+      directives: {
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "upgrade-insecure-requests": config.secureCookies ? [] : null,
+      },
+    },
+    strictTransportSecurity: config.secureCookies,
+  });
+}
+
+function sessions(config: Config, database: Database, logger: Logger): RequestHandler {
+  const PgStore = connectPgSimple(session);
+  const store = new PgStore({
+    pool: database.pool as never,
+    tableName: "session",
+    createTableIfMissing: false,
+    // Expired sessions are pruned by the housekeeping timer in server.ts, not by a timer per app.
+    pruneSessionInterval: false,
+    errorLog: (...args: unknown[]) => logger.error({ detail: args.map(String) }, "session store failed"),
+  });
+  return session({
+    name: SESSION_COOKIE,
+    secret: config.sessionSecret,
+    store,
+    resave: false,
+    saveUninitialized: false,
+    // Every response renews the cookie: the session ends after this much idle time.
+    rolling: true,
+    cookie: {
+      httpOnly: true,
+      sameSite: "lax",
+      secure: config.secureCookies,
+      maxAge: config.sessionIdleMinutes * 60_000,
+    },
+  });
+}
+
+function csrfProtection(): RequestHandler[] {
+  const { csrfSynchronisedProtection, generateToken } = csrfSync({
+    // Plain forms send the token as a field; htmx sends the enclosing form's fields too.
+    getTokenFromRequest: (req) => req.body?._csrf ?? req.get("X-CSRF-Token"),
+  });
+  const exposeToken: RequestHandler = (req, res, next) => {
+    res.locals.csrfToken = generateToken(req);
+    next();
+  };
+  return [exposeToken, csrfSynchronisedProtection];
+}
+
+const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
+  const status = Number(err?.status ?? err?.statusCode ?? 500);
+  if (status >= 500) req.log.error({ err }, "request failed");
+  else req.log.info({ status, code: err?.code }, "request refused");
+  if (res.headersSent) return;
+  const page = errorPage(status, err?.code, String(req.id));
+  render(req, res, "errors/error", { title: page.heading, ...page }, { status: page.status });
+};
+
+function errorPage(status: number, code: string | undefined, reference: string) {
+  if (code === "EBADCSRFTOKEN") {
+    return {
+      status: 403,
+      heading: "This form has expired",
+      message:
+        "The page was open too long, or the form came from another site. Go back, reload the page and try again.",
+    };
+  }
+  if (status === 403) {
+    return {
+      status,
+      heading: "You don't have permission to do this",
+      message: "Your account has no role that allows this page. Ask an administrator if you need it.",
+    };
+  }
+  if (status === 413) {
+    return {
+      status,
+      heading: "That was too much data",
+      message: "The form sent more data than Roster accepts.",
+    };
+  }
+  if (status >= 400 && status < 500) {
+    return {
+      status,
+      heading: "That request could not be handled",
+      message: "Check what you entered and try again.",
+    };
+  }
+  return {
+    status: 500,
+    heading: "Something went wrong",
+    message:
+      "Roster could not finish this request. Nothing secret was shown; the details are in the server log.",
+    reference,
+  };
+}

@@ -1,0 +1,307 @@
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  boolean,
+  check,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  unique,
+  uniqueIndex,
+  varchar,
+} from "drizzle-orm/pg-core";
+
+const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
+const updatedAt = () => timestamp("updated_at", { withTimezone: true }).notNull().defaultNow();
+
+/** LDAP server configurations, tried at sign-in in `position` order. */
+export const directories = pgTable("directories", {
+  id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+  name: text("name").notNull().unique(),
+  position: integer("position").notNull(),
+  enabled: boolean("enabled").notNull().default(true),
+  preset: text("preset").notNull().default("openldap"),
+  urls: text("urls").array().notNull(),
+  startTls: boolean("start_tls").notNull().default(false),
+  caCertPem: text("ca_cert_pem"),
+  verifyCertificate: boolean("verify_certificate").notNull().default(true),
+  connectTimeoutMs: integer("connect_timeout_ms").notNull().default(5000),
+  operationTimeoutMs: integer("operation_timeout_ms").notNull().default(10000),
+  bindDn: text("bind_dn"),
+  /** AES-256-GCM ciphertext (see src/services/secrets.ts); never rendered, never logged. */
+  bindPasswordEncrypted: text("bind_password_encrypted"),
+  baseDn: text("base_dn").notNull(),
+  userBase: text("user_base"),
+  userFilter: text("user_filter").notNull(),
+  userScope: text("user_scope", { enum: ["sub", "one"] })
+    .notNull()
+    .default("sub"),
+  groupBase: text("group_base"),
+  groupFilter: text("group_filter").notNull(),
+  groupScope: text("group_scope", { enum: ["sub", "one"] })
+    .notNull()
+    .default("sub"),
+  attrUsername: text("attr_username").notNull(),
+  attrFullName: text("attr_full_name").notNull(),
+  attrEmail: text("attr_email").notNull(),
+  attrDepartment: text("attr_department").notNull(),
+  attrPhone: text("attr_phone").notNull(),
+  attrUniqueId: text("attr_unique_id").notNull(),
+  attrGroupName: text("attr_group_name").notNull(),
+  attrMember: text("attr_member").notNull(),
+  memberValues: text("member_values", { enum: ["dn", "username"] })
+    .notNull()
+    .default("dn"),
+  pageSize: integer("page_size").notNull().default(500),
+  lastTestedAt: timestamp("last_tested_at", { withTimezone: true }),
+  lastTestOk: boolean("last_test_ok"),
+  lastUserCount: integer("last_user_count"),
+  lastGroupCount: integer("last_group_count"),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+/**
+ * Internal and external users. `usernameKey` is the NFC-normalized, lower-cased username: the one
+ * place where "same username" is decided, so the database rejects `Alice` beside `alice`.
+ * External users are keyed on (directory, externalId) — the DN is only a cache.
+ */
+export const users = pgTable(
+  "users",
+  {
+    id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+    kind: text("kind", { enum: ["internal", "external"] }).notNull(),
+    username: text("username").notNull(),
+    usernameKey: text("username_key").notNull(),
+    fullName: text("full_name").notNull().default(""),
+    email: text("email").notNull().default(""),
+    department: text("department").notNull().default(""),
+    phone: text("phone").notNull().default(""),
+    /** Lower-cased username, full name and email, for case-insensitive substring search. */
+    searchText: text("search_text").notNull().default(""),
+    enabled: boolean("enabled").notNull().default(true),
+    passwordHash: text("password_hash"),
+    directoryId: integer("directory_id").references(() => directories.id, { onDelete: "set null" }),
+    externalId: text("external_id"),
+    dn: text("dn"),
+    /** True when the user's directory entry was found missing at the last synchronization. */
+    missingInDirectory: boolean("missing_in_directory").notNull().default(false),
+    lastSyncedAt: timestamp("last_synced_at", { withTimezone: true }),
+    lastLoginAt: timestamp("last_login_at", { withTimezone: true }),
+    lastActivityAt: timestamp("last_activity_at", { withTimezone: true }),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex("users_username_key_idx").on(t.usernameKey),
+    uniqueIndex("users_directory_external_id_idx").on(t.directoryId, t.externalId),
+    index("users_kind_username_key_idx").on(t.kind, t.usernameKey),
+    index("users_search_text_trgm_idx").using("gin", sql`${t.searchText} gin_trgm_ops`),
+    check("users_external_has_id", sql`${t.kind} = 'internal' or ${t.externalId} is not null`),
+  ],
+);
+
+export const groups = pgTable(
+  "groups",
+  {
+    id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+    kind: text("kind", { enum: ["internal", "external"] }).notNull(),
+    name: text("name").notNull(),
+    nameKey: text("name_key").notNull(),
+    description: text("description").notNull().default(""),
+    searchText: text("search_text").notNull().default(""),
+    directoryId: integer("directory_id").references(() => directories.id, { onDelete: "set null" }),
+    externalId: text("external_id"),
+    dn: text("dn"),
+    missingInDirectory: boolean("missing_in_directory").notNull().default(false),
+    lastSyncedAt: timestamp("last_synced_at", { withTimezone: true }),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex("groups_name_key_idx").on(t.nameKey),
+    uniqueIndex("groups_directory_external_id_idx").on(t.directoryId, t.externalId),
+    index("groups_kind_name_key_idx").on(t.kind, t.nameKey),
+    index("groups_search_text_trgm_idx").using("gin", sql`${t.searchText} gin_trgm_ops`),
+  ],
+);
+
+export const groupMembers = pgTable(
+  "group_members",
+  {
+    groupId: integer("group_id")
+      .notNull()
+      .references(() => groups.id, { onDelete: "cascade" }),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+  },
+  (t) => [primaryKey({ columns: [t.groupId, t.userId] }), index("group_members_user_idx").on(t.userId)],
+);
+
+export const groupSubgroups = pgTable(
+  "group_subgroups",
+  {
+    parentId: integer("parent_id")
+      .notNull()
+      .references(() => groups.id, { onDelete: "cascade" }),
+    childId: integer("child_id")
+      .notNull()
+      .references(() => groups.id, { onDelete: "cascade" }),
+  },
+  (t) => [
+    primaryKey({ columns: [t.parentId, t.childId] }),
+    index("group_subgroups_child_idx").on(t.childId),
+    check("group_subgroups_not_self", sql`${t.parentId} <> ${t.childId}`),
+  ],
+);
+
+export const roles = pgTable("roles", {
+  id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+  /** Stable identifier of a predefined role (`server_admin`…); null for custom roles. */
+  key: text("key").unique(),
+  name: text("name").notNull().unique(),
+  description: text("description").notNull().default(""),
+  predefined: boolean("predefined").notNull().default(false),
+  permissions: text("permissions").array().notNull().default(sql`'{}'::text[]`),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+/**
+ * Role + subject (exactly one of user or group) + scope. `scope` is '' for global, otherwise a
+ * resource reference such as `project:42`. NULLS NOT DISTINCT makes the same assignment unique.
+ */
+export const roleAssignments = pgTable(
+  "role_assignments",
+  {
+    id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+    roleId: integer("role_id")
+      .notNull()
+      .references(() => roles.id, { onDelete: "cascade" }),
+    userId: integer("user_id").references(() => users.id, { onDelete: "cascade" }),
+    groupId: integer("group_id").references(() => groups.id, { onDelete: "cascade" }),
+    scope: text("scope").notNull().default(""),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    unique("role_assignments_unique").on(t.roleId, t.userId, t.groupId, t.scope).nullsNotDistinct(),
+    index("role_assignments_user_idx").on(t.userId),
+    index("role_assignments_group_idx").on(t.groupId),
+    check("role_assignments_one_subject", sql`(${t.userId} is null) <> (${t.groupId} is null)`),
+  ],
+);
+
+/** Role assignments given to every user newly imported from a directory. */
+export const directoryDefaultRoles = pgTable(
+  "directory_default_roles",
+  {
+    directoryId: integer("directory_id")
+      .notNull()
+      .references(() => directories.id, { onDelete: "cascade" }),
+    roleId: integer("role_id")
+      .notNull()
+      .references(() => roles.id, { onDelete: "cascade" }),
+    scope: text("scope").notNull().default(""),
+  },
+  (t) => [primaryKey({ columns: [t.directoryId, t.roleId, t.scope] })],
+);
+
+export const importRuns = pgTable(
+  "import_runs",
+  {
+    id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+    directoryId: integer("directory_id").references(() => directories.id, { onDelete: "set null" }),
+    directoryName: text("directory_name").notNull(),
+    actorId: integer("actor_id").references(() => users.id, { onDelete: "set null" }),
+    actorName: text("actor_name").notNull(),
+    /** What was searched (text or raw filter) and what was chosen: kept to re-run and to show. */
+    query: text("query").notNull().default(""),
+    selection: jsonb("selection").notNull(),
+    copyRolesFrom: jsonb("copy_roles_from"),
+    status: text("status", { enum: ["queued", "running", "succeeded", "failed", "cancelled"] })
+      .notNull()
+      .default("queued"),
+    cancelRequested: boolean("cancel_requested").notNull().default(false),
+    /** Which worker holds the run, and when it last said it is alive: a stale heartbeat is re-claimed. */
+    claimedBy: text("claimed_by"),
+    heartbeatAt: timestamp("heartbeat_at", { withTimezone: true }),
+    attempts: integer("attempts").notNull().default(0),
+    total: integer("total"),
+    processed: integer("processed").notNull().default(0),
+    created: integer("created").notNull().default(0),
+    updated: integer("updated").notNull().default(0),
+    unchanged: integer("unchanged").notNull().default(0),
+    skipped: integer("skipped").notNull().default(0),
+    failed: integer("failed").notNull().default(0),
+    error: text("error"),
+    createdAt: createdAt(),
+    startedAt: timestamp("started_at", { withTimezone: true }),
+    finishedAt: timestamp("finished_at", { withTimezone: true }),
+  },
+  (t) => [
+    index("import_runs_status_idx").on(t.status, t.createdAt),
+    index("import_runs_directory_idx").on(t.directoryId, t.createdAt),
+  ],
+);
+
+/** One row per entry a run did not simply create or leave alone: what happened and why. */
+export const importRunEntries = pgTable(
+  "import_run_entries",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    runId: integer("run_id")
+      .notNull()
+      .references(() => importRuns.id, { onDelete: "cascade" }),
+    outcome: text("outcome", { enum: ["created", "updated", "unchanged", "skipped", "failed"] }).notNull(),
+    entryKind: text("entry_kind", { enum: ["user", "group"] }).notNull(),
+    name: text("name").notNull(),
+    dn: text("dn").notNull().default(""),
+    reason: text("reason").notNull().default(""),
+    createdAt: createdAt(),
+  },
+  (t) => [index("import_run_entries_run_idx").on(t.runId, t.outcome)],
+);
+
+export const auditLog = pgTable(
+  "audit_log",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
+    actorId: integer("actor_id").references(() => users.id, { onDelete: "set null" }),
+    actorName: text("actor_name").notNull(),
+    action: text("action").notNull(),
+    targetType: text("target_type").notNull().default(""),
+    targetId: text("target_id").notNull().default(""),
+    targetName: text("target_name").notNull().default(""),
+    details: jsonb("details").notNull().default({}),
+  },
+  (t) => [
+    index("audit_log_at_idx").on(t.at),
+    index("audit_log_actor_idx").on(t.actorName, t.at),
+    index("audit_log_target_idx").on(t.targetType, t.targetId, t.at),
+    index("audit_log_action_idx").on(t.action, t.at),
+  ],
+);
+
+/** express-session store table, in the shape connect-pg-simple expects. */
+export const sessions = pgTable(
+  "session",
+  {
+    sid: varchar("sid").primaryKey(),
+    sess: jsonb("sess").notNull(),
+    expire: timestamp("expire", { precision: 6 }).notNull(),
+  },
+  (t) => [index("IDX_session_expire").on(t.expire)],
+);
+
+/** Sign-in throttling counters, shared by every instance on the same database. */
+export const rateLimits = pgTable("rate_limits", {
+  key: text("key").primaryKey(),
+  hits: integer("hits").notNull(),
+  resetAt: timestamp("reset_at", { withTimezone: true }).notNull(),
+});

@@ -1,0 +1,124 @@
+import { count, eq, sql } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { roleAssignments, roles, users } from "../db/schema.ts";
+import { type Actor, recordAudit, SYSTEM_ACTOR } from "./audit.ts";
+import { nameKey, normalizeName, searchTextOf } from "./names.ts";
+import { hashPassword, verifyAgainstDummy, verifyPassword } from "./passwords.ts";
+
+export type User = typeof users.$inferSelect;
+
+/**
+ * Checks a password for an external user against its directory. Supplied by the directory sign-in
+ * service; without it external users cannot sign in.
+ */
+export type ExternalAuthenticator = (user: User, password: string) => Promise<"ok" | "rejected" | "missing">;
+
+export type SignInResult = { ok: true; user: User } | { ok: false };
+
+export async function signIn(
+  db: Db,
+  username: string,
+  password: string,
+  externalAuth?: ExternalAuthenticator,
+): Promise<SignInResult> {
+  const [user] = await db
+    .select()
+    .from(users)
+    .where(eq(users.usernameKey, nameKey(normalizeName(username))));
+  if (!user) return { ok: await verifyAgainstDummy(password) };
+  const passwordOk =
+    user.kind === "internal"
+      ? user.passwordHash !== null && (await verifyPassword(user.passwordHash, password))
+      : externalAuth !== undefined && (await externalAuth(user, password)) === "ok";
+  if (!passwordOk || !user.enabled) return { ok: false };
+  await db
+    .update(users)
+    .set({ lastLoginAt: new Date(), lastActivityAt: new Date() })
+    .where(eq(users.id, user.id));
+  return { ok: true, user };
+}
+
+export interface NewInternalUser {
+  username: string;
+  password: string;
+  fullName?: string;
+  email?: string;
+}
+
+export async function insertInternalUser(db: Db, input: NewInternalUser): Promise<User> {
+  const username = normalizeName(input.username);
+  const fullName = input.fullName?.trim() ?? "";
+  const email = input.email?.trim() ?? "";
+  const [user] = await db
+    .insert(users)
+    .values({
+      kind: "internal",
+      username,
+      usernameKey: nameKey(username),
+      fullName,
+      email,
+      searchText: searchTextOf(username, fullName, email),
+      passwordHash: await hashPassword(input.password),
+    })
+    .returning();
+  if (!user) throw new Error("insert returned no row");
+  return user;
+}
+
+/** True until the first user exists: only then is the one-time setup page offered. */
+export async function needsSetup(db: Db): Promise<boolean> {
+  const [row] = await db.select({ n: count() }).from(users);
+  return Number(row?.n ?? 0) === 0;
+}
+
+export type FirstAdminResult = { ok: true; user: User } | { ok: false; reason: "already_set_up" };
+
+/**
+ * Creates the first Server Administrator. The predefined role's row is locked first, so two
+ * instances (or two browsers) racing through setup create one administrator, not two.
+ */
+export async function createFirstAdmin(
+  db: Db,
+  input: NewInternalUser,
+  actor?: Actor,
+): Promise<FirstAdminResult> {
+  return db.transaction(async (tx) => {
+    const [role] = await tx.select().from(roles).where(eq(roles.key, "server_admin")).for("update");
+    if (!role) throw new Error("predefined roles are missing; run ensurePredefinedRoles first");
+    const [existing] = await tx.select({ n: count() }).from(users);
+    if (Number(existing?.n ?? 0) > 0) return { ok: false, reason: "already_set_up" } as const;
+    const user = await insertInternalUser(tx as unknown as Db, input);
+    await tx.insert(roleAssignments).values({ roleId: role.id, userId: user.id, scope: "" });
+    await recordAudit(tx as unknown as Db, actor ?? { id: user.id, name: user.username }, {
+      action: "user.create_first_admin",
+      targetType: "user",
+      targetId: user.id,
+      targetName: user.username,
+    });
+    return { ok: true, user } as const;
+  });
+}
+
+/** Creates the configured bootstrap administrator on first start; never changes an existing user. */
+export async function bootstrapAdmin(
+  db: Db,
+  admin: { username: string; password: string } | null,
+): Promise<void> {
+  if (!admin) return;
+  const [existing] = await db
+    .select({ id: users.id })
+    .from(users)
+    .where(eq(users.usernameKey, nameKey(normalizeName(admin.username))));
+  if (existing) return;
+  await createFirstAdmin(db, admin, SYSTEM_ACTOR);
+}
+
+/** Records activity at most once a minute per user, so page views don't each cost a write. */
+export async function touchActivity(db: Db, userId: number): Promise<void> {
+  await db
+    .update(users)
+    .set({ lastActivityAt: sql`now()` })
+    .where(
+      sql`${users.id} = ${userId} and (${users.lastActivityAt} is null or ${users.lastActivityAt} < now() - interval '1 minute')`,
+    );
+}

@@ -1,0 +1,96 @@
+import { eq } from "drizzle-orm";
+import type { NextFunction, Request, Response } from "express";
+import type { Db } from "../db/client.ts";
+import { users } from "../db/schema.ts";
+import { touchActivity, type User } from "../services/auth.ts";
+import { globalPermissionsOf, PERMISSIONS, type Permission } from "../services/permissions.ts";
+
+export interface CurrentUser {
+  id: number;
+  username: string;
+  fullName: string;
+  permissions: Set<string>;
+}
+
+declare global {
+  namespace Express {
+    interface Locals {
+      currentUser?: CurrentUser;
+    }
+  }
+}
+
+interface NavItem {
+  href: string;
+  label: string;
+  permission: Permission | null;
+}
+
+const NAV: NavItem[] = [
+  { href: "/users", label: "Users", permission: PERMISSIONS.manageUsers },
+  { href: "/settings", label: "Settings", permission: PERMISSIONS.manageUsers },
+];
+
+/**
+ * Loads the signed-in user on every request, with the permissions it holds now (so a revoked role
+ * takes effect at once), and the navigation it may see. A disabled or deleted user is signed out.
+ */
+export function loadCurrentUser(db: Db) {
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const userId = req.session?.userId;
+    res.locals.nav = [];
+    if (userId === undefined) return next();
+    const [user] = await db.select().from(users).where(eq(users.id, userId));
+    if (!user?.enabled) {
+      await new Promise<void>((resolve) => req.session.destroy(() => resolve()));
+      return next();
+    }
+    const permissions = await globalPermissionsOf(db, user.id);
+    res.locals.currentUser = toCurrentUser(user, permissions);
+    res.locals.nav = NAV.filter((item) => item.permission === null || permissions.has(item.permission)).map(
+      (item) => ({ ...item, current: req.path === item.href || req.path.startsWith(`${item.href}/`) }),
+    );
+    await touchActivity(db, user.id);
+    next();
+  };
+}
+
+function toCurrentUser(user: User, permissions: Set<string>): CurrentUser {
+  return { id: user.id, username: user.username, fullName: user.fullName, permissions };
+}
+
+export function requireLogin(req: Request, res: Response, next: NextFunction): void {
+  if (res.locals.currentUser) {
+    next();
+    return;
+  }
+  const returnTo = req.method === "GET" ? req.originalUrl : "/";
+  const location = `/login?returnTo=${encodeURIComponent(returnTo)}`;
+  // An htmx request must not swap the sign-in page into a region: send the browser there instead.
+  if (req.get("HX-Request") === "true" && req.get("HX-Boosted") !== "true") {
+    res.set("HX-Redirect", location).status(401).end();
+    return;
+  }
+  res.redirect(303, location);
+}
+
+export function requirePermission(permission: Permission) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (!res.locals.currentUser) return requireLogin(req, res, next);
+    if (res.locals.currentUser.permissions.has(permission)) return next();
+    res.status(403);
+    next(new ForbiddenError());
+  };
+}
+
+export class ForbiddenError extends Error {
+  status = 403;
+}
+
+/** Only a local path may be a return address: `//evil.test` and `https://…` are refused. */
+export function safeReturnTo(value: unknown): string {
+  if (typeof value !== "string" || !value.startsWith("/") || value.startsWith("//") || value.includes("\\")) {
+    return "/";
+  }
+  return value;
+}
