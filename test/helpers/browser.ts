@@ -1,0 +1,101 @@
+import type { AddressInfo } from "node:net";
+import { AxeBuilder } from "@axe-core/playwright";
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+
+const CHROMIUM_FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--no-first-run",
+  "--disable-sync",
+  "--disable-quic",
+];
+
+/** Debian's Chromium, never a downloaded one. */
+export function launchBrowser(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    args: CHROMIUM_FLAGS,
+  });
+}
+
+const scriptless = new WeakSet<BrowserContext>();
+
+/** A context with JavaScript on (htmx enhances) or off (plain forms and 303 redirects). */
+export async function newContext(browser: Browser, javaScript: boolean): Promise<BrowserContext> {
+  const context = await browser.newContext({ javaScriptEnabled: javaScript });
+  if (!javaScript) scriptless.add(context);
+  return context;
+}
+
+/** Serves an Express app on a free loopback port for the browser. */
+export async function serve(app: {
+  listen: (port: number, host: string, cb: () => void) => import("node:http").Server;
+}) {
+  let server: import("node:http").Server | undefined;
+  await new Promise<void>((resolve) => {
+    server = app.listen(0, "127.0.0.1", resolve);
+  });
+  const { port } = server?.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server?.closeAllConnections();
+        server?.close(() => resolve());
+      }),
+  };
+}
+
+/** Fails with the list of axe violations (WCAG 2.1 A/AA and best practices) on the page as it is now. */
+export async function assertNoAxeViolations(page: Page): Promise<void> {
+  if (scriptless.has(page.context())) return scanCopyOf(page);
+  const result = await new AxeBuilder({ page }).analyze();
+  const violations = result.violations.map(
+    (v) => `${v.id} (${v.impact}): ${v.help}\n    ${v.nodes.map((n) => n.target.join(" ")).join("\n    ")}`,
+  );
+  if (violations.length > 0)
+    throw new Error(`axe found ${violations.length} violation(s):\n${violations.join("\n")}`);
+}
+
+/**
+ * axe runs as a script, which a page with JavaScript off can't: scan a copy of that page's DOM (same
+ * styles, via <base>) in a scratch page that may run scripts, with the copy's own scripts removed.
+ */
+async function scanCopyOf(page: Page): Promise<void> {
+  const browser = page.context().browser();
+  if (!browser) throw new Error("page has no browser");
+  const html = (await page.content())
+    .replace(/<script\b[^>]*>[\s\S]*?<\/script>/gi, "")
+    .replace(/<head>/i, `<head><base href="${page.url()}">`);
+  const context = await browser.newContext();
+  try {
+    const scratch = await context.newPage();
+    await scratch.setContent(html, { waitUntil: "load" });
+    await assertNoAxeViolations(scratch);
+  } finally {
+    await context.close();
+  }
+}
+
+/** Presses Tab until the focused element's label or text matches, as a keyboard user would. */
+export async function tabTo(page: Page, name: string | RegExp, maxPresses = 40): Promise<void> {
+  for (let i = 0; i < maxPresses; i++) {
+    await page.keyboard.press("Tab");
+    const label = await focusedLabel(page);
+    if (typeof name === "string" ? label === name : name.test(label)) return;
+  }
+  throw new Error(`could not reach “${String(name)}” with the Tab key`);
+}
+
+/** The accessible name of the focused element, for asserting where focus is. */
+export function focusedLabel(page: Page): Promise<string> {
+  return page.evaluate(() => {
+    const el = document.activeElement as HTMLElement | null;
+    if (!el) return "";
+    const labelled = el.id ? document.querySelector(`label[for="${el.id}"]`)?.textContent : null;
+    return (labelled ?? el.getAttribute("aria-label") ?? el.textContent ?? "").trim();
+  });
+}
