@@ -32,20 +32,17 @@ export async function newContext(browser: Browser, javaScript: boolean): Promise
 }
 
 /** Serves an Express app on a free loopback port for the browser. */
-export async function serve(app: {
-  listen: (port: number, host: string, cb: () => void) => import("node:http").Server;
-}) {
-  let server: import("node:http").Server | undefined;
-  await new Promise<void>((resolve) => {
-    server = app.listen(0, "127.0.0.1", resolve);
+export async function serve(app: { listen: (port: number, host: string, cb: () => void) => Server }) {
+  const server = await new Promise<Server>((resolve) => {
+    const s = app.listen(0, "127.0.0.1", () => resolve(s));
   });
-  const { port } = server?.address() as AddressInfo;
+  const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
     close: () =>
       new Promise<void>((resolve) => {
-        server?.closeAllConnections();
-        server?.close(() => resolve());
+        server.closeAllConnections();
+        server.close(() => resolve());
       }),
   };
 }
