@@ -1,0 +1,225 @@
+/**
+ * Turns directory entries into Roster's users and groups. Entries come from many servers, so
+ * every value is treated as untrusted: attributes may be missing, multi-valued, binary, full of
+ * control characters or absurdly long.
+ */
+import type { Entry } from "ldapts";
+import type { DirectoryMapping, LdapGroup, LdapUser } from "./types.ts";
+
+export type MapResult<T> = { ok: true; value: T } | { ok: false; dn: string; reason: string };
+
+/** Binary attributes that identify entries; ldapts must be told to keep them as Buffers. */
+export const BINARY_ID_ATTRIBUTES = ["objectGUID", "objectSid"] as const;
+
+const LIMITS = { username: 255, fullName: 255, email: 320, department: 255, phone: 64, description: 1024 };
+const UAC_ACCOUNTDISABLE = 0x2;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters is the point
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/** The attributes to request for users under this mapping. */
+export function userAttributes(mapping: DirectoryMapping): string[] {
+  return unique([
+    mapping.attrUsername,
+    mapping.attrFullName,
+    mapping.attrEmail,
+    mapping.attrDepartment,
+    mapping.attrPhone,
+    mapping.attrUniqueId,
+    "userAccountControl",
+    "nsAccountLock",
+  ]);
+}
+
+/** The attributes to request for groups (the member attribute too, for counting). */
+export function groupAttributes(mapping: DirectoryMapping): string[] {
+  return unique([mapping.attrGroupName, mapping.attrUniqueId, "description", mapping.attrMember]);
+}
+
+/** Attributes ldapts should hand back as Buffers rather than try to decode as UTF-8. */
+export function bufferAttributes(mapping: DirectoryMapping): string[] {
+  const names = [...BINARY_ID_ATTRIBUTES, mapping.attrUniqueId];
+  // ldapts compares the names case-sensitively with what the server sends back.
+  return unique(names.flatMap((name) => [name, name.toLowerCase()]));
+}
+
+export function mapUser(entry: Entry, mapping: DirectoryMapping): MapResult<LdapUser> {
+  const attributes = new EntryAttributes(entry);
+  const username = cleanText(attributes.first(mapping.attrUsername), LIMITS.username)?.normalize("NFC");
+  if (!username)
+    return { ok: false, dn: entry.dn, reason: `The entry has no ${mapping.attrUsername} (username).` };
+  const externalId = attributes.uniqueId(mapping.attrUniqueId);
+  if (!externalId)
+    return { ok: false, dn: entry.dn, reason: `The entry has no ${mapping.attrUniqueId} (unique id).` };
+  const fullName = cleanText(attributes.first(mapping.attrFullName), LIMITS.fullName)?.normalize("NFC");
+  return {
+    ok: true,
+    value: {
+      dn: entry.dn,
+      externalId,
+      username,
+      fullName: fullName || username,
+      email: cleanText(attributes.first(mapping.attrEmail), LIMITS.email),
+      department:
+        cleanText(attributes.first(mapping.attrDepartment), LIMITS.department)?.normalize("NFC") ?? null,
+      phone: cleanText(attributes.first(mapping.attrPhone), LIMITS.phone),
+      disabled: isDisabled(attributes),
+    },
+  };
+}
+
+export function mapGroup(entry: Entry, mapping: DirectoryMapping): MapResult<LdapGroup> {
+  const attributes = new EntryAttributes(entry);
+  const name = cleanText(attributes.first(mapping.attrGroupName), LIMITS.username)?.normalize("NFC");
+  if (!name)
+    return { ok: false, dn: entry.dn, reason: `The entry has no ${mapping.attrGroupName} (group name).` };
+  const externalId = attributes.uniqueId(mapping.attrUniqueId);
+  if (!externalId)
+    return { ok: false, dn: entry.dn, reason: `The entry has no ${mapping.attrUniqueId} (unique id).` };
+  const members = attributes.memberValues(mapping.attrMember);
+  return {
+    ok: true,
+    value: {
+      dn: entry.dn,
+      externalId,
+      name,
+      description: cleanText(attributes.first("description"), LIMITS.description)?.normalize("NFC") ?? null,
+      memberCount: members.count,
+      memberCountExact: members.complete,
+    },
+  };
+}
+
+/** Active Directory's objectGUID bytes → the GUID as AD shows it (first three fields little-endian). */
+export function guidToString(bytes: Buffer): string {
+  if (bytes.length !== 16) throw new RangeError(`A GUID has 16 bytes, not ${bytes.length}.`);
+  const hex = (start: number, end: number, reverse: boolean): string => {
+    const part = Buffer.from(bytes.subarray(start, end));
+    return (reverse ? part.reverse() : part).toString("hex");
+  };
+  return [hex(0, 4, true), hex(4, 6, true), hex(6, 8, true), hex(8, 10, false), hex(10, 16, false)].join("-");
+}
+
+/** The GUID string → the 16 bytes as stored in objectGUID. */
+export function guidToBytes(guid: string): Buffer {
+  const hex = guid.replace(/[{}-]/g, "");
+  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new RangeError(`Not a GUID: ${guid}`);
+  const swap = (start: number, end: number): string =>
+    Buffer.from(hex.slice(start, end), "hex").reverse().toString("hex");
+  return Buffer.from(swap(0, 8) + swap(8, 12) + swap(12, 16) + hex.slice(16), "hex");
+}
+
+/** `\xx\xx…` escaped objectGUID bytes, to find an entry by its GUID in a filter: `(objectGUID=…)`. */
+export function guidToFilterValue(guid: string | Buffer): string {
+  const bytes = typeof guid === "string" ? guidToBytes(guid) : guid;
+  return Array.from(bytes, (byte) => `\\${byte.toString(16).padStart(2, "0")}`).join("");
+}
+
+/** A binary objectSid → `S-1-5-21-…`. */
+export function sidToString(bytes: Buffer): string {
+  const revision = bytes.readUInt8(0);
+  const subAuthorityCount = bytes.readUInt8(1);
+  const authority = bytes.readUIntBE(2, 6);
+  const subAuthorities = Array.from({ length: subAuthorityCount }, (_, i) => bytes.readUInt32LE(8 + i * 4));
+  return ["S", revision, authority, ...subAuthorities].join("-");
+}
+
+/** Removes control characters, trims, caps the length (by code points); null when nothing is left. */
+export function cleanText(value: string | null, maxLength: number): string | null {
+  if (value === null) return null;
+  const cleaned = value.replace(CONTROL_CHARACTERS, "").trim();
+  if (cleaned === "") return null;
+  const codePoints = Array.from(cleaned);
+  return codePoints.length <= maxLength ? cleaned : codePoints.slice(0, maxLength).join("").trimEnd();
+}
+
+function isDisabled(attributes: EntryAttributes): boolean {
+  const uac = Number.parseInt(attributes.first("userAccountControl") ?? "", 10);
+  if (Number.isFinite(uac) && (uac & UAC_ACCOUNTDISABLE) !== 0) return true;
+  // 389 DS and FreeIPA lock accounts with nsAccountLock.
+  return attributes.first("nsAccountLock")?.toLowerCase() === "true";
+}
+
+function unique(names: string[]): string[] {
+  const seen = new Set<string>();
+  return names.filter((name) => {
+    const key = name.toLowerCase();
+    if (name === "" || seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+type Value = string | Buffer;
+
+/** Case-insensitive access to an entry's attributes (servers choose the case of the names). */
+class EntryAttributes {
+  private readonly byName = new Map<string, Value[]>();
+  private readonly ranged: { name: string; values: Value[] }[] = [];
+
+  constructor(entry: Entry) {
+    for (const [name, raw] of Object.entries(entry)) {
+      if (name === "dn") continue;
+      const values = (Array.isArray(raw) ? raw : [raw]) as Value[];
+      this.byName.set(name.toLowerCase(), values);
+      if (name.includes(";")) this.ranged.push({ name: name.toLowerCase(), values });
+    }
+  }
+
+  values(name: string): Value[] {
+    return this.byName.get(name.toLowerCase()) ?? [];
+  }
+
+  /** The first non-empty value as text (a single-valued view of a possibly multi-valued attribute). */
+  first(name: string): string | null {
+    for (const value of this.values(name)) {
+      const text = Buffer.isBuffer(value) ? value.toString("utf8") : value;
+      if (text.trim() !== "") return text;
+    }
+    return null;
+  }
+
+  uniqueId(name: string): string | null {
+    const value = this.values(name)[0];
+    if (value === undefined) return null;
+    try {
+      if (name.toLowerCase() === "objectguid") return guidToString(asBytes(value));
+      if (name.toLowerCase() === "objectsid") return sidToString(asBytes(value));
+    } catch (err) {
+      if (err instanceof RangeError) return null;
+      throw err;
+    }
+    // bufferAttributes() asks for the unique id as a Buffer: a textual id (entryUUID, nsUniqueId) must
+    // map to the same string whether or not it was, so only non-UTF-8 bytes become hex.
+    return cleanText(Buffer.isBuffer(value) ? textOrHex(value) : value, 255)?.toLowerCase() ?? null;
+  }
+
+  /** Values of the member attribute, including an Active Directory range window (`member;range=0-1499`). */
+  memberValues(name: string): { count: number; complete: boolean } {
+    const prefix = `${name.toLowerCase()};range=`;
+    // ldapts adds requested names the server did not send with no values: skip those fillers.
+    const window = this.ranged.find(
+      (attribute) =>
+        attribute.name.startsWith(prefix) && (attribute.values.length > 0 || attribute.name.endsWith("-*")),
+    );
+    if (window) return { count: window.values.length, complete: window.name.endsWith("-*") };
+    return { count: this.values(name).length, complete: true };
+  }
+}
+
+/**
+ * ldapts hands back binary values as Buffers when asked to, but a GUID that happens to be valid
+ * UTF-8 may still arrive as a string; re-encoding it restores the exact bytes.
+ */
+function asBytes(value: Value): Buffer {
+  return Buffer.isBuffer(value) ? value : Buffer.from(value, "utf8");
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+function textOrHex(bytes: Buffer): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return bytes.toString("hex");
+  }
+}

@@ -1,0 +1,496 @@
+/**
+ * Group membership: every direct member of a group however large (Active Directory hands out
+ * `member` 1500 values at a time), and the full tree of nested groups, cycles included.
+ */
+import type { Entry } from "ldapts";
+import { AndFilter, EqualityFilter, OrFilter } from "ldapts";
+import type { DirectorySession } from "./client.ts";
+import { DnSyntaxError, formatDn, normalizedRdns, type ParsedDn, parseDn, resolveBase } from "./dn.ts";
+import { DirectoryError } from "./errors.ts";
+import { type Filter, parseFilter } from "./filter.ts";
+import {
+  bufferAttributes,
+  groupAttributes,
+  type MapResult,
+  mapGroup,
+  mapUser,
+  userAttributes,
+} from "./mapping.ts";
+import type { DirectoryMapping, LdapGroup, LdapUser } from "./types.ts";
+
+/** Active Directory's default MaxValRange; the server may use a smaller window, which is followed too. */
+export const RANGE_WINDOW = 1500;
+/** Members resolved per search: `(|(uid=a)(uid=b)…)` with this many terms, never an unbounded filter. */
+export const RESOLVE_BATCH = 250;
+/** Lookups in flight at once on the session's connection (the server answers them in parallel). */
+const CONCURRENT_LOOKUPS = 4;
+
+export interface UnresolvedMember {
+  /** The member value as the group holds it (a DN or a username). */
+  value: string;
+  reason: string;
+}
+
+/**
+ * The direct members of one group, in slices of at most RESOLVE_BATCH. A user who belongs to
+ * several of the nested groups appears once for each of them.
+ */
+export interface MemberBatch {
+  /** The group these are direct members of. */
+  groupDn: string;
+  users: LdapUser[];
+  /** Direct member groups; each is expanded once, in later batches. */
+  groups: LdapGroup[];
+  /** Values that are neither a user nor a group under the mapping's filters (or could not be mapped). */
+  unresolved: UnresolvedMember[];
+}
+
+/** The group at `dn`, or null when there is no such entry or it does not match the group filter. */
+export async function readGroup(
+  session: DirectorySession,
+  dn: string,
+  mapping: DirectoryMapping,
+): Promise<MapResult<LdapGroup> | null> {
+  const entry = await firstEntry(
+    session,
+    dn,
+    compile(mapping.groupFilter),
+    groupAttributes(mapping),
+    mapping,
+  );
+  return entry === null ? null : mapGroup(entry, mapping);
+}
+
+/**
+ * Every value of a group's member attribute. Active Directory returns big attributes in windows
+ * (`member;range=0-1499`, then `member;range=1500-2999`, …, the last ending in `-*`), so the
+ * windows are requested explicitly until the last one; other servers return all values at once
+ * under the plain name and ignore the ranged request.
+ */
+export async function readMemberValues(
+  session: DirectorySession,
+  groupDn: string,
+  attribute: string,
+): Promise<string[]> {
+  const values: string[] = [];
+  let start = 0;
+  let requested = [attribute, rangedName(attribute, start)];
+  for (;;) {
+    const entry = await session.readEntry(groupDn, requested);
+    if (entry === null) throw groupMissing(groupDn);
+    const window = rangedWindow(entry, attribute);
+    if (window === null) {
+      if (start === 0) values.push(...textValues(plainValues(entry, attribute)));
+      return values;
+    }
+    values.push(...window.values);
+    if (window.high === null || window.high < start) return values;
+    start = window.high + 1;
+    requested = [rangedName(attribute, start)];
+  }
+}
+
+export async function countMembers(
+  session: DirectorySession,
+  groupDn: string,
+  mapping: DirectoryMapping,
+): Promise<number> {
+  return (await readMemberValues(session, groupDn, mapping.attrMember)).length;
+}
+
+/**
+ * Walks a group and its nested groups breadth-first, yielding each group's direct members in
+ * batches. A visited set makes cycles (A ⊃ B ⊃ A) terminate; a group met again is still reported
+ * as a member, just not expanded twice.
+ */
+export async function* expandGroup(
+  session: DirectorySession,
+  groupDn: string,
+  mapping: DirectoryMapping,
+): AsyncGenerator<MemberBatch> {
+  const root = tryNormalize(groupDn);
+  if (root === null) {
+    throw new DirectoryError({
+      kind: "invalid_dn",
+      message: `"${groupDn}" is not a valid DN.`,
+      detail: groupDn,
+    });
+  }
+  const resolver = new MemberResolver(session, mapping);
+  const visited = new Set([root]);
+  const queue = [groupDn];
+  for (let dn = queue.shift(); dn !== undefined; dn = queue.shift()) {
+    const values = await readMemberValues(session, dn, mapping.attrMember);
+    for await (const batch of resolver.resolve(dn, values)) {
+      for (const group of batch.groups) {
+        const key = tryNormalize(group.dn);
+        if (key !== null && !visited.has(key)) {
+          visited.add(key);
+          queue.push(group.dn);
+        }
+      }
+      yield batch;
+    }
+  }
+}
+
+class MemberResolver {
+  private readonly userFilter: Filter;
+  private readonly groupFilter: Filter;
+  private readonly userAttributes: string[];
+  private readonly groupAttributes: string[];
+
+  constructor(
+    private readonly session: DirectorySession,
+    private readonly mapping: DirectoryMapping,
+  ) {
+    this.userFilter = compile(mapping.userFilter);
+    this.groupFilter = compile(mapping.groupFilter);
+    this.userAttributes = userAttributes(mapping);
+    this.groupAttributes = groupAttributes(mapping);
+  }
+
+  resolve(groupDn: string, values: string[]): AsyncGenerator<MemberBatch> {
+    return this.mapping.memberValues === "username"
+      ? this.resolveUsernames(groupDn, values)
+      : this.resolveDns(groupDn, values);
+  }
+
+  /** posixGroup-style members: usernames, looked up under the user base. */
+  private async *resolveUsernames(groupDn: string, values: string[]): AsyncGenerator<MemberBatch> {
+    const usernames = uniqueBy(values.map((value) => value.trim()).filter(Boolean), usernameKey);
+    const base = resolveBase(this.mapping.userBase, this.session.connection.baseDn);
+    for (const chunk of chunks(usernames, RESOLVE_BATCH)) {
+      const filter = anyOf(this.mapping.attrUsername, chunk);
+      const entries = await this.search(
+        base,
+        and(this.userFilter, filter),
+        this.mapping.userScope,
+        this.userAttributes,
+      );
+      const batch = emptyBatch(groupDn);
+      const found = new Set<string>();
+      for (const entry of entries) {
+        const mapped = mapUser(entry, this.mapping);
+        if (mapped.ok) {
+          found.add(usernameKey(mapped.value.username));
+          batch.users.push(mapped.value);
+        }
+      }
+      const missing = chunk.filter((username) => !found.has(usernameKey(username)));
+      batch.unresolved.push(...missing.map((value) => ({ value, reason: "No user has this username." })));
+      yield batch;
+    }
+  }
+
+  /**
+   * DN members, resolved by their RDN: members sharing a parent and an RDN attribute are fetched
+   * with one `(|(uid=a)(uid=b)…)` search one level under that parent, and matched back by DN.
+   */
+  private async *resolveDns(groupDn: string, values: string[]): AsyncGenerator<MemberBatch> {
+    const self = tryNormalize(groupDn) ?? groupDn;
+    const { buckets, oddities, invalid } = bucketByParent(values, self);
+    if (invalid.length > 0) {
+      const batch = emptyBatch(groupDn);
+      batch.unresolved.push(
+        ...invalid.map((value) => ({ value, reason: "The member value is not a valid DN." })),
+      );
+      yield batch;
+    }
+    const lookups = [...buckets.values()].flatMap((bucket) =>
+      [...chunks(bucket.members, RESOLVE_BATCH)].map(
+        (chunk) => () => this.resolveChunk(groupDn, bucket.parent, bucket.type, chunk),
+      ),
+    );
+    yield* inOrder(lookups, CONCURRENT_LOOKUPS);
+    for (const chunk of chunks(oddities, RESOLVE_BATCH)) {
+      yield await this.resolveOneByOne(groupDn, chunk);
+    }
+  }
+
+  private async resolveChunk(
+    groupDn: string,
+    parent: string,
+    type: string,
+    members: RdnMember[],
+  ): Promise<MemberBatch> {
+    const batch = emptyBatch(groupDn);
+    let pending = new Map(members.map((member) => [member.key, member]));
+    const byRdn = (candidates: RdnMember[]) =>
+      anyOf(
+        type,
+        candidates.map((member) => member.rdnValue),
+      );
+    try {
+      const users = await this.search(
+        parent,
+        and(this.userFilter, byRdn(members)),
+        "one",
+        this.userAttributes,
+      );
+      pending = this.collect(users, pending, batch, "user");
+      // Most members are users: only the few left over are looked for among groups.
+      if (pending.size > 0) {
+        const groupFilter = and(this.groupFilter, byRdn([...pending.values()]));
+        const groups = await this.search(parent, groupFilter, "one", this.groupAttributes);
+        pending = this.collect(groups, pending, batch, "group");
+      }
+    } catch (err) {
+      if (!isNoSuchObject(err)) throw err;
+    }
+    for (const member of pending.values()) batch.unresolved.push({ value: member.value, reason: notFound });
+    return batch;
+  }
+
+  /** Members whose DN has a multi-valued RDN or no parent: a base-scope read each. */
+  private async resolveOneByOne(groupDn: string, members: string[]): Promise<MemberBatch> {
+    const batch = emptyBatch(groupDn);
+    for (const value of members) {
+      const user = await firstEntry(this.session, value, this.userFilter, this.userAttributes, this.mapping);
+      const entry =
+        user ?? (await firstEntry(this.session, value, this.groupFilter, this.groupAttributes, this.mapping));
+      if (entry === null) batch.unresolved.push({ value, reason: notFound });
+      else this.add(entry, user !== null ? "user" : "group", batch, value);
+    }
+    return batch;
+  }
+
+  /** Files found entries into the batch; returns the members still not found. */
+  private collect(
+    entries: Entry[],
+    pending: Map<string, RdnMember>,
+    batch: MemberBatch,
+    kind: "user" | "group",
+  ): Map<string, RdnMember> {
+    for (const entry of entries) {
+      const key = tryNormalize(entry.dn);
+      const member = key === null ? undefined : pending.get(key);
+      if (member === undefined || key === null) continue;
+      pending.delete(key);
+      this.add(entry, kind, batch, member.value);
+    }
+    return pending;
+  }
+
+  private add(entry: Entry, kind: "user" | "group", batch: MemberBatch, value: string): void {
+    if (kind === "user") {
+      const mapped = mapUser(entry, this.mapping);
+      if (mapped.ok) batch.users.push(mapped.value);
+      else batch.unresolved.push({ value, reason: mapped.reason });
+    } else {
+      const mapped = mapGroup(entry, this.mapping);
+      if (mapped.ok) batch.groups.push(mapped.value);
+      else batch.unresolved.push({ value, reason: mapped.reason });
+    }
+  }
+
+  private async search(
+    base: string,
+    filter: Filter,
+    scope: "one" | "sub",
+    attributes: string[],
+  ): Promise<Entry[]> {
+    const entries: Entry[] = [];
+    const options = { pageSize: this.mapping.pageSize, bufferAttributes: bufferAttributes(this.mapping) };
+    for await (const page of this.session.searchPages(base, filter, scope, attributes, options)) {
+      entries.push(...page);
+    }
+    return entries;
+  }
+}
+
+const notFound = "No user or group matching the directory's filters has this DN.";
+
+interface RdnMember {
+  /** The value as the group holds it. */
+  value: string;
+  /** Its normalized DN, to match entries returned by the server. */
+  key: string;
+  rdnValue: string;
+}
+
+interface Bucket {
+  parent: string;
+  type: string;
+  members: RdnMember[];
+}
+
+/** Groups DN members by parent and RDN attribute; multi-valued RDNs go to `oddities`. */
+function bucketByParent(values: string[], self: string) {
+  const buckets = new Map<string, Bucket>();
+  const oddities: string[] = [];
+  const invalid: string[] = [];
+  const seen = new Set<string>([self]);
+  for (const raw of values) {
+    const value = stripOptionalUid(raw.trim());
+    const parsed = tryParse(value);
+    if (parsed === null || parsed.length === 0) {
+      invalid.push(raw);
+      continue;
+    }
+    const rdns = normalizedRdns(parsed);
+    const key = rdns.join(",");
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const [rdn, ...rest] = parsed;
+    const ava = rdn?.length === 1 ? rdn[0] : undefined;
+    if (ava === undefined || ava.hex || rest.length === 0) {
+      oddities.push(value);
+      continue;
+    }
+    const parent = formatDn(rest);
+    const bucketKey = `${ava.type.toLowerCase()}\u0000${rdns.slice(1).join(",")}`;
+    const bucket = buckets.get(bucketKey) ?? { parent, type: ava.type, members: [] };
+    bucket.members.push({ value, key, rdnValue: ava.value });
+    buckets.set(bucketKey, bucket);
+  }
+  return { buckets, oddities, invalid };
+}
+
+/** uniqueMember values may carry an optional UID: `cn=x,dc=example#'0101'B`. */
+function stripOptionalUid(value: string): string {
+  return value.replace(/#'[01]*'B$/, "");
+}
+
+async function firstEntry(
+  session: DirectorySession,
+  dn: string,
+  filter: Filter,
+  attributes: string[],
+  mapping: DirectoryMapping,
+): Promise<Entry | null> {
+  try {
+    const options = { bufferAttributes: bufferAttributes(mapping) };
+    for await (const page of session.searchPages(dn, filter, "base", attributes, options)) {
+      if (page[0]) return page[0];
+    }
+    return null;
+  } catch (err) {
+    if (isNoSuchObject(err)) return null;
+    throw err;
+  }
+}
+
+function rangedName(attribute: string, start: number): string {
+  return `${attribute};range=${start}-${start + RANGE_WINDOW - 1}`;
+}
+
+/**
+ * The ranged attribute in an entry, if the server sent one. ldapts adds every requested name
+ * that the server did not send with no values, so an empty window under exactly the requested
+ * name is that filler, not an answer.
+ */
+function rangedWindow(entry: Entry, attribute: string): { values: string[]; high: number | null } | null {
+  const pattern = new RegExp(`^${escapeRegExp(attribute)};range=(\\d+)-(\\d+|\\*)$`, "i");
+  for (const [name, raw] of Object.entries(entry)) {
+    const match = pattern.exec(name);
+    if (!match) continue;
+    const values = textValues(raw);
+    const high = match[2] === "*" ? null : Number(match[2]);
+    if (values.length > 0 || high === null) return { values, high };
+  }
+  return null;
+}
+
+function plainValues(entry: Entry, attribute: string): Entry[string] {
+  const name = Object.keys(entry).find((key) => key.toLowerCase() === attribute.toLowerCase());
+  return name === undefined ? [] : (entry[name] ?? []);
+}
+
+function textValues(raw: Entry[string] | undefined): string[] {
+  if (raw === undefined) return [];
+  const values = Array.isArray(raw) ? raw : [raw];
+  return values.map((value) => (Buffer.isBuffer(value) ? value.toString("utf8") : value));
+}
+
+function compile(filter: string): Filter {
+  const parsed = parseFilter(filter);
+  if (parsed.ok) return parsed.filter;
+  throw new DirectoryError({
+    kind: "protocol",
+    message: `The directory's filter is invalid: ${parsed.message}`,
+    detail: `filter: ${filter}`,
+  });
+}
+
+function anyOf(attribute: string, values: string[]): Filter {
+  const terms = values.map((value) => new EqualityFilter({ attribute, value }));
+  return terms.length === 1 && terms[0] ? terms[0] : new OrFilter({ filters: terms });
+}
+
+function and(...filters: Filter[]): Filter {
+  return new AndFilter({ filters });
+}
+
+function emptyBatch(groupDn: string): MemberBatch {
+  return { groupDn, users: [], groups: [], unresolved: [] };
+}
+
+function groupMissing(groupDn: string): DirectoryError {
+  return new DirectoryError({
+    kind: "no_such_object",
+    message: `The group ${groupDn} no longer exists in the directory.`,
+    ldapCode: 32,
+    detail: `base-scope read of ${groupDn}: no such object`,
+  });
+}
+
+function isNoSuchObject(err: unknown): boolean {
+  return err instanceof DirectoryError && err.classified.ldapCode === 32;
+}
+
+function tryParse(dn: string): ParsedDn | null {
+  try {
+    return parseDn(dn);
+  } catch (err) {
+    if (err instanceof DnSyntaxError) return null;
+    throw err;
+  }
+}
+
+function tryNormalize(dn: string): string | null {
+  const parsed = tryParse(dn);
+  return parsed === null ? null : normalizedRdns(parsed).join(",");
+}
+
+function usernameKey(username: string): string {
+  return username.normalize("NFC").toLowerCase();
+}
+
+function uniqueBy<T>(items: T[], key: (item: T) => string): T[] {
+  const seen = new Set<string>();
+  return items.filter((item) => {
+    const k = key(item);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+/** Runs tasks with at most `limit` in flight, yielding their results in the tasks' order. */
+async function* inOrder<T>(tasks: (() => Promise<T>)[], limit: number): AsyncGenerator<T> {
+  const running: Promise<T>[] = [];
+  let next = 0;
+  const start = () => {
+    const task = tasks[next++];
+    if (!task) return;
+    const promise = task();
+    // Awaited below in order; this keeps a later failure from being "unhandled" meanwhile.
+    promise.catch(() => {});
+    running.push(promise);
+  };
+  while (next < tasks.length && running.length < limit) start();
+  for (let current = running.shift(); current !== undefined; current = running.shift()) {
+    const value = await current;
+    start();
+    yield value;
+  }
+}
+
+function* chunks<T>(items: T[], size: number): Generator<T[]> {
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}

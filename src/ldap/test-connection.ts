@@ -1,0 +1,183 @@
+/**
+ * "Test connection": walks the path an import takes (connect, StartTLS, bind, read the base DN,
+ * count users and groups) and says exactly which step failed and why.
+ */
+import {
+  type DirectoryLogger,
+  type DirectorySession,
+  type OpenFailure,
+  type OpenTimings,
+  openDirectory,
+  type UrlAttempt,
+} from "./client.ts";
+import { resolveBase } from "./dn.ts";
+import { type ClassifiedLdapError, classifyLdapError, DirectoryError } from "./errors.ts";
+import type { DirectoryConnection, DirectoryMapping } from "./types.ts";
+
+export type ConnectionTestStepName =
+  | "connect"
+  | "starttls"
+  | "bind"
+  | "base_dn"
+  | "count_users"
+  | "count_groups";
+
+export interface ConnectionTestStep {
+  step: ConnectionTestStepName;
+  ok: boolean;
+  ms: number;
+  message: string;
+  error?: ClassifiedLdapError;
+}
+
+export interface ConnectionTestResult {
+  ok: boolean;
+  /** The steps taken, in order, up to and including the first that failed. */
+  steps: ConnectionTestStep[];
+  usersCount?: number;
+  groupsCount?: number;
+  /** The URL that answered (the first live one of the list). */
+  serverUrl?: string;
+}
+
+const numberFormat = new Intl.NumberFormat("en");
+
+export async function testConnection(
+  conn: DirectoryConnection,
+  mapping: DirectoryMapping,
+  options: { logger?: DirectoryLogger } = {},
+): Promise<ConnectionTestResult> {
+  const started = performance.now();
+  const opened = await openDirectory(conn, options);
+  if (!opened.ok) {
+    const steps = openSteps(conn, opened.url, opened.attempts, opened.timings);
+    steps.push({
+      step: opened.step,
+      ok: false,
+      ms: failedStepMs(opened, started),
+      message: opened.error.message,
+      error: opened.error,
+    });
+    // Only a bind failure means a server answered; otherwise no URL is "the" server.
+    return { ok: false, steps, serverUrl: opened.step === "bind" ? opened.url : undefined };
+  }
+  const { session, url } = opened;
+  try {
+    return await checkDirectory(
+      session,
+      conn,
+      mapping,
+      openSteps(conn, url, opened.attempts, opened.timings),
+      url,
+    );
+  } finally {
+    await session.close();
+  }
+}
+
+async function checkDirectory(
+  session: DirectorySession,
+  conn: DirectoryConnection,
+  mapping: DirectoryMapping,
+  steps: ConnectionTestStep[],
+  serverUrl: string,
+): Promise<ConnectionTestResult> {
+  const baseDn = await timed(
+    "base_dn",
+    async () => {
+      if ((await session.readEntry(conn.baseDn, ["1.1"])) === null) throw baseDnMissing(conn.baseDn);
+    },
+    () => `The base DN ${conn.baseDn} exists.`,
+  );
+  steps.push(baseDn.step);
+  if (!baseDn.step.ok) return { ok: false, steps, serverUrl };
+
+  const userBase = resolveBase(mapping.userBase, conn.baseDn);
+  const users = await timed(
+    "count_users",
+    () => session.count(userBase, mapping.userFilter, mapping.userScope),
+    (count) => countMessage(count, "user", userBase),
+  );
+  steps.push(users.step);
+  if (users.value === undefined) return { ok: false, steps, serverUrl };
+
+  const groupBase = resolveBase(mapping.groupBase, conn.baseDn);
+  const groups = await timed(
+    "count_groups",
+    () => session.count(groupBase, mapping.groupFilter, mapping.groupScope),
+    (count) => countMessage(count, "group", groupBase),
+  );
+  steps.push(groups.step);
+  if (groups.value === undefined) return { ok: false, steps, usersCount: users.value, serverUrl };
+  return { ok: true, steps, usersCount: users.value, groupsCount: groups.value, serverUrl };
+}
+
+async function timed<T>(
+  step: ConnectionTestStepName,
+  work: () => Promise<T>,
+  describe: (value: T) => string,
+): Promise<{ step: ConnectionTestStep; value?: T }> {
+  const started = performance.now();
+  try {
+    const value = await work();
+    return { step: { step, ok: true, ms: elapsed(started), message: describe(value) }, value };
+  } catch (err) {
+    const error = classifyLdapError(err);
+    return { step: { step, ok: false, ms: elapsed(started), message: error.message, error } };
+  }
+}
+
+/** The connect, StartTLS and bind steps that succeeded while opening the session. */
+function openSteps(
+  conn: DirectoryConnection,
+  url: string | undefined,
+  attempts: UrlAttempt[],
+  timings: Partial<OpenTimings>,
+): ConnectionTestStep[] {
+  const steps: ConnectionTestStep[] = [];
+  if (timings.connectMs === undefined || url === undefined) return steps;
+  steps.push({ step: "connect", ok: true, ms: timings.connectMs, message: connectedMessage(url, attempts) });
+  if (timings.startTlsMs !== undefined) {
+    steps.push({
+      step: "starttls",
+      ok: true,
+      ms: timings.startTlsMs,
+      message: "The connection is encrypted (StartTLS).",
+    });
+  }
+  if (timings.bindMs !== undefined) {
+    const message = conn.bindDn ? `Signed in as ${conn.bindDn}.` : "Signed in anonymously.";
+    steps.push({ step: "bind", ok: true, ms: timings.bindMs, message });
+  }
+  return steps;
+}
+
+function failedStepMs(failure: OpenFailure, started: number): number {
+  const attempt = failure.attempts.find((candidate) => candidate.url === failure.url);
+  if (failure.step !== "bind" && attempt) return attempt.ms;
+  const spent = (failure.timings.connectMs ?? 0) + (failure.timings.startTlsMs ?? 0);
+  return Math.max(0, elapsed(started) - spent);
+}
+
+function connectedMessage(url: string, attempts: UrlAttempt[]): string {
+  const skipped = attempts.filter((attempt) => attempt.url !== url);
+  const notes = skipped.map((attempt) => `${attempt.url} failed (${attempt.error.message})`);
+  return [...notes, `Connected to ${url}.`].join(" ");
+}
+
+function countMessage(count: number, noun: string, base: string): string {
+  return `Found ${numberFormat.format(count)} ${noun}${count === 1 ? "" : "s"} under ${base}.`;
+}
+
+function baseDnMissing(baseDn: string): DirectoryError {
+  return new DirectoryError({
+    kind: "no_such_object",
+    message: `The base DN ${baseDn} does not exist on the server: check its spelling.`,
+    ldapCode: 32,
+    detail: `base-scope read of ${baseDn}: no such object`,
+  });
+}
+
+function elapsed(started: number): number {
+  return Math.round(performance.now() - started);
+}
