@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Roster's demo or test suite needs, only when they are missing.
 #   install-system-packages.sh demo   → slapd, ldap-utils
-#   install-system-packages.sh test   → slapd, ldap-utils, openssl, chromium
+#   install-system-packages.sh test   → slapd, ldap-utils, openssl, chromium, and Samba's AD DC
 set -euo pipefail
 want=(slapd ldap-utils openssl)
-if [ "${1:-test}" = "test" ]; then want+=(chromium); fi
+if [ "${1:-test}" = "test" ]; then
+  want+=(chromium samba samba-ad-provision samba-dsdb-modules ldb-tools)
+fi
 
 missing=()
 for pkg in "${want[@]}"; do

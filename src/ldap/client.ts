@@ -95,7 +95,10 @@ export interface DirectorySession {
   ): Promise<Entry | null>;
   /** Exact number of matching entries, however many (paged, no attributes transferred). */
   count(base: string, filter: string | Filter, scope: SearchScope): Promise<number>;
-  /** Checks a user's password with a bind on a separate connection (same URLs and TLS settings). */
+  /**
+   * Checks a user's password with a bind on a separate connection (same URLs and TLS settings).
+   * `dn` may also be a name Active Directory accepts instead: `alice@corp.example`, `CORP\alice`.
+   */
   bindAs(dn: string, password: string): Promise<BindResult>;
   close(): Promise<void>;
 }
@@ -226,7 +229,7 @@ class Session implements DirectorySession {
   }
 
   async bindAs(dn: string, password: string): Promise<BindResult> {
-    if (!isValidDn(dn)) {
+    if (!isValidBindName(dn)) {
       return { ok: false, error: { kind: "invalid_dn", message: "The user's DN is not valid.", detail: dn } };
     }
     if (password === "") {
@@ -467,6 +470,18 @@ async function bindClient(client: Client, dn: string | null, password: string | 
   } catch (err) {
     return { ok: false, error: classifyLdapError(err, { secrets: [password] }) };
   }
+}
+
+/**
+ * A non-empty DN (the empty one would be an anonymous bind), or a userPrincipalName (`user@domain`)
+ * or down-level logon name (`DOMAIN\user`), which Active Directory accepts in a simple bind.
+ */
+function isValidBindName(name: string): boolean {
+  if (name.trim() === "") return false;
+  if (isValidDn(name)) return true;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+  if (/[\u0000-\u001f\u007f]/.test(name)) return false;
+  return /^[^@\\]+@[^@\\\s]+$/.test(name) || /^[^@\\\s]+\\[^@\\]+$/.test(name);
 }
 
 function sessionClosedError(): ClassifiedLdapError {

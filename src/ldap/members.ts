@@ -3,7 +3,7 @@
  * `member` 1500 values at a time), and the full tree of nested groups, cycles included.
  */
 import type { Entry } from "ldapts";
-import { AndFilter, EqualityFilter, OrFilter } from "ldapts";
+import { AndFilter, EqualityFilter, ExtensibleFilter, OrFilter } from "ldapts";
 import type { DirectorySession } from "./client.ts";
 import { DnSyntaxError, formatDn, normalizedRdns, type ParsedDn, parseDn, resolveBase } from "./dn.ts";
 import { DirectoryError } from "./errors.ts";
@@ -96,6 +96,32 @@ export async function countMembers(
   mapping: DirectoryMapping,
 ): Promise<number> {
   return (await readMemberValues(session, groupDn, mapping.attrMember)).length;
+}
+
+/** Active Directory's LDAP_MATCHING_RULE_IN_CHAIN: matches through nested groups, server-side. */
+export const MATCHING_RULE_IN_CHAIN = "1.2.840.113556.1.4.1941";
+
+/**
+ * Every user in a group, directly or through nested groups (cycles included), in one paged search
+ * that the server evaluates: `(memberOf:1.2.840.113556.1.4.1941:=<group DN>)`. Active Directory
+ * and Samba only; each user comes once, without saying through which group. Other servers:
+ * `expandGroup`.
+ */
+export async function* transitiveUserMembers(
+  session: DirectorySession,
+  groupDn: string,
+  mapping: DirectoryMapping,
+): AsyncGenerator<MapResult<LdapUser>[]> {
+  const inChain = new ExtensibleFilter({
+    matchType: "memberOf",
+    rule: MATCHING_RULE_IN_CHAIN,
+    value: groupDn,
+  });
+  const filter = and(compile(mapping.userFilter), inChain);
+  const base = resolveBase(mapping.userBase, session.connection.baseDn);
+  const options = { pageSize: mapping.pageSize, bufferAttributes: bufferAttributes(mapping) };
+  const pages = session.searchPages(base, filter, mapping.userScope, userAttributes(mapping), options);
+  for await (const page of pages) yield page.map((entry) => mapUser(entry, mapping));
 }
 
 /**
