@@ -12,11 +12,18 @@ import { pinoHttp } from "pino-http";
 import type { Config } from "./config.ts";
 import type { Database } from "./db/client.ts";
 import type { ExternalAuthenticator } from "./services/auth.ts";
+import { createSecretBox } from "./services/secrets.ts";
 import { loadCurrentUser } from "./web/auth-middleware.ts";
 import { takeFlash } from "./web/flash.ts";
+import { multipartForms } from "./web/multipart.ts";
 import { createViews, render } from "./web/render.ts";
+import { AUDIT_LOG_SECTION, auditLogRoutes } from "./web/routes/audit-log.ts";
 import { type AuthRouteDeps, authRoutes } from "./web/routes/auth.ts";
+import { directoryRoutes } from "./web/routes/directories.ts";
+import { groupsRoutes } from "./web/routes/groups.ts";
 import { homeRoutes } from "./web/routes/home.ts";
+import { importsRoutes } from "./web/routes/imports.ts";
+import { rolesRoutes } from "./web/routes/roles.ts";
 import { type SettingsSection, settingsRoutes } from "./web/routes/settings.ts";
 import { usersRoutes } from "./web/routes/users.ts";
 
@@ -26,6 +33,8 @@ export interface AppDeps {
   logger: Logger;
   externalAuth?: ExternalAuthenticator;
   throttle?: AuthRouteDeps["throttle"];
+  /** The background import worker (server.ts starts it); told when a run is queued. */
+  importWorker?: { wake(): void };
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -52,6 +61,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.use("/static", express.static(publicDir, staticOptions));
   app.use("/vendor/htmx", express.static(htmxDir, staticOptions));
   app.use(express.urlencoded({ extended: false, limit: "256kb", parameterLimit: 5000 }));
+  // Forms with a file input (the directory form's CA certificate) come as multipart.
+  app.use(multipartForms({ limit: 256 * 1024, maxFields: 5000 }));
   app.use(sessions(config, database, logger));
   app.use(...csrfProtection());
   app.use(takeFlash);
@@ -60,7 +71,20 @@ export function createApp(deps: AppDeps): express.Express {
   const settingsSections: SettingsSection[] = [];
   app.use(authRoutes({ db, externalAuth: deps.externalAuth, throttle: deps.throttle }));
   app.use(homeRoutes());
-  app.use(usersRoutes({ db }));
+  const secretBox = createSecretBox(config.encryptionKey);
+  const directoryLogger = logger.child({ component: "ldap" });
+  app.use(usersRoutes({ db, secretBox, directoryLogger }));
+  app.use(groupsRoutes({ db, secretBox, directoryLogger }));
+  app.use(rolesRoutes({ db }));
+  app.use(auditLogRoutes({ db }));
+  app.use(importsRoutes({ db, secretBox, directoryLogger, wake: () => deps.importWorker?.wake() }));
+  app.use(directoryRoutes({ db, secretBox }));
+  settingsSections.push({
+    href: "/settings/directories",
+    label: "Directories",
+    description: "The LDAP servers Roster imports users and groups from and signs them in with.",
+  });
+  settingsSections.push(AUDIT_LOG_SECTION);
   app.use(settingsRoutes(settingsSections));
 
   app.use((req, res) => {

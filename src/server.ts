@@ -5,7 +5,10 @@ import { type Database, openDatabase } from "./db/client.ts";
 import { startHousekeeping } from "./housekeeping.ts";
 import { createLogger } from "./logger.ts";
 import { bootstrapAdmin, needsSetup } from "./services/auth.ts";
+import { createDirectoryAuthenticator } from "./services/directory-sign-in.ts";
+import { createImportWorker } from "./services/import/worker.ts";
 import { ensurePredefinedRoles } from "./services/permissions.ts";
+import { createSecretBox } from "./services/secrets.ts";
 
 export interface Running {
   url: string;
@@ -28,7 +31,18 @@ export async function start(
   await bootstrapAdmin(database.db, config.bootstrapAdmin);
   const stopHousekeeping = startHousekeeping(database.db, logger);
 
-  const app = createApp({ config, database, logger, ...extra });
+  const externalAuth = createDirectoryAuthenticator({
+    db: database.db,
+    secretBox: createSecretBox(config.encryptionKey),
+    logger: logger.child({ component: "ldap" }),
+  });
+  const importWorker = createImportWorker({
+    db: database.db,
+    secretBox: createSecretBox(config.encryptionKey),
+    logger: logger.child({ component: "import" }),
+  });
+  importWorker.start();
+  const app = createApp({ config, database, logger, externalAuth, importWorker, ...extra });
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(config.port, config.host, () => resolve(s));
   });
@@ -48,6 +62,7 @@ export async function start(
     server,
     async stop() {
       stopHousekeeping();
+      await importWorker.stop();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await database.close();
     },

@@ -32,5 +32,20 @@ export function takeFlash(req: Request, res: Response, next: NextFunction): void
  */
 export function redirectAfterPost(req: Request, res: Response, location: string, message?: string): void {
   if (message) flash(req, "success", message);
-  res.redirect(303, location);
+  redirectWhenSaved(req, res, location);
+}
+
+/**
+ * express-session sends the response headers before its store has saved the session; a browser
+ * follows a 303 as soon as it sees them, so the next page could load the session without the flash
+ * (and then save over it). Saving first closes that race.
+ */
+export function redirectWhenSaved(req: Request, res: Response, location: string): void {
+  req.session.save((err) => {
+    if (err) {
+      req.next?.(err);
+      return;
+    }
+    res.redirect(303, location);
+  });
 }

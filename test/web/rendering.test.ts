@@ -57,7 +57,7 @@ describe("full page or partial", () => {
   test("LIKE wildcards typed in the search match themselves", async () => {
     const { agent } = await signedInAgent(t.app, "admin");
     const res = await agent.get("/users?q=%25").expect(200);
-    assert.match(res.text, /No users match/);
+    assert.match(res.text, /No users or groups match/);
   });
 });
 

@@ -1,0 +1,238 @@
+/**
+ * What importing one directory entry would do to Roster's store: the single place where "same
+ * user", "conflict" and "what changes" are decided, used by the search results (the status column)
+ * and by the import itself, so the two always agree.
+ */
+import { normalizeDn } from "../../ldap/dn.ts";
+import type { LdapGroup, LdapUser } from "../../ldap/types.ts";
+import { nameKey, searchTextOf } from "../names.ts";
+
+/** A user row as the import compares it. */
+export interface StoredUser {
+  id: number;
+  kind: "internal" | "external";
+  username: string;
+  usernameKey: string;
+  fullName: string;
+  email: string;
+  department: string;
+  phone: string;
+  enabled: boolean;
+  dn: string | null;
+  directoryId: number | null;
+  directoryName: string | null;
+  externalId: string | null;
+  missingInDirectory: boolean;
+}
+
+export interface StoredGroup {
+  id: number;
+  kind: "internal" | "external";
+  name: string;
+  nameKey: string;
+  description: string;
+  dn: string | null;
+  directoryId: number | null;
+  directoryName: string | null;
+  externalId: string | null;
+  missingInDirectory: boolean;
+}
+
+/** The user row an entry should produce (synchronized fields only). */
+export interface DesiredUser {
+  username: string;
+  usernameKey: string;
+  fullName: string;
+  email: string;
+  department: string;
+  phone: string;
+  searchText: string;
+  dn: string;
+  externalId: string;
+  enabled: boolean;
+}
+
+export interface DesiredGroup {
+  name: string;
+  nameKey: string;
+  description: string;
+  searchText: string;
+  dn: string;
+  externalId: string;
+}
+
+export type Decision<T> =
+  | { action: "create" }
+  | { action: "update"; target: T; changes: string[] }
+  | { action: "unchanged"; target: T }
+  | { action: "conflict"; reason: string };
+
+export interface MatchContext {
+  directoryId: number;
+  /** True when this run already imported the entry with this stable id (another entry then owns the name). */
+  importedInThisRun?: (externalId: string) => boolean;
+}
+
+export function desiredUser(user: LdapUser): DesiredUser {
+  const email = user.email ?? "";
+  return {
+    username: user.username,
+    usernameKey: nameKey(user.username),
+    fullName: user.fullName,
+    email,
+    department: user.department ?? "",
+    phone: user.phone ?? "",
+    searchText: searchTextOf(user.username, user.fullName, email),
+    dn: user.dn,
+    externalId: user.externalId,
+    enabled: !user.disabled,
+  };
+}
+
+export function desiredGroup(group: LdapGroup): DesiredGroup {
+  const description = group.description ?? "";
+  return {
+    name: group.name,
+    nameKey: nameKey(group.name),
+    description,
+    searchText: searchTextOf(group.name, description),
+    dn: group.dn,
+    externalId: group.externalId,
+  };
+}
+
+/**
+ * Users are matched by the directory's stable id first, then by username (NFC, case-insensitive).
+ * An internal user or an external user of this directory with the same username is the same person;
+ * a user of another directory is never taken over.
+ */
+export function classifyUser(
+  desired: DesiredUser,
+  byId: StoredUser | null,
+  byName: StoredUser | null,
+  context: MatchContext,
+): Decision<StoredUser> {
+  if (byId) {
+    if (byName && byName.id !== byId.id) {
+      return {
+        action: "conflict",
+        reason: `Renamed to “${desired.username}” in the directory, but ${describeOwner(byName, "user", context)} already has that username.`,
+      };
+    }
+    return compareUser(desired, byId);
+  }
+  if (!byName) return { action: "create" };
+  if (byName.kind === "internal") return compareUser(desired, byName);
+  if (byName.directoryId !== context.directoryId) {
+    return {
+      action: "conflict",
+      reason: `The username belongs to ${describeOwner(byName, "user", context)}.`,
+    };
+  }
+  if (byName.externalId !== null && context.importedInThisRun?.(byName.externalId)) {
+    return {
+      action: "conflict",
+      reason: `Another entry of this directory${byName.dn ? ` (${byName.dn})` : ""} has the same username.`,
+    };
+  }
+  // Same directory, same username, new stable id: the entry was re-created; follow it.
+  return compareUser(desired, byName);
+}
+
+export function classifyGroup(
+  desired: DesiredGroup,
+  byId: StoredGroup | null,
+  byName: StoredGroup | null,
+  context: MatchContext,
+): Decision<StoredGroup> {
+  if (byId) {
+    if (byName && byName.id !== byId.id) {
+      return {
+        action: "conflict",
+        reason: `Renamed to “${desired.name}” in the directory, but ${describeOwner(byName, "group", context)} already has that name.`,
+      };
+    }
+    return compareGroup(desired, byId);
+  }
+  if (!byName) return { action: "create" };
+  if (byName.kind === "internal" || byName.directoryId !== context.directoryId) {
+    return { action: "conflict", reason: `The name belongs to ${describeOwner(byName, "group", context)}.` };
+  }
+  if (byName.externalId !== null && context.importedInThisRun?.(byName.externalId)) {
+    return {
+      action: "conflict",
+      reason: `Another entry of this directory${byName.dn ? ` (${byName.dn})` : ""} has the same group name.`,
+    };
+  }
+  return compareGroup(desired, byName);
+}
+
+/** The synchronized fields that differ, in words; an internal user keeps its username and stays internal. */
+export function userChanges(desired: DesiredUser, stored: StoredUser): string[] {
+  const changes: string[] = [];
+  if (stored.kind === "external" && stored.username !== desired.username) changes.push("username");
+  if (stored.fullName !== desired.fullName) changes.push("full name");
+  if (stored.email !== desired.email) changes.push("email");
+  if (stored.department !== desired.department) changes.push("department");
+  if (stored.phone !== desired.phone) changes.push("phone");
+  if (stored.kind === "external") {
+    if (!sameDn(stored.dn, desired.dn)) changes.push("DN");
+    if (stored.externalId !== desired.externalId) changes.push("stable id");
+    if (stored.missingInDirectory) changes.push("found in the directory again");
+    // One way only: an account disabled in the directory can't sign in; re-enabling is Roster's choice.
+    if (!desired.enabled && stored.enabled) changes.push("sign-in disabled (disabled in the directory)");
+  }
+  return changes;
+}
+
+export function groupChanges(desired: DesiredGroup, stored: StoredGroup): string[] {
+  const changes: string[] = [];
+  if (stored.name !== desired.name) changes.push("name");
+  if (stored.description !== desired.description) changes.push("description");
+  if (!sameDn(stored.dn, desired.dn)) changes.push("DN");
+  if (stored.externalId !== desired.externalId) changes.push("stable id");
+  if (stored.missingInDirectory) changes.push("found in the directory again");
+  return changes;
+}
+
+/** Servers spell the same DN differently (`\2C` or `\,`, `CN=` or `cn=`): compare them parsed. */
+export function sameDn(stored: string | null, current: string): boolean {
+  if (stored === null) return false;
+  if (stored === current) return true;
+  try {
+    return normalizeDn(stored) === normalizeDn(current);
+  } catch {
+    return false;
+  }
+}
+
+function compareUser(desired: DesiredUser, stored: StoredUser): Decision<StoredUser> {
+  const changes = userChanges(desired, stored);
+  return changes.length === 0
+    ? { action: "unchanged", target: stored }
+    : { action: "update", target: stored, changes };
+}
+
+function compareGroup(desired: DesiredGroup, stored: StoredGroup): Decision<StoredGroup> {
+  const changes = groupChanges(desired, stored);
+  return changes.length === 0
+    ? { action: "unchanged", target: stored }
+    : { action: "update", target: stored, changes };
+}
+
+function describeOwner(
+  owner: StoredUser | StoredGroup,
+  noun: "user" | "group",
+  context: MatchContext,
+): string {
+  if (owner.kind === "internal") return `an internal ${noun} of Roster`;
+  if (owner.directoryId === null) return `an external ${noun} whose directory was deleted`;
+  if (owner.directoryId === context.directoryId) return `another ${noun} of this directory`;
+  return `a ${noun} of the directory “${owner.directoryName ?? `#${owner.directoryId}`}”`;
+}
+
+/** “username, full name and email” */
+export function listInWords(items: string[]): string {
+  if (items.length <= 1) return items.join("");
+  return `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`;
+}

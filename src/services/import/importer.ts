@@ -1,0 +1,626 @@
+/**
+ * Executes one claimed import run: streams directory pages into batched upserts (each batch one
+ * transaction, counters included), then imports each chosen group with all its members, nested
+ * groups kept as subgroups. Memory holds one batch plus the ids this run has imported.
+ */
+import type { Logger } from "pino";
+import type { Db } from "../../db/client.ts";
+import { type DirectorySession, type Entry, openDirectory } from "../../ldap/client.ts";
+import { normalizeDn } from "../../ldap/dn.ts";
+import { DirectoryError } from "../../ldap/errors.ts";
+import { mapGroup, mapUser } from "../../ldap/mapping.ts";
+import { expandGroup, type MemberBatch } from "../../ldap/members.ts";
+import type { DirectoryMapping, LdapGroup } from "../../ldap/types.ts";
+import { loadDirectoryConnection, StoredSecretError } from "../directories.ts";
+import type { SecretBox } from "../secrets.ts";
+import { listInWords } from "./classify.ts";
+import { entriesByStableId, importFilter, searchEntries } from "./directory-search.ts";
+import {
+  type Claim,
+  type Ending,
+  LostClaimError,
+  type Progress,
+  recordProgress,
+  setTotal,
+} from "./run-queue.ts";
+import { readAhead, rebatch } from "./stream.ts";
+import {
+  emptyCounts,
+  type OutcomeCounts,
+  type ReportedEntry,
+  type RoleSource,
+  type SelectedEntry,
+  type Selection,
+} from "./types.ts";
+import {
+  type GroupBatchResult,
+  linkMembers,
+  pruneMembers,
+  type UpsertContext,
+  upsertGroups,
+  upsertUsers,
+} from "./upsert.ts";
+
+/** Users per upsert statement: large enough to amortize round trips, small enough to keep memory flat. */
+export const DEFAULT_BATCH_SIZE = 2000;
+export const DEFAULT_WRITERS = 2;
+/** Transient database conflicts (deadlock, serialization, a unique key taken meanwhile) retried per batch. */
+const BATCH_ATTEMPTS = 5;
+const RETRYABLE = new Set(["40P01", "40001", "23505"]);
+/**
+ * Created entries listed in a run's report (the count is always exact). Updated, skipped and failed
+ * entries are always listed: they carry a reason; a 100,000-user import lists its first creations.
+ */
+export const CREATED_REPORT_LIMIT = 5000;
+
+export interface ImportHooks {
+  /** Called after each batch is committed (tests use it to interrupt a run at a known point). */
+  afterBatch?: (claim: Claim) => Promise<void> | void;
+}
+
+export interface ExecuteDeps {
+  db: Db;
+  secretBox: SecretBox;
+  logger: Logger;
+  batchSize?: number;
+  /** Batches written at once by one run (default 2). */
+  writers?: number;
+  hooks?: ImportHooks;
+}
+
+/** Why a run stopped early: asked to (cancel), the instance is stopping, or another worker has it. */
+export type StopReason = "cancel" | "shutdown" | "lost";
+
+export class RunStopped extends Error {
+  constructor(readonly reason: StopReason) {
+    super(`Import stopped: ${reason}`);
+    this.name = "RunStopped";
+  }
+}
+
+/** Runs the claimed import to its end; returns how it ended (null when the claim was lost). */
+export async function executeRun(
+  deps: ExecuteDeps,
+  claim: Claim,
+  controller: AbortController,
+): Promise<Ending | null> {
+  const { run } = claim;
+  const log = deps.logger.child({ importRun: run.id });
+  try {
+    if (run.directoryId === null) return { status: "failed", error: "The directory was deleted." };
+    const loaded = await loadDirectoryConnection(deps.db, deps.secretBox, run.directoryId);
+    if (!loaded) return { status: "failed", error: "The directory was deleted." };
+    const opened = await openDirectory(loaded.connection, { logger: log });
+    if (!opened.ok) {
+      return { status: "failed", error: `Roster could not reach the directory: ${opened.error.message}` };
+    }
+    try {
+      const importer = new RunImporter(
+        deps,
+        claim,
+        opened.session,
+        loaded.mapping,
+        loaded.directory.id,
+        controller,
+      );
+      await importer.run(run.selection as Selection);
+    } finally {
+      await opened.session.close();
+    }
+    return { status: "succeeded" };
+  } catch (err) {
+    const stopped = stopReason(err, controller);
+    if (stopped === "cancel") return { status: "cancelled" };
+    if (stopped === "lost" || err instanceof LostClaimError) return null;
+    if (stopped === "shutdown") throw new RunStopped("shutdown");
+    log.error({ err }, "import run failed");
+    return { status: "failed", error: failureMessage(err) };
+  }
+}
+
+function stopReason(err: unknown, controller: AbortController): StopReason | null {
+  if (err instanceof RunStopped) return err.reason;
+  if (controller.signal.aborted) {
+    const reason = controller.signal.reason;
+    return reason instanceof RunStopped ? reason.reason : "cancel";
+  }
+  return null;
+}
+
+function failureMessage(err: unknown): string {
+  if (err instanceof DirectoryError) return `The directory stopped answering: ${err.classified.message}`;
+  if (err instanceof StoredSecretError) return err.message;
+  const code = sqlState(err);
+  if (code !== undefined || isDatabaseError(err)) {
+    const detail = (err as { cause?: { message?: string } })?.cause?.message ?? (err as Error).message;
+    return `A database error stopped the import${code ? ` (${code})` : ""}: ${firstLine(detail)}`;
+  }
+  return `The import stopped on an unexpected error: ${firstLine(err instanceof Error ? err.message : String(err))}`;
+}
+
+function firstLine(text: string): string {
+  return text.split("\n")[0]?.slice(0, 300) ?? "";
+}
+
+function sqlState(err: unknown): string | undefined {
+  const candidate = (err as { cause?: { code?: unknown }; code?: unknown }) ?? {};
+  const code = candidate.cause?.code ?? candidate.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+function isDatabaseError(err: unknown): boolean {
+  return err instanceof Error && /^Failed query|ECONNREFUSED|CONNECTION_|connection/i.test(err.message);
+}
+
+interface GroupState {
+  id: number;
+  name: string;
+  dn: string;
+  outcome: "created" | "updated" | "unchanged";
+  changes: string[];
+  members: Set<number>;
+  children: Set<number>;
+  membersAdded: number;
+  subgroupsAdded: number;
+}
+
+class RunImporter {
+  private readonly importedUsers = new Map<string, number | null>();
+  private readonly importedGroups = new Map<string, number | null>();
+  /** Normalized DN → group id (null: skipped), for the groups this run has met. */
+  private readonly groupIds = new Map<string, number | null>();
+  /** Groups imported but not yet expanded: their report waits for their members. */
+  private readonly pendingGroups = new Map<number, GroupState>();
+  private readonly finishedGroups = new Set<number>();
+  private createdReported = 0;
+  /** Stable ids of users in batches being written right now (by this run's other writer). */
+  private readonly usersInFlight = new Set<string>();
+  private readonly writers: number;
+  private readonly batchSize: number;
+  private readonly copyRolesFrom: RoleSource | null;
+
+  constructor(
+    private readonly deps: ExecuteDeps,
+    private readonly claim: Claim,
+    private readonly session: DirectorySession,
+    private readonly mapping: DirectoryMapping,
+    private readonly directoryId: number,
+    private readonly controller: AbortController,
+  ) {
+    this.batchSize = deps.batchSize ?? DEFAULT_BATCH_SIZE;
+    this.writers = Math.max(1, deps.writers ?? DEFAULT_WRITERS);
+    this.copyRolesFrom = (claim.run.copyRolesFrom as RoleSource | null) ?? null;
+  }
+
+  private get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  async run(selection: Selection): Promise<void> {
+    if (selection.mode === "query") {
+      const kinds =
+        selection.kind === "both"
+          ? (["user", "group"] as const)
+          : selection.kind === "users"
+            ? (["user"] as const)
+            : (["group"] as const);
+      if (this.claim.run.total === null) void this.countInBackground(selection.text, kinds);
+      for (const kind of kinds) {
+        const filter = importFilter(kind, selection.text, this.mapping);
+        if (!filter.ok) throw new Error(`The search is not valid any more: ${filter.message}`);
+        const pages = searchEntries(this.session, this.mapping, kind, filter.filter, { signal: this.signal });
+        if (kind === "user") await this.importUsers(pages);
+        else await this.importGroups(pages);
+      }
+    } else {
+      const users = selection.entries.filter((e) => e.kind === "user");
+      const groups = selection.entries.filter((e) => e.kind === "group");
+      const ids = (list: typeof users) => list.map((e) => e.externalId);
+      if (users.length > 0) {
+        await this.importUsers(
+          entriesByStableId(this.session, this.mapping, "user", ids(users), this.signal),
+        );
+      }
+      if (groups.length > 0) {
+        await this.importGroups(
+          entriesByStableId(this.session, this.mapping, "group", ids(groups), this.signal),
+        );
+      }
+      await this.reportMissing(selection.entries);
+    }
+    await this.finishPendingGroups();
+  }
+
+  /** A run created without a total (re-run, or started elsewhere) counts its matches alongside. */
+  private async countInBackground(text: string, kinds: readonly ("user" | "group")[]): Promise<void> {
+    try {
+      let total = 0;
+      for (const kind of kinds) {
+        const filter = importFilter(kind, text, this.mapping);
+        if (!filter.ok) return;
+        for await (const page of searchEntries(this.session, this.mapping, kind, filter.filter, {
+          signal: this.signal,
+          attributes: ["1.1"],
+        })) {
+          total += page.length;
+        }
+      }
+      await setTotal(this.deps.db, this.claim, total);
+    } catch {
+      // Only the progress bar's total is missing; the import itself reports its own failures.
+    }
+  }
+
+  // ——— users ———
+
+  /**
+   * Up to `writers` batches are written at once (each its own transaction, so the database can use
+   * more than one core) while the next page is read from the directory.
+   */
+  private async importUsers(pages: AsyncIterable<Entry[]>): Promise<void> {
+    const batches = readAhead(
+      mapBatches(rebatch(pages, this.batchSize), (e) => mapUser(e, this.mapping)),
+      1,
+    );
+    const writing = new Set<Promise<void>>();
+    try {
+      for await (const batch of batches) {
+        while (writing.size >= this.writers) await Promise.race(writing);
+        const ids = batch.values.map((user) => user.externalId);
+        for (const id of ids) this.usersInFlight.add(id);
+        const write = this.commit(
+          async (tx) => {
+            const result = await upsertUsers(tx, this.context(), batch.values);
+            return {
+              processed: batch.size,
+              counts: addCounts(result.counts, { skipped: batch.invalid.length }),
+              entries: [...batch.invalid.map((i) => invalidEntry("user", i)), ...result.entries],
+              result,
+            };
+          },
+          ({ result }) => mergeInto(this.importedUsers, result.ids),
+        ).finally(() => {
+          for (const id of ids) this.usersInFlight.delete(id);
+          writing.delete(write);
+        });
+        // Awaited through `writing`; this only keeps a failure from being reported as unhandled meanwhile.
+        write.catch(() => {});
+        writing.add(write);
+      }
+      await Promise.all(writing);
+    } finally {
+      await Promise.allSettled(writing);
+    }
+  }
+
+  // ——— groups ———
+
+  private async importGroups(pages: AsyncIterable<Entry[]>): Promise<void> {
+    const roots: { id: number; dn: string }[] = [];
+    const batches = readAhead(
+      mapBatches(rebatch(pages, this.batchSize), (e) => mapGroup(e, this.mapping)),
+      1,
+    );
+    for await (const batch of batches) {
+      await this.commit(
+        async (tx) => {
+          const result = await upsertGroups(tx, this.context(), batch.values);
+          return {
+            processed: batch.size,
+            counts: addCounts(result.counts, { skipped: batch.invalid.length }),
+            totalGrowth: this.newMemberCount(result, batch.values),
+            entries: [...batch.invalid.map((i) => invalidEntry("group", i)), ...result.entries],
+            result,
+          };
+        },
+        ({ result }) => {
+          for (const group of batch.values) {
+            const id = this.rememberGroup(group, result);
+            if (id !== null) roots.push({ id, dn: group.dn });
+          }
+        },
+      );
+    }
+    for (const root of roots) {
+      if (!this.finishedGroups.has(root.id)) await this.expand(root.dn);
+    }
+  }
+
+  /** Imports a group's members, its nested groups' members, and so on; cycles end (see expandGroup). */
+  private async expand(rootDn: string): Promise<void> {
+    let current: GroupState | null = null;
+    let currentKey: string | null = null;
+    let alreadyDone = false;
+    const members = readAhead(expandGroup(this.session, rootDn, this.mapping), 1);
+    for await (const batch of members) {
+      this.signal.throwIfAborted();
+      const key = normalizeDn(batch.groupDn);
+      if (key !== currentKey) {
+        if (current) await this.finishGroup(current);
+        currentKey = key;
+        const id = this.groupIds.get(key) ?? null;
+        // A group expanded earlier in this run (as another group's subgroup) is not imported twice.
+        alreadyDone = id !== null && this.finishedGroups.has(id);
+        current = id === null || alreadyDone ? null : (this.pendingGroups.get(id) ?? null);
+      }
+      if (!alreadyDone) await this.importMemberBatch(batch, current);
+    }
+    if (current) await this.finishGroup(current);
+  }
+
+  private async importMemberBatch(batch: MemberBatch, parent: GroupState | null): Promise<void> {
+    await this.commit(
+      async (tx) => {
+        const context = this.context();
+        const users = await upsertUsers(tx, context, batch.users);
+        const groups = await upsertGroups(tx, context, batch.groups);
+        const userIds = definedIds(batch.users.map((u) => users.ids.get(u.externalId)));
+        const childIds = definedIds(batch.groups.map((g) => groups.ids.get(g.externalId)));
+        const linked = parent ? await linkMembers(tx, parent.id, userIds, childIds) : null;
+        const unresolved: ReportedEntry[] = batch.unresolved.map((member) => ({
+          outcome: "skipped",
+          kind: "user",
+          name: member.value,
+          dn: member.value,
+          reason: `Listed as a member of ${batch.groupDn}, but not imported: ${member.reason}`,
+        }));
+        return {
+          processed: batch.users.length + batch.groups.length + batch.unresolved.length,
+          counts: addCounts(addCounts(users.counts, groups.counts), { skipped: unresolved.length }),
+          totalGrowth: this.newMemberCount(groups, batch.groups),
+          entries: [...users.entries, ...groups.entries, ...unresolved],
+          users,
+          groups,
+          userIds,
+          childIds,
+          linked,
+        };
+      },
+      ({ users, groups, userIds, childIds, linked }) => {
+        mergeInto(this.importedUsers, users.ids);
+        for (const group of batch.groups) this.rememberGroup(group, groups);
+        if (parent) {
+          for (const id of userIds) parent.members.add(id);
+          for (const id of childIds) if (id !== parent.id) parent.children.add(id);
+          parent.membersAdded += linked?.membersAdded ?? 0;
+          parent.subgroupsAdded += linked?.subgroupsAdded ?? 0;
+        }
+      },
+    );
+  }
+
+  /** Members all read: drops the links the directory no longer has, and reports the group. */
+  private async finishGroup(group: GroupState): Promise<void> {
+    await this.commit(
+      async (tx) => {
+        const pruned = await pruneMembers(tx, group.id, group.members, group.children);
+        const report = groupReport(group, pruned);
+        return {
+          processed: 0,
+          counts: addCounts(emptyCounts(), { [report.outcome]: 1 }),
+          entries: report.entry ? [report.entry] : [],
+        };
+      },
+      () => {
+        this.pendingGroups.delete(group.id);
+        this.finishedGroups.add(group.id);
+      },
+    );
+  }
+
+  /** Nested groups the expansion never reached (already expanded elsewhere): reported as they are. */
+  private async finishPendingGroups(): Promise<void> {
+    const left = [...this.pendingGroups.values()];
+    if (left.length === 0) return;
+    await this.commit(
+      async () => {
+        const counts = emptyCounts();
+        const entries: ReportedEntry[] = [];
+        for (const group of left) {
+          const report = groupReport(group, { membersRemoved: 0, subgroupsRemoved: 0 });
+          counts[report.outcome] += 1;
+          if (report.entry) entries.push(report.entry);
+        }
+        return { processed: 0, counts, entries };
+      },
+      () => this.pendingGroups.clear(),
+    );
+  }
+
+  private rememberGroup(group: LdapGroup, result: GroupBatchResult): number | null {
+    const id = result.ids.get(group.externalId) ?? null;
+    this.importedGroups.set(group.externalId, id);
+    this.groupIds.set(normalizeDn(group.dn), id);
+    const decision = result.decisions.get(group.externalId);
+    if (id !== null && decision && !this.pendingGroups.has(id) && !this.finishedGroups.has(id)) {
+      this.pendingGroups.set(id, {
+        id,
+        name: group.name,
+        dn: group.dn,
+        outcome: decision.outcome,
+        changes: decision.changes,
+        members: new Set(),
+        children: new Set(),
+        membersAdded: 0,
+        subgroupsAdded: 0,
+      });
+    }
+    return id;
+  }
+
+  /** Members of groups met for the first time: the progress bar's total grows by them. */
+  private newMemberCount(result: GroupBatchResult, groups: readonly LdapGroup[]): number {
+    let growth = 0;
+    for (const group of groups) if (result.decisions.has(group.externalId)) growth += group.memberCount;
+    return growth;
+  }
+
+  /** Entries chosen one by one that the directory no longer has. */
+  private async reportMissing(selected: readonly SelectedEntry[]): Promise<void> {
+    const missing = selected.filter((entry) =>
+      entry.kind === "user"
+        ? !this.importedUsers.has(entry.externalId)
+        : !this.importedGroups.has(entry.externalId),
+    );
+    if (missing.length === 0) return;
+    await this.commit(
+      async () => ({
+        processed: missing.length,
+        counts: addCounts(emptyCounts(), { failed: missing.length }),
+        entries: missing.map((entry) => ({
+          outcome: "failed" as const,
+          kind: entry.kind,
+          name: entry.name,
+          dn: entry.dn,
+          reason: `The entry is no longer in the directory (or no longer matches the directory's ${entry.kind} filter).`,
+        })),
+      }),
+      () => {},
+    );
+  }
+
+  private limitCreated(entries: ReportedEntry[]): ReportedEntry[] {
+    let room = CREATED_REPORT_LIMIT - this.createdReported;
+    return entries.filter((entry) => entry.outcome !== "created" || room-- > 0);
+  }
+
+  private context(): UpsertContext {
+    return {
+      directoryId: this.directoryId,
+      importedUsers: this.importedUsers,
+      importedGroups: this.importedGroups,
+      usersInFlight: this.usersInFlight,
+      copyRolesFrom: this.copyRolesFrom,
+    };
+  }
+
+  /**
+   * One batch, one transaction: the writes and the run's counters commit together, so a run stopped
+   * at any point has written whole batches only. Transient conflicts with another run are retried.
+   */
+  private async commit<R extends Progress>(
+    work: (tx: Db) => Promise<R>,
+    committed: (result: R) => void,
+  ): Promise<void> {
+    this.signal.throwIfAborted();
+    let result: R | undefined;
+    let cancelRequested = false;
+    let createdListed = 0;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.deps.db.transaction(async (tx) => {
+          const db = tx as unknown as Db;
+          result = await work(db);
+          const entries = this.limitCreated(result.entries);
+          createdListed = entries.filter((e) => e.outcome === "created").length;
+          ({ cancelRequested } = await recordProgress(db, this.claim, { ...result, entries }));
+        });
+        this.createdReported += createdListed;
+        break;
+      } catch (err) {
+        const code = sqlState(err);
+        if (attempt >= BATCH_ATTEMPTS || code === undefined || !RETRYABLE.has(code)) throw err;
+        this.deps.logger.debug({ importRun: this.claim.run.id, code, attempt }, "import batch retried");
+      }
+    }
+    if (result) committed(result);
+    await this.deps.hooks?.afterBatch?.(this.claim);
+    if (cancelRequested) this.controller.abort(new RunStopped("cancel"));
+    this.signal.throwIfAborted();
+  }
+}
+
+interface MappedBatch<T> {
+  values: T[];
+  invalid: { dn: string; reason: string }[];
+  /** Entries read, mapped or not. */
+  size: number;
+}
+
+async function* mapBatches<T>(
+  batches: AsyncIterable<Entry[]>,
+  map: (entry: Entry) => { ok: true; value: T } | { ok: false; dn: string; reason: string },
+): AsyncGenerator<MappedBatch<T>> {
+  for await (const entries of batches) {
+    const batch: MappedBatch<T> = { values: [], invalid: [], size: entries.length };
+    for (const entry of entries) {
+      const mapped = map(entry);
+      if (mapped.ok) batch.values.push(mapped.value);
+      else batch.invalid.push({ dn: mapped.dn, reason: mapped.reason });
+    }
+    yield batch;
+  }
+}
+
+function invalidEntry(kind: "user" | "group", invalid: { dn: string; reason: string }): ReportedEntry {
+  return {
+    outcome: "skipped",
+    kind,
+    name: invalid.dn,
+    dn: invalid.dn,
+    reason: `Can't be imported: ${invalid.reason}`,
+  };
+}
+
+function groupReport(
+  group: GroupState,
+  pruned: { membersRemoved: number; subgroupsRemoved: number },
+): { outcome: "created" | "updated" | "unchanged"; entry: ReportedEntry | null } {
+  const membership = membershipWords(group, pruned);
+  if (group.outcome === "created") {
+    const reason = `With ${plural(group.members.size, "member")}${group.children.size > 0 ? ` and ${plural(group.children.size, "subgroup")}` : ""}.`;
+    return {
+      outcome: "created",
+      entry: { outcome: "created", kind: "group", name: group.name, dn: group.dn, reason },
+    };
+  }
+  const parts = [
+    ...(group.changes.length > 0 ? [`Changed: ${listInWords(group.changes)}`] : []),
+    ...membership,
+  ];
+  if (parts.length === 0) return { outcome: "unchanged", entry: null };
+  return {
+    outcome: "updated",
+    entry: {
+      outcome: "updated",
+      kind: "group",
+      name: group.name,
+      dn: group.dn,
+      reason: `${parts.join("; ")}.`,
+    },
+  };
+}
+
+function membershipWords(
+  group: GroupState,
+  pruned: { membersRemoved: number; subgroupsRemoved: number },
+): string[] {
+  const words: string[] = [];
+  if (group.membersAdded > 0) words.push(`${plural(group.membersAdded, "member")} added`);
+  if (pruned.membersRemoved > 0) words.push(`${plural(pruned.membersRemoved, "member")} removed`);
+  if (group.subgroupsAdded > 0) words.push(`${plural(group.subgroupsAdded, "subgroup")} added`);
+  if (pruned.subgroupsRemoved > 0) words.push(`${plural(pruned.subgroupsRemoved, "subgroup")} removed`);
+  return words;
+}
+
+function plural(n: number, noun: string): string {
+  return `${n.toLocaleString("en-US")} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+function addCounts(a: OutcomeCounts, b: Partial<OutcomeCounts>): OutcomeCounts {
+  return {
+    created: a.created + (b.created ?? 0),
+    updated: a.updated + (b.updated ?? 0),
+    unchanged: a.unchanged + (b.unchanged ?? 0),
+    skipped: a.skipped + (b.skipped ?? 0),
+    failed: a.failed + (b.failed ?? 0),
+  };
+}
+
+function mergeInto(target: Map<string, number | null>, source: Map<string, number | null>): void {
+  for (const [key, value] of source) target.set(key, value);
+}
+
+function definedIds(ids: (number | null | undefined)[]): number[] {
+  return ids.filter((id): id is number => typeof id === "number");
+}

@@ -1,0 +1,224 @@
+/**
+ * The import page's search: every match is paged through (so the total is exact past any server
+ * size limit), only the requested window of rows is kept, and each kept row says what importing it
+ * would do compared with Roster's store.
+ */
+import type { Db } from "../../db/client.ts";
+import type { DirectorySession, Entry } from "../../ldap/client.ts";
+import type { Filter } from "../../ldap/filter.ts";
+import { mapGroup, mapUser } from "../../ldap/mapping.ts";
+import { countMembers } from "../../ldap/members.ts";
+import type { DirectoryMapping } from "../../ldap/types.ts";
+import { classifyGroup, classifyUser, type Decision, desiredGroup, desiredUser } from "./classify.ts";
+import { groupSummaryAttributes, importFilter, searchEntries } from "./directory-search.ts";
+import { lookupGroups, lookupUsers } from "./store.ts";
+import { mapLimited } from "./stream.ts";
+import type { EntryKind, ImportKind } from "./types.ts";
+
+export type RowStatus =
+  | { kind: "new" }
+  | { kind: "update"; changes: string[] }
+  | { kind: "unchanged" }
+  | { kind: "conflict"; reason: string }
+  | { kind: "invalid"; reason: string };
+
+export interface ResultRow {
+  /** `user:<stable id>` or `group:<stable id>`: what a checkbox selects. */
+  key: string;
+  kind: EntryKind;
+  externalId: string;
+  dn: string;
+  /** Username or group name. */
+  name: string;
+  fullName: string;
+  email: string;
+  memberCount: number | null;
+  status: RowStatus;
+}
+
+export type SearchPlan =
+  | {
+      ok: true;
+      text: string;
+      kind: ImportKind;
+      user: Filter | null;
+      group: Filter | null;
+      rawFilter: boolean;
+    }
+  | { ok: false; message: string };
+
+/** Checks what was typed before anything is sent to the directory. */
+export function planSearch(mapping: DirectoryMapping, text: string, kind: ImportKind): SearchPlan {
+  const trimmed = text.trim();
+  const wanted = (k: EntryKind) => kind === "both" || (k === "user" ? kind === "users" : kind === "groups");
+  const build = (k: EntryKind) => {
+    if (!wanted(k)) return { ok: true as const, filter: null };
+    const built = importFilter(k, trimmed, mapping);
+    return built.ok ? { ok: true as const, filter: built.filter } : built;
+  };
+  const user = build("user");
+  if (!user.ok) return { ok: false, message: filterMessage(trimmed, user.message) };
+  const group = build("group");
+  if (!group.ok) return { ok: false, message: filterMessage(trimmed, group.message) };
+  return {
+    ok: true,
+    text: trimmed,
+    kind,
+    user: user.filter,
+    group: group.filter,
+    rawFilter: trimmed.startsWith("("),
+  };
+}
+
+function filterMessage(text: string, message: string): string {
+  return text.startsWith("(") ? `The LDAP filter is not valid: ${message}` : message;
+}
+
+export interface SearchWindow {
+  offset: number;
+  limit: number;
+}
+
+export interface SearchResults {
+  total: number;
+  users: number;
+  groups: number;
+  rows: ResultRow[];
+}
+
+export async function runSearch(
+  db: Db,
+  session: DirectorySession,
+  mapping: DirectoryMapping,
+  directoryId: number,
+  plan: Extract<SearchPlan, { ok: true }>,
+  window: SearchWindow,
+): Promise<SearchResults> {
+  const kept: { kind: EntryKind; entry: Entry }[] = [];
+  let seen = 0;
+  const keep = (kind: EntryKind, entries: Entry[]) => {
+    for (const entry of entries) {
+      if (seen >= window.offset && seen < window.offset + window.limit) kept.push({ kind, entry });
+      seen += 1;
+    }
+  };
+  let users = 0;
+  if (plan.user) {
+    for await (const page of searchEntries(session, mapping, "user", plan.user)) {
+      keep("user", page);
+      users += page.length;
+    }
+  }
+  let groups = 0;
+  if (plan.group) {
+    // Member lists can be huge: page through names only, and count the members of the rows shown.
+    const attributes = groupSummaryAttributes(mapping);
+    for await (const page of searchEntries(session, mapping, "group", plan.group, { attributes })) {
+      keep("group", page);
+      groups += page.length;
+    }
+  }
+  const rows = await describeRows(db, session, mapping, directoryId, kept);
+  return { total: users + groups, users, groups, rows };
+}
+
+async function describeRows(
+  db: Db,
+  session: DirectorySession,
+  mapping: DirectoryMapping,
+  directoryId: number,
+  kept: { kind: EntryKind; entry: Entry }[],
+): Promise<ResultRow[]> {
+  const mappedUsers = kept
+    .filter((k) => k.kind === "user")
+    .map((k) => ({ entry: k.entry, mapped: mapUser(k.entry, mapping) }));
+  const mappedGroups = kept
+    .filter((k) => k.kind === "group")
+    .map((k) => ({ entry: k.entry, mapped: mapGroup(k.entry, mapping) }));
+  const desiredUsers = mappedUsers.flatMap((m) => (m.mapped.ok ? [desiredUser(m.mapped.value)] : []));
+  const desiredGroups = mappedGroups.flatMap((m) => (m.mapped.ok ? [desiredGroup(m.mapped.value)] : []));
+  const userMatches = await lookupUsers(db, directoryId, desiredUsers);
+  const groupMatches = await lookupGroups(db, directoryId, desiredGroups);
+  const context = { directoryId };
+  const memberCounts = await mapLimited(mappedGroups, 4, async (m) =>
+    m.mapped.ok ? countMembers(session, m.mapped.value.dn, mapping) : null,
+  );
+
+  const rows: ResultRow[] = [];
+  for (const { entry, mapped } of mappedUsers) {
+    if (!mapped.ok) {
+      rows.push(invalidRow("user", entry, mapped.reason));
+      continue;
+    }
+    const desired = desiredUser(mapped.value);
+    const decision = classifyUser(
+      desired,
+      userMatches.byId.get(desired.externalId) ?? null,
+      userMatches.byName.get(desired.usernameKey) ?? null,
+      context,
+    );
+    rows.push({
+      key: `user:${desired.externalId}`,
+      kind: "user",
+      externalId: desired.externalId,
+      dn: desired.dn,
+      name: desired.username,
+      fullName: desired.fullName,
+      email: desired.email,
+      memberCount: null,
+      status: statusOf(decision),
+    });
+  }
+  mappedGroups.forEach(({ entry, mapped }, index) => {
+    if (!mapped.ok) {
+      rows.push(invalidRow("group", entry, mapped.reason));
+      return;
+    }
+    const desired = desiredGroup(mapped.value);
+    const decision = classifyGroup(
+      desired,
+      groupMatches.byId.get(desired.externalId) ?? null,
+      groupMatches.byName.get(desired.nameKey) ?? null,
+      context,
+    );
+    rows.push({
+      key: `group:${desired.externalId}`,
+      kind: "group",
+      externalId: desired.externalId,
+      dn: desired.dn,
+      name: desired.name,
+      fullName: desired.description,
+      email: "",
+      memberCount: memberCounts[index] ?? null,
+      status: statusOf(decision),
+    });
+  });
+  return rows;
+}
+
+function statusOf<T>(decision: Decision<T>): RowStatus {
+  switch (decision.action) {
+    case "create":
+      return { kind: "new" };
+    case "update":
+      return { kind: "update", changes: decision.changes };
+    case "unchanged":
+      return { kind: "unchanged" };
+    case "conflict":
+      return { kind: "conflict", reason: decision.reason };
+  }
+}
+
+function invalidRow(kind: EntryKind, entry: Entry, reason: string): ResultRow {
+  return {
+    key: `${kind}:invalid:${entry.dn}`,
+    kind,
+    externalId: "",
+    dn: entry.dn,
+    name: entry.dn,
+    fullName: "",
+    email: "",
+    memberCount: null,
+    status: { kind: "invalid", reason },
+  };
+}

@@ -1,0 +1,142 @@
+/**
+ * Reading Roster's side of an import in bulk: one query finds, for a whole batch of directory
+ * entries, the users (or groups) they match by stable id and by name.
+ */
+import { sql } from "drizzle-orm";
+import { type Db, queryRows } from "../../db/client.ts";
+import type { StoredGroup, StoredUser } from "./classify.ts";
+
+export interface Matches<T> {
+  /** Rows of this directory, by external id. */
+  byId: Map<string, T>;
+  /** Rows of any kind, by NFC-lowercased name. */
+  byName: Map<string, T>;
+}
+
+interface UserRow {
+  id: number;
+  kind: "internal" | "external";
+  username: string;
+  username_key: string;
+  full_name: string;
+  email: string;
+  department: string;
+  phone: string;
+  enabled: boolean;
+  dn: string | null;
+  directory_id: number | null;
+  directory_name: string | null;
+  external_id: string | null;
+  missing_in_directory: boolean;
+}
+
+/** Json-encoded rows for `json_to_recordset`: one parameter, however many rows, on both drivers. */
+export function jsonRows(rows: readonly object[]): string {
+  return JSON.stringify(rows);
+}
+
+/** An int[] parameter as PostgreSQL's array literal (`{1,2,3}`), which both drivers pass as text. */
+export function intArray(ids: Iterable<number>): string {
+  return `{${[...ids].join(",")}}`;
+}
+
+export async function lookupUsers(
+  db: Db,
+  directoryId: number,
+  keys: readonly { externalId: string; usernameKey: string }[],
+): Promise<Matches<StoredUser>> {
+  const byId = new Map<string, StoredUser>();
+  const byName = new Map<string, StoredUser>();
+  if (keys.length === 0) return { byId, byName };
+  const input = jsonRows(keys.map((k) => ({ ext: k.externalId, key: k.usernameKey })));
+  const rows = await queryRows<UserRow>(
+    db,
+    sql`with input as materialized (select * from json_to_recordset(${input}::json) as t(ext text, key text)),
+        found as (
+          select u.id from input i join users u on u.directory_id = ${directoryId} and u.external_id = i.ext
+          union
+          select u.id from input i join users u on u.username_key = i.key
+        )
+        select u.id, u.kind, u.username, u.username_key, u.full_name, u.email, u.department, u.phone, u.enabled, u.dn,
+               u.directory_id, d.name as directory_name, u.external_id, u.missing_in_directory
+        from found f join users u on u.id = f.id left join directories d on d.id = u.directory_id`,
+  );
+  for (const row of rows) {
+    const user = toStoredUser(row);
+    if (user.directoryId === directoryId && user.externalId !== null) byId.set(user.externalId, user);
+    byName.set(user.usernameKey, user);
+  }
+  return { byId, byName };
+}
+
+interface GroupRow {
+  id: number;
+  kind: "internal" | "external";
+  name: string;
+  name_key: string;
+  description: string;
+  dn: string | null;
+  directory_id: number | null;
+  directory_name: string | null;
+  external_id: string | null;
+  missing_in_directory: boolean;
+}
+
+export async function lookupGroups(
+  db: Db,
+  directoryId: number,
+  keys: readonly { externalId: string; nameKey: string }[],
+): Promise<Matches<StoredGroup>> {
+  const byId = new Map<string, StoredGroup>();
+  const byName = new Map<string, StoredGroup>();
+  if (keys.length === 0) return { byId, byName };
+  const input = jsonRows(keys.map((k) => ({ ext: k.externalId, key: k.nameKey })));
+  const rows = await queryRows<GroupRow>(
+    db,
+    sql`with input as materialized (select * from json_to_recordset(${input}::json) as t(ext text, key text)),
+        found as (
+          select g.id from input i join groups g on g.directory_id = ${directoryId} and g.external_id = i.ext
+          union
+          select g.id from input i join groups g on g.name_key = i.key
+        )
+        select g.id, g.kind, g.name, g.name_key, g.description, g.dn, g.directory_id, d.name as directory_name,
+               g.external_id, g.missing_in_directory
+        from found f join groups g on g.id = f.id left join directories d on d.id = g.directory_id`,
+  );
+  for (const row of rows) {
+    const group: StoredGroup = {
+      id: Number(row.id),
+      kind: row.kind,
+      name: row.name,
+      nameKey: row.name_key,
+      description: row.description,
+      dn: row.dn,
+      directoryId: row.directory_id === null ? null : Number(row.directory_id),
+      directoryName: row.directory_name,
+      externalId: row.external_id,
+      missingInDirectory: row.missing_in_directory,
+    };
+    if (group.directoryId === directoryId && group.externalId !== null) byId.set(group.externalId, group);
+    byName.set(group.nameKey, group);
+  }
+  return { byId, byName };
+}
+
+function toStoredUser(row: UserRow): StoredUser {
+  return {
+    id: Number(row.id),
+    kind: row.kind,
+    username: row.username,
+    usernameKey: row.username_key,
+    fullName: row.full_name,
+    email: row.email,
+    department: row.department,
+    phone: row.phone,
+    enabled: row.enabled,
+    dn: row.dn,
+    directoryId: row.directory_id === null ? null : Number(row.directory_id),
+    directoryName: row.directory_name,
+    externalId: row.external_id,
+    missingInDirectory: row.missing_in_directory,
+  };
+}

@@ -1,0 +1,553 @@
+/**
+ * Batched writes of an import: a few statements per batch of directory entries, never one per user.
+ * Every function here runs inside the batch's transaction and returns what it did; the caller
+ * commits, then remembers the ids (a rolled-back batch leaves nothing behind to forget).
+ */
+import { sql } from "drizzle-orm";
+import { type Db, queryRows } from "../../db/client.ts";
+import type { LdapGroup, LdapUser } from "../../ldap/types.ts";
+import {
+  classifyGroup,
+  classifyUser,
+  type Decision,
+  type DesiredGroup,
+  type DesiredUser,
+  desiredGroup,
+  desiredUser,
+  listInWords,
+  type StoredGroup,
+  type StoredUser,
+  sameDn,
+} from "./classify.ts";
+import { intArray, jsonRows, lookupGroups, lookupUsers } from "./store.ts";
+import { emptyCounts, type OutcomeCounts, type ReportedEntry, type RoleSource } from "./types.ts";
+
+/** Rounds of lookup → write for rows another run inserted between our lookup and our insert. */
+const MAX_ROUNDS = 4;
+
+export interface UpsertContext {
+  directoryId: number;
+  /** Stable ids this run has already imported, with the row they became (null: skipped). */
+  importedUsers: ReadonlyMap<string, number | null>;
+  importedGroups: ReadonlyMap<string, number | null>;
+  /** Users of this run's other batches being written now: their names are taken too. */
+  usersInFlight?: ReadonlySet<string>;
+  copyRolesFrom: RoleSource | null;
+}
+
+export interface BatchResult {
+  counts: OutcomeCounts;
+  /** Stable id → Roster id for every entry now in Roster; null for entries skipped. */
+  ids: Map<string, number | null>;
+  entries: ReportedEntry[];
+}
+
+function newResult(): BatchResult {
+  return { counts: emptyCounts(), ids: new Map(), entries: [] };
+}
+
+// ——— users ———
+
+export async function upsertUsers(
+  tx: Db,
+  context: UpsertContext,
+  users: readonly LdapUser[],
+): Promise<BatchResult> {
+  const result = newResult();
+  const pending = pickFresh(
+    users.map(desiredUser),
+    (user) => user.usernameKey,
+    context.importedUsers,
+    result,
+    "user",
+    (user) => user.username,
+  );
+  const created: number[] = [];
+  const touched: number[] = [];
+  let todo = pending;
+  for (let round = 1; todo.length > 0; round += 1) {
+    if (round > MAX_ROUNDS) {
+      for (const user of todo) {
+        fail(
+          result,
+          "user",
+          user.username,
+          user.dn,
+          "Another import kept changing this user; run the import again.",
+        );
+      }
+      break;
+    }
+    const matches = await lookupUsers(tx, context.directoryId, todo);
+    const inBatch = new Set(todo.map((user) => user.externalId));
+    const decided = todo.map((user) => ({
+      user,
+      decision: classifyUser(
+        user,
+        matches.byId.get(user.externalId) ?? null,
+        matches.byName.get(user.usernameKey) ?? null,
+        {
+          directoryId: context.directoryId,
+          importedInThisRun: (id) =>
+            context.importedUsers.has(id) ||
+            (inBatch.has(id) ? id !== user.externalId : (context.usersInFlight?.has(id) ?? false)),
+        },
+      ),
+    }));
+    await applyUserUpdates(tx, decided, result, touched);
+    const inserted = await insertUsers(
+      tx,
+      context.directoryId,
+      decided.filter((d) => d.decision.action === "create").map((d) => d.user),
+    );
+    todo = [];
+    for (const { user, decision } of decided) {
+      if (decision.action !== "create") continue;
+      const id = inserted.get(user.externalId);
+      if (id === undefined) {
+        todo.push(user); // someone else inserted it meanwhile: look again
+        continue;
+      }
+      result.ids.set(user.externalId, id);
+      result.counts.created += 1;
+      created.push(id);
+      result.entries.push({ outcome: "created", kind: "user", name: user.username, dn: user.dn, reason: "" });
+    }
+  }
+  await grantDefaultRoles(tx, context.directoryId, created);
+  if (context.copyRolesFrom) await copyRoles(tx, context.copyRolesFrom, [...created, ...touched]);
+  return result;
+}
+
+type Decided<D, S> = { user: D; decision: Decision<S> };
+
+async function applyUserUpdates(
+  tx: Db,
+  decided: Decided<DesiredUser, StoredUser>[],
+  result: BatchResult,
+  touched: number[],
+): Promise<void> {
+  const updates: { user: DesiredUser; target: StoredUser; changes: string[] }[] = [];
+  for (const { user, decision } of decided) {
+    if (decision.action === "conflict") {
+      result.ids.set(user.externalId, null);
+      result.counts.skipped += 1;
+      result.entries.push({
+        outcome: "skipped",
+        kind: "user",
+        name: user.username,
+        dn: user.dn,
+        reason: decision.reason,
+      });
+    } else if (decision.action === "unchanged") {
+      result.ids.set(user.externalId, decision.target.id);
+      result.counts.unchanged += 1;
+      touched.push(decision.target.id);
+    } else if (decision.action === "update") {
+      updates.push({ user, target: decision.target, changes: decision.changes });
+    }
+  }
+  if (updates.length === 0) return;
+  const rows = updates.map(({ user, target }) => {
+    // An internal user keeps its username, stays internal and is not linked to the entry.
+    const external = target.kind === "external";
+    return {
+      id: target.id,
+      username: external ? user.username : target.username,
+      key: external ? user.usernameKey : target.usernameKey,
+      full_name: user.fullName,
+      email: user.email,
+      department: user.department,
+      phone: user.phone,
+      search: user.searchText,
+      // The stored spelling of an unchanged DN is kept: no write for a server's change of case.
+      dn: external && !sameDn(target.dn, user.dn) ? user.dn : target.dn,
+      ext: external ? user.externalId : target.externalId,
+      missing: external ? false : target.missingInDirectory,
+      enabled: external && !user.enabled ? false : target.enabled,
+    };
+  });
+  // The WHERE makes a row another run already brought up to date cost nothing (and count as unchanged).
+  const changed = await queryRows<{ id: number }>(
+    tx,
+    sql`with v as (
+          select * from json_to_recordset(${jsonRows(rows)}::json) as t(id int, username text, key text,
+            full_name text, email text, department text, phone text, search text, dn text, ext text, missing boolean,
+            enabled boolean)
+        )
+        update users u set username = v.username, username_key = v.key, full_name = v.full_name,
+          email = v.email, department = v.department, phone = v.phone, search_text = v.search, dn = v.dn,
+          external_id = v.ext, missing_in_directory = v.missing, enabled = v.enabled,
+          last_synced_at = case when u.kind = 'external' then now() else u.last_synced_at end, updated_at = now()
+        from v
+        where u.id = v.id and (u.username, u.username_key, u.full_name, u.email, u.department, u.phone,
+          u.search_text, u.dn, u.external_id, u.missing_in_directory, u.enabled)
+          is distinct from (v.username, v.key, v.full_name, v.email, v.department, v.phone, v.search, v.dn,
+          v.ext, v.missing, v.enabled)
+        returning u.id`,
+  );
+  const changedIds = new Set(changed.map((row) => Number(row.id)));
+  for (const { user, target, changes } of updates) {
+    result.ids.set(user.externalId, target.id);
+    touched.push(target.id);
+    if (changedIds.has(target.id)) {
+      result.counts.updated += 1;
+      const what =
+        target.kind === "internal"
+          ? `Internal user synchronized: ${listInWords(changes)}`
+          : listInWords(changes);
+      result.entries.push({
+        outcome: "updated",
+        kind: "user",
+        name: user.username,
+        dn: user.dn,
+        reason: changedReason(what),
+      });
+    } else {
+      result.counts.unchanged += 1;
+    }
+  }
+}
+
+function changedReason(what: string): string {
+  return what.startsWith("Internal") ? `${what}.` : `Changed: ${what}.`;
+}
+
+async function insertUsers(tx: Db, directoryId: number, users: DesiredUser[]): Promise<Map<string, number>> {
+  const inserted = new Map<string, number>();
+  if (users.length === 0) return inserted;
+  const rows = users.map((u) => ({
+    username: u.username,
+    key: u.usernameKey,
+    full_name: u.fullName,
+    email: u.email,
+    department: u.department,
+    phone: u.phone,
+    search: u.searchText,
+    dn: u.dn,
+    ext: u.externalId,
+    enabled: u.enabled,
+  }));
+  // DO NOTHING on either unique key: a concurrent run that got there first wins, and the row is
+  // looked up again in the next round instead of failing the batch.
+  const returned = await queryRows<{ id: number; external_id: string }>(
+    tx,
+    sql`insert into users (kind, username, username_key, full_name, email, department, phone, search_text,
+          enabled, directory_id, external_id, dn, last_synced_at)
+        select 'external', v.username, v.key, v.full_name, v.email, v.department, v.phone, v.search, v.enabled,
+          ${directoryId}, v.ext, v.dn, now()
+        from json_to_recordset(${jsonRows(rows)}::json) as v(username text, key text, full_name text,
+          email text, department text, phone text, search text, dn text, ext text, enabled boolean)
+        on conflict do nothing
+        returning id, external_id`,
+  );
+  for (const row of returned) inserted.set(row.external_id, Number(row.id));
+  return inserted;
+}
+
+/** The directory's default role assignments, for users this batch created (never for existing ones). */
+async function grantDefaultRoles(tx: Db, directoryId: number, userIds: number[]): Promise<void> {
+  if (userIds.length === 0) return;
+  await tx.execute(
+    sql`insert into role_assignments (role_id, user_id, scope)
+        select d.role_id, u.id, d.scope
+        from unnest(${intArray(userIds)}::int[]) as u(id)
+        cross join directory_default_roles d
+        where d.directory_id = ${directoryId}
+        on conflict do nothing`,
+  );
+}
+
+/** The source's role assignments (role + scope) onto each user; assignments they already have stay. */
+async function copyRoles(tx: Db, source: RoleSource, userIds: number[]): Promise<void> {
+  if (userIds.length === 0) return;
+  const subject = source.type === "user" ? sql`a.user_id = ${source.id}` : sql`a.group_id = ${source.id}`;
+  await tx.execute(
+    sql`insert into role_assignments (role_id, user_id, scope)
+        select a.role_id, u.id, a.scope
+        from unnest(${intArray(userIds)}::int[]) as u(id)
+        cross join (select distinct role_id, scope from role_assignments a where ${subject}) a
+        on conflict do nothing`,
+  );
+}
+
+// ——— groups ———
+
+export interface GroupBatchResult extends BatchResult {
+  /** How each group fared, for the report written once its members are known. */
+  decisions: Map<string, { id: number; outcome: "created" | "updated" | "unchanged"; changes: string[] }>;
+}
+
+/**
+ * Creates or updates the group rows. Their outcome is not counted here: a group's report depends
+ * on its members too, and is written by `finishGroup`.
+ */
+export async function upsertGroups(
+  tx: Db,
+  context: UpsertContext,
+  groups: readonly LdapGroup[],
+): Promise<GroupBatchResult> {
+  const result: GroupBatchResult = { ...newResult(), decisions: new Map() };
+  let todo = pickFresh(
+    groups.map(desiredGroup),
+    (g) => g.nameKey,
+    context.importedGroups,
+    result,
+    "group",
+    (g) => g.name,
+  );
+  for (let round = 1; todo.length > 0; round += 1) {
+    if (round > MAX_ROUNDS) {
+      for (const group of todo) {
+        fail(
+          result,
+          "group",
+          group.name,
+          group.dn,
+          "Another import kept changing this group; run the import again.",
+        );
+      }
+      break;
+    }
+    const matches = await lookupGroups(tx, context.directoryId, todo);
+    const inBatch = new Set(todo.map((g) => g.externalId));
+    const decided = todo.map((group) => ({
+      group,
+      decision: classifyGroup(
+        group,
+        matches.byId.get(group.externalId) ?? null,
+        matches.byName.get(group.nameKey) ?? null,
+        {
+          directoryId: context.directoryId,
+          importedInThisRun: (id) =>
+            context.importedGroups.has(id) || (inBatch.has(id) && id !== group.externalId),
+        },
+      ),
+    }));
+    await applyGroupUpdates(tx, decided, result);
+    const inserted = await insertGroups(
+      tx,
+      context.directoryId,
+      decided.filter((d) => d.decision.action === "create").map((d) => d.group),
+    );
+    todo = [];
+    for (const { group, decision } of decided) {
+      if (decision.action !== "create") continue;
+      const id = inserted.get(group.externalId);
+      if (id === undefined) {
+        todo.push(group);
+        continue;
+      }
+      result.ids.set(group.externalId, id);
+      result.decisions.set(group.externalId, { id, outcome: "created", changes: [] });
+    }
+  }
+  return result;
+}
+
+async function applyGroupUpdates(
+  tx: Db,
+  decided: { group: DesiredGroup; decision: Decision<StoredGroup> }[],
+  result: GroupBatchResult,
+): Promise<void> {
+  const updates: { group: DesiredGroup; target: StoredGroup; changes: string[] }[] = [];
+  for (const { group, decision } of decided) {
+    if (decision.action === "conflict") {
+      result.ids.set(group.externalId, null);
+      result.counts.skipped += 1;
+      result.entries.push({
+        outcome: "skipped",
+        kind: "group",
+        name: group.name,
+        dn: group.dn,
+        reason: decision.reason,
+      });
+    } else if (decision.action === "unchanged") {
+      result.ids.set(group.externalId, decision.target.id);
+      result.decisions.set(group.externalId, { id: decision.target.id, outcome: "unchanged", changes: [] });
+    } else if (decision.action === "update") {
+      updates.push({ group, target: decision.target, changes: decision.changes });
+    }
+  }
+  if (updates.length === 0) return;
+  const rows = updates.map(({ group, target }) => ({
+    id: target.id,
+    name: group.name,
+    key: group.nameKey,
+    description: group.description,
+    search: group.searchText,
+    dn: sameDn(target.dn, group.dn) ? target.dn : group.dn,
+    ext: group.externalId,
+  }));
+  const changed = await queryRows<{ id: number }>(
+    tx,
+    sql`with v as (
+          select * from json_to_recordset(${jsonRows(rows)}::json)
+            as t(id int, name text, key text, description text, search text, dn text, ext text)
+        )
+        update groups g set name = v.name, name_key = v.key, description = v.description, search_text = v.search,
+          dn = v.dn, external_id = v.ext, missing_in_directory = false, last_synced_at = now(), updated_at = now()
+        from v
+        where g.id = v.id and (g.name, g.name_key, g.description, g.search_text, g.dn, g.external_id,
+          g.missing_in_directory) is distinct from (v.name, v.key, v.description, v.search, v.dn, v.ext, false)
+        returning g.id`,
+  );
+  const changedIds = new Set(changed.map((row) => Number(row.id)));
+  for (const { group, target, changes } of updates) {
+    result.ids.set(group.externalId, target.id);
+    const outcome = changedIds.has(target.id) ? "updated" : "unchanged";
+    result.decisions.set(group.externalId, {
+      id: target.id,
+      outcome,
+      changes: outcome === "updated" ? changes : [],
+    });
+  }
+}
+
+async function insertGroups(
+  tx: Db,
+  directoryId: number,
+  groups: DesiredGroup[],
+): Promise<Map<string, number>> {
+  const inserted = new Map<string, number>();
+  if (groups.length === 0) return inserted;
+  const rows = groups.map((g) => ({
+    name: g.name,
+    key: g.nameKey,
+    description: g.description,
+    search: g.searchText,
+    dn: g.dn,
+    ext: g.externalId,
+  }));
+  const returned = await queryRows<{ id: number; external_id: string }>(
+    tx,
+    sql`insert into groups (kind, name, name_key, description, search_text, directory_id, external_id, dn, last_synced_at)
+        select 'external', v.name, v.key, v.description, v.search, ${directoryId}, v.ext, v.dn, now()
+        from json_to_recordset(${jsonRows(rows)}::json)
+          as v(name text, key text, description text, search text, dn text, ext text)
+        on conflict do nothing
+        returning id, external_id`,
+  );
+  for (const row of returned) inserted.set(row.external_id, Number(row.id));
+  return inserted;
+}
+
+// ——— memberships ———
+
+/** Adds the members (users) and subgroups; returns how many links were new. */
+export async function linkMembers(
+  tx: Db,
+  groupId: number,
+  userIds: readonly number[],
+  childGroupIds: readonly number[],
+): Promise<{ membersAdded: number; subgroupsAdded: number }> {
+  let membersAdded = 0;
+  let subgroupsAdded = 0;
+  if (userIds.length > 0) {
+    const [row] = await queryRows<{ n: number }>(
+      tx,
+      sql`with added as (
+            insert into group_members (group_id, user_id)
+            select ${groupId}, u.id from unnest(${intArray(userIds)}::int[]) as u(id)
+            on conflict do nothing
+            returning 1
+          )
+          select count(*)::int as n from added`,
+    );
+    membersAdded = Number(row?.n ?? 0);
+  }
+  const children = childGroupIds.filter((id) => id !== groupId);
+  if (children.length > 0) {
+    const [row] = await queryRows<{ n: number }>(
+      tx,
+      sql`with added as (
+            insert into group_subgroups (parent_id, child_id)
+            select ${groupId}, c.id from unnest(${intArray(children)}::int[]) as c(id)
+            on conflict do nothing
+            returning 1
+          )
+          select count(*)::int as n from added`,
+    );
+    subgroupsAdded = Number(row?.n ?? 0);
+  }
+  return { membersAdded, subgroupsAdded };
+}
+
+/**
+ * After a group's members were all read: removes the members and subgroups the directory no longer
+ * lists (the directory owns an external group's membership). Users themselves are never removed.
+ */
+export async function pruneMembers(
+  tx: Db,
+  groupId: number,
+  keepUserIds: Iterable<number>,
+  keepGroupIds: Iterable<number>,
+): Promise<{ membersRemoved: number; subgroupsRemoved: number }> {
+  const [members] = await queryRows<{ n: number }>(
+    tx,
+    sql`with removed as (
+          delete from group_members
+          where group_id = ${groupId} and not (user_id = any(${intArray(keepUserIds)}::int[]))
+          returning 1
+        )
+        select count(*)::int as n from removed`,
+  );
+  const [subgroups] = await queryRows<{ n: number }>(
+    tx,
+    sql`with removed as (
+          delete from group_subgroups
+          where parent_id = ${groupId} and not (child_id = any(${intArray(keepGroupIds)}::int[]))
+          returning 1
+        )
+        select count(*)::int as n from removed`,
+  );
+  return { membersRemoved: Number(members?.n ?? 0), subgroupsRemoved: Number(subgroups?.n ?? 0) };
+}
+
+// ——— helpers ———
+
+/**
+ * Drops entries this run already handled (a user in two nested groups is imported once) and
+ * entries twice in the batch; a second entry with a name already taken in the batch is a conflict.
+ */
+function pickFresh<T extends { externalId: string; dn: string }>(
+  items: T[],
+  nameKeyOf: (item: T) => string,
+  imported: ReadonlyMap<string, number | null>,
+  result: BatchResult,
+  kind: "user" | "group",
+  nameOf: (item: T) => string,
+): T[] {
+  const fresh: T[] = [];
+  const ids = new Set<string>();
+  const names = new Map<string, T>();
+  for (const item of items) {
+    if (imported.has(item.externalId)) {
+      result.ids.set(item.externalId, imported.get(item.externalId) ?? null);
+      continue;
+    }
+    if (ids.has(item.externalId)) continue;
+    ids.add(item.externalId);
+    const first = names.get(nameKeyOf(item));
+    if (first) {
+      result.ids.set(item.externalId, null);
+      result.counts.skipped += 1;
+      result.entries.push({
+        outcome: "skipped",
+        kind,
+        name: nameOf(item),
+        dn: item.dn,
+        reason: `Another entry of this directory (${first.dn}) has the same ${kind === "user" ? "username" : "group name"}.`,
+      });
+      continue;
+    }
+    names.set(nameKeyOf(item), item);
+    fresh.push(item);
+  }
+  return fresh;
+}
+
+function fail(result: BatchResult, kind: "user" | "group", name: string, dn: string, reason: string): void {
+  result.counts.failed += 1;
+  result.entries.push({ outcome: "failed", kind, name, dn, reason });
+}

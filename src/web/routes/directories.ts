@@ -1,0 +1,416 @@
+import { type NextFunction, type Request, type Response, Router } from "express";
+import type { Db } from "../../db/client.ts";
+import { isPresetId, PRESETS } from "../../ldap/presets.ts";
+import type { ConnectionTestResult } from "../../ldap/test-connection.ts";
+import type { Actor } from "../../services/audit.ts";
+import {
+  createDirectory,
+  type Directory,
+  decideBindPassword,
+  defaultRolesOf,
+  deleteDirectory,
+  deletionImpact,
+  getDirectory,
+  listDirectories,
+  listRoleChoices,
+  moveDirectory,
+  setDirectoryEnabled,
+  testConnectionSettings,
+  testSavedDirectory,
+  updateDirectory,
+} from "../../services/directories.ts";
+import {
+  applyPreset,
+  type DirectoryFormValues,
+  displayValues,
+  formValuesOf,
+  newFormValues,
+  PRESET_CHOICES,
+  readDirectoryForm,
+  validateDirectoryForm,
+} from "../../services/directory-form.ts";
+import { PERMISSIONS } from "../../services/permissions.ts";
+import type { SecretBox } from "../../services/secrets.ts";
+import { requirePermission } from "../auth-middleware.ts";
+import { type TestView, testView } from "../connection-test-view.ts";
+import { type Flash, flash, redirectWhenSaved } from "../flash.ts";
+import type { FieldErrors } from "../forms.ts";
+import { render, wantsPartial } from "../render.ts";
+
+export interface DirectoryRouteDeps {
+  db: Db;
+  secretBox: SecretBox;
+}
+
+const BASE = "/settings/directories";
+
+/** Settings › Directories: list, add, edit, reorder, enable/disable, delete, test connection. */
+export function directoryRoutes({ db, secretBox }: DirectoryRouteDeps): Router {
+  const router = Router();
+  router.use(BASE, requirePermission(PERMISSIONS.manageUsers));
+  router.param("id", loadDirectory(db));
+  const forms = formRenderer(db);
+  const list = listRenderer(db);
+
+  router.get(BASE, (req, res) => list(req, res, {}));
+
+  router.get(`${BASE}/new`, (req, res) => {
+    const preset =
+      typeof req.query.preset === "string" && isPresetId(req.query.preset) ? req.query.preset : "openldap";
+    return forms(req, res, { directory: null, values: newFormValues(preset) });
+  });
+
+  router.post(BASE, async (req, res) => {
+    const form = readDirectoryForm(req.body);
+    const roleChoices = await listRoleChoices(db);
+    const checked = validateDirectoryForm(form, { roleIds: new Set(roleChoices.map((r) => r.id)) });
+    const retype = form.bindPassword !== "";
+    if (!checked.ok)
+      return forms(req, res, { directory: null, values: form.values, errors: checked.errors, retype });
+    const outcome = await createDirectory(db, secretBox, actorOf(res), checked.settings);
+    if (!outcome.ok) {
+      const errors = { [outcome.field]: outcome.message };
+      return forms(req, res, { directory: null, values: form.values, errors, retype });
+    }
+    req.log.info({ directoryId: outcome.value.id }, "directory created");
+    redirectToList(
+      req,
+      res,
+      "success",
+      `Added the directory “${outcome.value.name}”. Test its connection to see what it holds.`,
+    );
+  });
+
+  router.post(`${BASE}/preset`, async (req, res) => {
+    const directory = await directoryOfForm(db, req.body);
+    if (directory === undefined) return notFound(req, res);
+    const form = readDirectoryForm(req.body);
+    const preset = isPresetId(form.values.preset) ? form.values.preset : "openldap";
+    await forms(req, res, {
+      directory,
+      values: applyPreset(form.values, preset),
+      presetApplied: PRESETS[preset].label,
+      retype: form.bindPassword !== "",
+      partial: "directories/_directory-mapping",
+    });
+  });
+
+  router.post(`${BASE}/connection-tests`, async (req, res) => {
+    const directory = await directoryOfForm(db, req.body);
+    if (directory === undefined) return notFound(req, res);
+    const form = readDirectoryForm(req.body);
+    const retype = form.bindPassword !== "";
+    const checked = validateDirectoryForm(form, { roleIds: new Set(), forTest: true });
+    const decision = checked.ok ? decideBindPassword(directory, checked.settings, secretBox) : null;
+    if (!checked.ok || !decision?.ok) {
+      const errors = !checked.ok
+        ? checked.errors
+        : { bindPassword: decision?.ok === false ? decision.message : "" };
+      // htmx asked for the result region; the form with its errors replaces the whole form instead.
+      return forms(req, res, {
+        directory,
+        values: form.values,
+        errors,
+        retype,
+        partial: "directories/_directory-form-replacement",
+      });
+    }
+    const result = await testConnectionSettings(checked.settings, decision.password, req.log);
+    logTest(req, directory?.id ?? null, result, false);
+    await forms(req, res, {
+      directory,
+      values: form.values,
+      test: testView(result, { saved: false, secret: decision.password }),
+      retype,
+      partial: "directories/_connection-test",
+    });
+  });
+
+  router.get(`${BASE}/:id`, (_req, res) => res.redirect(303, `${BASE}/${directoryOf(res).id}/edit`));
+
+  router.get(`${BASE}/:id/edit`, async (req, res) => {
+    const directory = directoryOf(res);
+    const values = formValuesOf(directory, await defaultRolesOf(db, directory.id));
+    await forms(req, res, { directory, values });
+  });
+
+  router.post(`${BASE}/:id`, async (req, res) => {
+    const directory = directoryOf(res);
+    const form = readDirectoryForm(req.body);
+    const roleChoices = await listRoleChoices(db);
+    const checked = validateDirectoryForm(form, { roleIds: new Set(roleChoices.map((r) => r.id)) });
+    const retype = form.bindPassword !== "";
+    if (!checked.ok)
+      return forms(req, res, { directory, values: form.values, errors: checked.errors, retype });
+    const outcome = await updateDirectory(db, secretBox, actorOf(res), directory.id, checked.settings);
+    if (!outcome.ok) {
+      const errors = { [outcome.field]: outcome.message };
+      return forms(req, res, { directory, values: form.values, errors, retype });
+    }
+    req.log.info({ directoryId: directory.id }, "directory updated");
+    redirectToList(req, res, "success", `Saved the directory “${outcome.value.name}”.`);
+  });
+
+  router.post(`${BASE}/:id/connection-tests`, async (req, res) => {
+    const tested = await testSavedDirectory(db, secretBox, actorOf(res), directoryOf(res).id, req.log);
+    if (!tested) return notFound(req, res);
+    logTest(req, tested.directory.id, tested.result, true);
+    await list(req, res, {
+      test: testView(tested.result, { saved: true, directoryName: tested.directory.name }),
+    });
+  });
+
+  router.post(`${BASE}/:id/position`, async (req, res) => {
+    const direction = req.body?.direction;
+    if (direction !== "up" && direction !== "down") return badRequest(req, res);
+    const outcome = await moveDirectory(db, actorOf(res), directoryOf(res).id, direction);
+    if (!outcome.ok) return refused(req, res, list, outcome.message);
+    const { directory, place, moved } = outcome.value;
+    const message = moved
+      ? `Moved “${directory.name}” ${direction}: it is now number ${place} in the sign-in order.`
+      : `“${directory.name}” is already ${direction === "up" ? "first" : "last"}.`;
+    if (!wantsPartial(req)) return redirectToList(req, res, "success", message);
+    const control = focusAfterMove(direction, place, (await listDirectories(db)).length);
+    await list(req, res, { notice: message, focus: { id: directory.id, control } });
+  });
+
+  router.post(`${BASE}/:id/enabled`, async (req, res) => {
+    const enabled = req.body?.enabled;
+    if (enabled !== "true" && enabled !== "false") return badRequest(req, res);
+    const outcome = await setDirectoryEnabled(db, actorOf(res), directoryOf(res).id, enabled === "true");
+    if (!outcome.ok) return refused(req, res, list, outcome.message);
+    const { directory } = outcome.value;
+    const message = directory.enabled
+      ? `Enabled “${directory.name}”: its users can sign in again.`
+      : `Disabled “${directory.name}”: its users can't sign in until it is enabled again. You can still import from it.`;
+    if (!wantsPartial(req)) return redirectToList(req, res, "success", message);
+    await list(req, res, { notice: message, focus: { id: directory.id, control: "toggle" } });
+  });
+
+  router.get(`${BASE}/:id/delete`, async (req, res) => {
+    const directory = directoryOf(res);
+    const impact = await deletionImpact(db, directory.id);
+    render(req, res, "directories/delete", {
+      title: `Delete ${directory.name}`,
+      directory,
+      impact,
+      errors: {},
+    });
+  });
+
+  router.post(`${BASE}/:id/delete`, async (req, res) => {
+    const directory = directoryOf(res);
+    const outcome = await deleteDirectory(db, actorOf(res), directory.id);
+    if (!outcome.ok) {
+      const impact = await deletionImpact(db, directory.id);
+      const data = {
+        title: `Delete ${directory.name}`,
+        directory,
+        impact,
+        errors: { form: outcome.message },
+      };
+      return render(req, res, "directories/delete", data, { status: 422 });
+    }
+    const { usersDisabled } = outcome.value;
+    req.log.info({ directoryId: directory.id, usersDisabled }, "directory deleted");
+    const people =
+      usersDisabled === 0
+        ? ""
+        : ` ${usersDisabled} external user${usersDisabled === 1 ? " was" : "s were"} disabled and keep${usersDisabled === 1 ? "s" : ""} their roles.`;
+    redirectToList(req, res, "success", `Deleted the directory “${directory.name}”.${people}`);
+  });
+
+  return router;
+}
+
+// ——— Loading ———
+
+function loadDirectory(db: Db) {
+  return async (req: Request, res: Response, next: NextFunction, value: string) => {
+    try {
+      const id = /^[1-9]\d{0,8}$/.test(value) ? Number(value) : null;
+      const directory = id === null ? null : await getDirectory(db, id);
+      if (!directory) return notFound(req, res);
+      res.locals.directory = directory;
+      next();
+    } catch (err) {
+      next(err);
+    }
+  };
+}
+
+function directoryOf(res: Response): Directory {
+  return res.locals.directory as Directory;
+}
+
+/** The directory a submitted form edits: null for a new one, undefined when it no longer exists. */
+async function directoryOfForm(db: Db, body: unknown): Promise<Directory | null | undefined> {
+  const raw = (body as Record<string, unknown> | undefined)?.directoryId;
+  if (raw === undefined || raw === "") return null;
+  if (typeof raw !== "string" || !/^[1-9]\d{0,8}$/.test(raw)) return undefined;
+  return (await getDirectory(db, Number(raw))) ?? undefined;
+}
+
+function actorOf(res: Response): Actor {
+  const user = res.locals.currentUser;
+  if (!user) throw new Error("no signed-in user behind requirePermission");
+  return { id: user.id, name: user.username };
+}
+
+// ——— Rendering ———
+
+interface FormState {
+  directory: Directory | null;
+  values: DirectoryFormValues;
+  errors?: FieldErrors;
+  /** A password was typed: it is not sent back, so the form asks for it again. */
+  retype?: boolean;
+  test?: TestView;
+  presetApplied?: string;
+  partial?: string;
+}
+
+function formRenderer(db: Db) {
+  return async (req: Request, res: Response, state: FormState) => {
+    const { directory, errors = {} } = state;
+    const roleChoices = await listRoleChoices(db);
+    const heading = directory ? `Edit the directory “${directory.name}”` : "Add a directory";
+    render(
+      req,
+      res,
+      "directories/form",
+      {
+        title: directory ? `Edit ${directory.name}` : "Add a directory",
+        heading,
+        directory,
+        action: directory ? `${BASE}/${directory.id}` : BASE,
+        values: displayValues(state.values),
+        errors,
+        roleChoices,
+        presetChoices: PRESET_CHOICES,
+        passwordHint: passwordHint(directory, state.retype ?? false),
+        lastTestText: directory ? lastTestOf(directory) : "",
+        test: state.test ?? null,
+        presetApplied: state.presetApplied ?? null,
+      },
+      {
+        status: Object.keys(errors).length > 0 ? 422 : 200,
+        partial: state.partial ?? "directories/_directory-form",
+      },
+    );
+  };
+}
+
+function passwordHint(directory: Directory | null, retype: boolean): string {
+  const stored = Boolean(directory?.bindPasswordEncrypted);
+  if (retype && stored) {
+    return "Set — leave blank to keep it. The password you typed was not sent back to the browser: type it again to change it.";
+  }
+  if (retype) return "Type the password again: Roster never sends a password back to the browser.";
+  if (stored) return "Set — leave blank to keep it.";
+  return "Stored encrypted, and never shown again.";
+}
+
+interface ListState {
+  notice?: string;
+  noticeKind?: "success" | "error";
+  focus?: { id: number; control: "move-up" | "move-down" | "toggle" };
+  test?: TestView;
+}
+
+function listRenderer(db: Db) {
+  return async (req: Request, res: Response, state: ListState) => {
+    const directories = await listDirectories(db);
+    render(
+      req,
+      res,
+      "directories/index",
+      {
+        title: "Directories",
+        directories,
+        lastTestOf,
+        notice: state.notice ?? null,
+        noticeKind: state.noticeKind ?? "success",
+        focus: state.focus ?? null,
+        test: state.test ?? null,
+      },
+      { partial: "directories/_directory-list" },
+    );
+  };
+}
+
+/** A refused change: said in the list for htmx, or flashed after a redirect without it. */
+function refused(req: Request, res: Response, list: ReturnType<typeof listRenderer>, message: string) {
+  if (wantsPartial(req)) return list(req, res, { notice: message, noticeKind: "error" });
+  return redirectToList(req, res, "error", message);
+}
+
+/** The same button keeps focus after a move, unless the directory reached the end it moved towards. */
+function focusAfterMove(direction: "up" | "down", place: number, count: number): "move-up" | "move-down" {
+  if (direction === "up") return place === 1 ? "move-down" : "move-up";
+  return place === count ? "move-up" : "move-down";
+}
+
+/** Flash + 303 to the list (sent once the session holding the message is saved). */
+function redirectToList(req: Request, res: Response, kind: Flash["kind"], message: string): void {
+  flash(req, kind, message);
+  redirectWhenSaved(req, res, BASE);
+}
+
+const numberFormat = new Intl.NumberFormat("en");
+
+export function lastTestOf(directory: Directory): string {
+  if (!directory.lastTestedAt) return "Not tested yet";
+  const when = `${directory.lastTestedAt.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  if (!directory.lastTestOk) return `Failed (tested ${when})`;
+  const people = numberFormat.format(directory.lastUserCount ?? 0);
+  const teams = numberFormat.format(directory.lastGroupCount ?? 0);
+  const plural = (n: number | null, word: string) => `${word}${n === 1 ? "" : "s"}`;
+  return `Works: ${people} ${plural(directory.lastUserCount, "user")}, ${teams} ${plural(directory.lastGroupCount, "group")} (tested ${when})`;
+}
+
+function logTest(req: Request, directoryId: number | null, result: ConnectionTestResult, saved: boolean) {
+  const failed = result.steps.find((step) => !step.ok);
+  req.log.info(
+    {
+      directoryId,
+      saved,
+      ok: result.ok,
+      serverUrl: result.serverUrl,
+      users: result.usersCount,
+      groups: result.groupsCount,
+      ...(failed
+        ? { failedStep: failed.step, reason: failed.error?.kind, ldapCode: failed.error?.ldapCode }
+        : {}),
+    },
+    "directory connection tested",
+  );
+}
+
+function notFound(req: Request, res: Response): void {
+  render(
+    req,
+    res,
+    "errors/error",
+    {
+      title: "Directory not found",
+      heading: "Directory not found",
+      message: "There is no such directory: it may have been deleted. Go back to Settings › Directories.",
+    },
+    { status: 404 },
+  );
+}
+
+function badRequest(req: Request, res: Response): void {
+  render(
+    req,
+    res,
+    "errors/error",
+    {
+      title: "That request could not be handled",
+      heading: "That request could not be handled",
+      message: "Reload the page and try again.",
+    },
+    { status: 400 },
+  );
+}

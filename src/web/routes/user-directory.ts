@@ -1,0 +1,163 @@
+import { type Request, type Response, Router } from "express";
+import { z } from "zod";
+import type { Db } from "../../db/client.ts";
+import type { DirectoryLogger } from "../../ldap/client.ts";
+import { listEnabledDirectories } from "../../services/directories.ts";
+import {
+  convertToExternal,
+  convertToInternal,
+  synchronizeUser,
+  type UserSyncReport,
+} from "../../services/directory-users.ts";
+import type { UserChange } from "../../services/external-users.ts";
+import { MIN_PASSWORD_LENGTH } from "../../services/passwords.ts";
+import type { SecretBox } from "../../services/secrets.ts";
+import { getUser, type UserDetails } from "../../services/users.ts";
+import { redirectAfterPost } from "../flash.ts";
+import { type FieldErrors, parseForm } from "../forms.ts";
+import { render } from "../render.ts";
+import { actorOf, errorsOf, idParam, redirectWithError } from "../request-helpers.ts";
+
+export interface UserDirectoryDeps {
+  db: Db;
+  secretBox: SecretBox;
+  directoryLogger?: DirectoryLogger;
+}
+
+const toInternalSchema = z
+  .object({
+    password: z
+      .string()
+      .min(MIN_PASSWORD_LENGTH, `Use at least ${MIN_PASSWORD_LENGTH} characters.`)
+      .max(1024, "Use at most 1024 characters."),
+    passwordConfirmation: z.string(),
+  })
+  .refine((v) => v.password === v.passwordConfirmation, {
+    path: ["passwordConfirmation"],
+    message: "The passwords don't match.",
+  });
+
+const toExternalSchema = z.object({
+  directoryId: z.coerce.number({ message: "Choose a directory." }).int().positive("Choose a directory."),
+});
+
+/** "Synchronize now" and conversion between internal and external, for one user. */
+export function userDirectoryRoutes(deps: UserDirectoryDeps): Router {
+  const { db } = deps;
+  const directoryDeps = { db, secretBox: deps.secretBox, logger: deps.directoryLogger };
+  const router = Router();
+
+  router.post("/users/:id/synchronizations", async (req, res, next) => {
+    const user = await loadUser(req);
+    if (!user) return next();
+    const outcome = await synchronizeUser(directoryDeps, actorOf(res), user.id);
+    const back = `/users/${user.id}`;
+    if (!outcome.ok) return redirectWithError(req, res, back, outcome.message);
+    const report = outcome.value;
+    if (report.status === "missing") {
+      return redirectWithError(
+        req,
+        res,
+        back,
+        `${report.directoryName} no longer has an entry for ${user.username}, so ${user.username} ${report.newlyMissing ? "was" : "stays"} disabled. The user was not deleted and keeps its roles.`,
+      );
+    }
+    redirectAfterPost(req, res, back, syncMessage(report));
+  });
+
+  router.get("/users/:id/conversion", async (req, res, next) => {
+    const user = await loadUser(req);
+    if (!user) return next();
+    await renderConversion(req, res, user, 200, {}, {});
+  });
+
+  router.post("/users/:id/conversion", async (req, res, next) => {
+    const user = await loadUser(req);
+    if (!user) return next();
+    if (user.kind === "external") {
+      const form = parseForm(toInternalSchema, req.body);
+      if (!form.ok) return renderConversion(req, res, user, 422, form.errors, {});
+      const outcome = await convertToInternal(db, actorOf(res), user.id, form.data.password, req.sessionID);
+      if (!outcome.ok) return renderConversion(req, res, user, 422, errorsOf(outcome), {});
+      return redirectAfterPost(
+        req,
+        res,
+        `/users/${user.id}`,
+        `${user.username} is now an internal user and signs in with the password you set. Roles and groups were kept.`,
+      );
+    }
+    const values = { directoryId: String(req.body?.directoryId ?? "") };
+    const form = parseForm(toExternalSchema, req.body);
+    if (!form.ok) return renderConversion(req, res, user, 422, form.errors, values);
+    const outcome = await convertToExternal(directoryDeps, actorOf(res), user.id, form.data.directoryId);
+    if (!outcome.ok) return renderConversion(req, res, user, 422, errorsOf(outcome), values);
+    redirectAfterPost(
+      req,
+      res,
+      `/users/${user.id}`,
+      `${user.username} is now an external user of ${outcome.value.directoryName} and signs in with the directory password. Roles and groups were kept.`,
+    );
+  });
+
+  async function loadUser(req: Request): Promise<UserDetails | null> {
+    const id = idParam(req);
+    return id === null ? null : getUser(db, id);
+  }
+
+  async function renderConversion(
+    req: Request,
+    res: Response,
+    user: UserDetails,
+    status: number,
+    errors: FieldErrors,
+    values: Record<string, string>,
+  ) {
+    const directories = user.kind === "internal" ? await listEnabledDirectories(db) : [];
+    render(
+      req,
+      res,
+      "users/conversion",
+      {
+        title: `Convert ${user.username}`,
+        user,
+        directories: directories.map((d) => ({ id: d.id, name: d.name })),
+        errors,
+        values,
+        minPasswordLength: MIN_PASSWORD_LENGTH,
+      },
+      { status },
+    );
+  }
+
+  return router;
+}
+
+const FIELD_NAMES: Record<string, string> = {
+  username: "username",
+  fullName: "full name",
+  email: "email",
+  department: "department",
+  phone: "phone",
+  dn: "DN",
+  externalId: "unique id",
+  enabled: "sign-in",
+  missingInDirectory: "missing in directory",
+};
+
+function syncMessage(report: Extract<UserSyncReport, { status: "updated" | "unchanged" }>): string {
+  const entries = Object.entries(report.changes);
+  if (entries.length === 0) return `Synchronized with ${report.directoryName}: nothing had changed.`;
+  const described = entries.map(([field, change]) => describeChange(field, change));
+  const relinked =
+    report.foundBy === "id" ? "" : ` (found by ${report.foundBy === "dn" ? "DN" : "username"})`;
+  return `Synchronized with ${report.directoryName}${relinked}: ${described.join("; ")}.`;
+}
+
+function describeChange(field: string, [from, to]: UserChange): string {
+  const name = FIELD_NAMES[field] ?? field;
+  if (field === "enabled") return "disabled, as the directory marks the account disabled";
+  if (field === "missingInDirectory")
+    return "the entry exists again (the user stays disabled until you enable it)";
+  const show = (v: unknown) => (v === null || v === undefined || v === "" ? "(empty)" : `“${String(v)}”`);
+  return `${name} ${show(from)} → ${show(to)}`;
+}

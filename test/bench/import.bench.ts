@@ -1,0 +1,231 @@
+/**
+ * The import benchmark: a directory of 100,000 users and one group holding all of them (generated,
+ * loaded with slapadd into a throwaway slapd with a 1,000-entry size limit), `ldapsearch -E pr=1000`
+ * of the same entries as the baseline, then Roster's import of all users and of the group into
+ * PostgreSQL and into PGlite, and a re-import with nothing changed. Each import runs in a child
+ * process (test/bench/import-child.ts) whose peak RSS is reported.
+ *
+ *   node --import tsx test/bench/import.bench.ts
+ *
+ * USERS=… changes the size; BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres)
+ * names the server a scratch database is created on; BENCH_DRIVERS=postgres,pglite chooses drivers.
+ * Exits non-zero when a target is missed: fresh import into PostgreSQL ≤ 3× the baseline, unchanged
+ * re-import ≤ 2.5×, peak RSS of a PostgreSQL import ≤ 300 MB.
+ */
+import { execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import postgres from "postgres";
+import { type Database, openDatabase } from "../../src/db/client.ts";
+import { directories } from "../../src/db/schema.ts";
+import { groupDn, groupEntry, userDn, userEntries, writeLdif } from "../../src/dev/fixtures.ts";
+import { type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
+import { resolveBase } from "../../src/ldap/dn.ts";
+import { userAttributes } from "../../src/ldap/mapping.ts";
+import { presetMapping } from "../../src/ldap/presets.ts";
+import { importFilter } from "../../src/services/import/directory-search.ts";
+import type { Selection } from "../../src/services/import/types.ts";
+import { ensurePredefinedRoles } from "../../src/services/permissions.ts";
+import { createSecretBox } from "../../src/services/secrets.ts";
+
+const USERS = Number(process.env.USERS ?? 100_000);
+const PAGE_SIZE = 1000;
+const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const DRIVERS = (process.env.BENCH_DRIVERS ?? "postgres,pglite").split(",") as ("postgres" | "pglite")[];
+const TARGETS = { fresh: 3, unchanged: 2.5, rssMb: 300 };
+const here = path.dirname(fileURLToPath(import.meta.url));
+const run = promisify(execFile);
+
+interface Measured {
+  label: string;
+  ms: number;
+  entries: number;
+  rssMb: number | null;
+}
+
+const mapping = { ...presetMapping("openldap"), pageSize: PAGE_SIZE };
+const key = randomBytes(32);
+const scratch = await mkdtemp(path.join(tmpdir(), "roster-import-bench-"));
+let server: SlapdServer | undefined;
+const cleanups: (() => Promise<void>)[] = [];
+
+try {
+  const started = performance.now();
+  server = await startDirectory();
+  console.log(`\n${USERS.toLocaleString("en-US")} users and a group of all of them loaded into slapd in ${seconds(performance.now() - started)} s\n`);
+
+  const baseline = await ldapsearchBaseline(server);
+  const lines: Measured[] = [{ label: "ldapsearch -E pr=1000 (baseline)", ms: baseline, entries: USERS, rssMb: null }];
+  print(lines[0] as Measured, baseline);
+
+  const misses: string[] = [];
+  for (const driver of DRIVERS) {
+    const target = await prepareDatabase(driver, server);
+    if (!target) continue;
+    const users: Selection = { mode: "query", text: "*", kind: "users" };
+    const group: Selection = { mode: "query", text: "everyone", kind: "groups" };
+    const steps: { label: string; selection: Selection; target?: "fresh" | "unchanged" }[] = [
+      { label: `fresh import → ${driver}`, selection: users, target: "fresh" },
+      { label: `group of ${USERS.toLocaleString("en-US")} → ${driver}`, selection: group },
+      { label: `re-import, nothing changed → ${driver}`, selection: users, target: "unchanged" },
+      { label: `group re-import, unchanged → ${driver}`, selection: group },
+    ];
+    for (const step of steps) {
+      const result = await measureImport(target.env, step.selection);
+      const line = { label: step.label, ms: result.ms, entries: result.processed, rssMb: result.maxRssMb };
+      lines.push(line);
+      print(line, baseline);
+      if (result.status !== "succeeded") misses.push(`${step.label}: the run ${result.status}: ${result.error ?? ""}`);
+      if (driver === "postgres") {
+        if (step.target && line.ms / baseline > TARGETS[step.target]) {
+          misses.push(`${step.label}: ${ratio(line.ms, baseline)} (target ≤ ${TARGETS[step.target].toFixed(2)}x)`);
+        }
+        if (result.maxRssMb > TARGETS.rssMb) {
+          misses.push(`${step.label}: peak RSS ${Math.round(result.maxRssMb)} MB (target ≤ ${TARGETS.rssMb} MB)`);
+        }
+      }
+    }
+    console.log("");
+  }
+  if (misses.length > 0) {
+    console.log(`Targets missed:\n  ${misses.join("\n  ")}`);
+    process.exitCode = 1;
+  } else {
+    console.log("All targets met.");
+  }
+} finally {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+  await server?.stop();
+  await rm(scratch, { recursive: true, force: true });
+}
+
+async function startDirectory(): Promise<SlapdServer> {
+  const file = path.join(scratch, "directory.ldif");
+  const everyone = groupDn("everyone");
+  await writeLdif(
+    file,
+    (function* () {
+      yield* userEntries(USERS, { memberOf: [everyone] });
+      yield groupEntry({ cn: "everyone", dn: everyone, members: Array.from({ length: USERS }, (_, i) => userDn(i)) });
+    })(),
+  );
+  return startSlapd({ ldifFiles: [file] });
+}
+
+/** The same search Roster sends (filter, base, attributes, page size), by the C client; best of three after a warm-up. */
+async function ldapsearchBaseline(directory: SlapdServer): Promise<number> {
+  const filter = importFilter("user", "*", mapping);
+  if (!filter.ok) throw new Error(filter.message);
+  const args = [
+    ...["-x", "-LLL", "-H", directory.url, "-D", directory.serviceDn, "-w", directory.servicePassword],
+    ...["-b", resolveBase(mapping.userBase, directory.baseDn), "-s", "sub", "-E", `pr=${PAGE_SIZE}/noprompt`],
+    filter.text,
+    ...userAttributes(mapping),
+  ];
+  const once = () =>
+    new Promise<number>((resolve, reject) => {
+      const began = performance.now();
+      const child = spawn("ldapsearch", args, { stdio: ["ignore", "ignore", "pipe"] });
+      let stderr = "";
+      child.stderr.on("data", (chunk) => {
+        stderr += chunk;
+      });
+      child.on("error", reject);
+      child.on("exit", (code) =>
+        code === 0 ? resolve(performance.now() - began) : reject(new Error(`ldapsearch exited ${code}: ${stderr}`)),
+      );
+    });
+  await once();
+  const times = [await once(), await once(), await once()];
+  return Math.min(...times);
+}
+
+interface Target {
+  env: Record<string, string>;
+}
+
+async function prepareDatabase(driver: "postgres" | "pglite", directory: SlapdServer): Promise<Target | null> {
+  let database: Database;
+  let env: Record<string, string>;
+  if (driver === "postgres") {
+    const admin = postgres(POSTGRES_URL, { max: 1, onnotice: () => {}, connect_timeout: 3 });
+    try {
+      await admin`select 1`;
+    } catch {
+      console.log(`PostgreSQL is not reachable at ${POSTGRES_URL}: skipped.\n`);
+      await admin.end();
+      return null;
+    }
+    const name = `roster_bench_${randomBytes(5).toString("hex")}`;
+    await admin.unsafe(`create database ${name}`);
+    cleanups.push(async () => {
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    });
+    const url = new URL(POSTGRES_URL);
+    url.pathname = `/${name}`;
+    env = { BENCH_DATABASE_URL: url.toString() };
+    database = await openDatabase({ databaseUrl: url.toString(), dataDir: null });
+  } else {
+    const dataDir = path.join(scratch, "pglite");
+    env = { BENCH_PGLITE_DIR: dataDir };
+    database = await openDatabase({ databaseUrl: null, dataDir });
+  }
+  try {
+    await database.migrate();
+    await ensurePredefinedRoles(database.db);
+    const [row] = await database.db
+      .insert(directories)
+      .values({
+        name: "bench",
+        position: 1,
+        ...mapping,
+        urls: [directory.url],
+        baseDn: directory.baseDn,
+        bindDn: directory.serviceDn,
+        bindPasswordEncrypted: createSecretBox(key).encrypt(directory.servicePassword),
+        operationTimeoutMs: 120_000,
+      })
+      .returning();
+    return { env: { ...env, BENCH_DIRECTORY: String(row?.id), BENCH_KEY: key.toString("hex") } };
+  } finally {
+    await database.close();
+  }
+}
+
+interface ChildResult {
+  ms: number;
+  status: string;
+  error?: string;
+  processed: number;
+  maxRssMb: number;
+}
+
+async function measureImport(env: Record<string, string>, selection: Selection): Promise<ChildResult> {
+  const { stdout } = await run(process.execPath, ["--import", "tsx", path.join(here, "import-child.ts")], {
+    env: { ...process.env, ...env, BENCH_SELECTION: JSON.stringify(selection), BENCH_TOTAL: String(USERS) },
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  const last = stdout.trim().split("\n").pop() ?? "{}";
+  return JSON.parse(last) as ChildResult;
+}
+
+function print(line: Measured, baselineMs: number): void {
+  const rate = Math.round(line.entries / (line.ms / 1000)).toLocaleString("en-US");
+  const rss = line.rssMb === null ? "" : `${Math.round(line.rssMb)} MB`;
+  console.log(
+    `${line.label.padEnd(40)} ${seconds(line.ms).padStart(6)} s  ${`${rate}/s`.padStart(10)}  ${rss.padStart(7)}  ${ratio(line.ms, baselineMs)}`,
+  );
+}
+
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(2);
+}
+
+function ratio(ms: number, baselineMs: number): string {
+  return `${(ms / baselineMs).toFixed(2)}x`;
+}

@@ -1,0 +1,221 @@
+/**
+ * The Users list at 100,000 users: seeds users (multi-row inserts) and groups, then runs each list
+ * query under EXPLAIN ANALYZE and prints the server's own time, the plan's top nodes, and the ratio
+ * to a baseline `select count(*) from users` measured in the same run.
+ *
+ *   node --import tsx test/bench/user-list.bench.ts                  (embedded PGlite)
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres node --import tsx test/bench/user-list.bench.ts
+ *
+ * USERS=… and GROUPS=… change the sizes. Exits non-zero when a list query takes 50 ms or more: the
+ * server's time on PostgreSQL, the time listEntries() takes on PGlite (whose WASM build makes
+ * EXPLAIN ANALYZE's own timing expensive; its ratio to count(*) is the comparable figure there).
+ */
+import { type SQL, sql } from "drizzle-orm";
+import { queryRows } from "../../src/db/client.ts";
+import { directories, groupMembers, groups, users } from "../../src/db/schema.ts";
+import { userFixture } from "../../src/dev/fixtures.ts";
+import { presetMapping } from "../../src/ldap/presets.ts";
+import { nameKey, searchTextOf } from "../../src/services/names.ts";
+import { encodeCursor, type ListQuery, listEntries, listQuery } from "../../src/services/user-list.ts";
+import { createTestDatabase } from "../helpers/database.ts";
+
+const USER_COUNT = Number(process.env.USERS ?? 100_000);
+const GROUP_COUNT = Number(process.env.GROUPS ?? 2_000);
+const BATCH = 2_000;
+const BUDGET_MS = 50;
+const RUNS = 5;
+
+const database = await createTestDatabase();
+const db = database.db;
+
+try {
+  const seeded = await seed();
+  console.log(`\n${database.kind}: ${USER_COUNT} users, ${GROUP_COUNT} groups seeded in ${seeded} ms\n`);
+
+  const baseline = await serverTime(sql`select count(*) from users`);
+  console.log(`baseline  select count(*) from users: ${baseline.ms.toFixed(2)} ms (server)\n`);
+
+  const middle =
+    (
+      await queryRows<{ key: string }>(
+        db,
+        sql`select username_key as key from users order by username_key offset ${Math.floor(USER_COUNT / 2)} limit 1`,
+      )
+    )[0]?.key ?? "m";
+  const cases: { label: string; query: ListQuery }[] = [
+    { label: "first page, all", query: q({}) },
+    { label: "first page, internal users", query: q({ filter: "internal-users" }) },
+    { label: "first page, external users", query: q({ filter: "external-users" }) },
+    { label: "first page, internal groups", query: q({ filter: "internal-groups" }) },
+    { label: "first page, name descending", query: q({ sort: "-name" }) },
+    { label: "middle page (keyset after)", query: q({ after: { key: middle, rank: 0 } }) },
+    { label: "middle page back (keyset before)", query: q({ before: { key: middle, rank: 0 } }) },
+    { label: "search 'ada' (selective)", query: q({ search: "ada" }) },
+    { label: "search 'müller' (non-ASCII)", query: q({ search: "Müller" }) },
+    { label: "search 'ZOË' (case, non-ASCII)", query: q({ search: "ZOË" }) },
+    { label: "search 'e' (matches nearly all)", query: q({ search: "e" }) },
+    { label: "search 'example.test' (all, 3+ chars)", query: q({ search: "example.test" }) },
+    { label: "search 'qqqzzz' (no match)", query: q({ search: "qqqzzz" }) },
+    { label: "search 'smith', external users", query: q({ search: "smith", filter: "external-users" }) },
+    { label: "search 'an', page after middle", query: q({ search: "an", after: { key: middle, rank: 0 } }) },
+    { label: "search 'zo' (clustered at the end)", query: q({ search: "zo" }) },
+    { label: "search 'yamamoto' (clustered)", query: q({ search: "yamamoto" }) },
+    { label: "search 'ø' (rare, < 3 chars)", query: q({ search: "ø" }) },
+  ];
+
+  // One untimed pass first, so no case pays for warming caches (PGlite's especially).
+  for (const { query } of cases) await listEntries(db, query);
+
+  // EXPLAIN ANALYZE's own timing costs a lot inside PGlite's WASM build: there the budget applies to
+  // the time listEntries() takes, on PostgreSQL to the server's own figure.
+  const budgetOn = database.kind === "postgres" ? "server" : "wall";
+  const failures: string[] = [];
+  console.log("query                                   server ms   ratio   listEntries() wall ms");
+  for (const { label, query } of cases) {
+    const server = await serverTime(listQuery(query, 51));
+    const wall = await wallTime(() => listEntries(db, query));
+    const ratio = server.ms / baseline.ms;
+    console.log(
+      `${label.padEnd(40)}${server.ms.toFixed(2).padStart(9)}   ${ratio.toFixed(2).padStart(5)}×   ${wall
+        .toFixed(1)
+        .padStart(8)}`,
+    );
+    console.log(`    ${server.plan}`);
+    if ((budgetOn === "server" ? server.ms : wall) >= BUDGET_MS) failures.push(label);
+  }
+  console.log(`\ncursor example: after=${encodeCursor({ key: middle, rank: 0 })}`);
+  if (failures.length > 0) {
+    console.error(`\nOver the ${BUDGET_MS} ms budget (${budgetOn} time): ${failures.join(", ")}`);
+    process.exitCode = 1;
+  } else {
+    console.log(`\nEvery list query answered within ${BUDGET_MS} ms (${budgetOn} time).`);
+  }
+} finally {
+  await database.destroy();
+}
+
+function q(partial: Partial<ListQuery>): ListQuery {
+  return { filter: "all", search: "", sort: "name", ...partial };
+}
+
+async function seed(): Promise<number> {
+  const started = performance.now();
+  const [directory] = await db
+    .insert(directories)
+    .values({
+      name: "Bench LDAP",
+      position: 1,
+      urls: ["ldap://127.0.0.1:1"],
+      baseDn: "dc=example,dc=test",
+      ...presetMapping("openldap"),
+    })
+    .returning();
+  for (let start = 0; start < USER_COUNT; start += BATCH) {
+    const rows = [];
+    for (let i = start; i < Math.min(start + BATCH, USER_COUNT); i++) {
+      const f = userFixture(i);
+      const external = i % 3 === 0;
+      rows.push({
+        kind: external ? ("external" as const) : ("internal" as const),
+        username: f.uid,
+        usernameKey: nameKey(f.uid),
+        fullName: f.cn,
+        email: f.mail,
+        department: f.department,
+        phone: f.telephoneNumber,
+        searchText: searchTextOf(f.uid, f.cn, f.mail),
+        enabled: i % 17 !== 0,
+        directoryId: external ? (directory?.id ?? null) : null,
+        externalId: external ? `uuid-${i}` : null,
+        dn: external ? `uid=${f.uid},ou=people,dc=example,dc=test` : null,
+        lastActivityAt: i % 5 === 0 ? new Date(Date.now() - i * 60_000) : null,
+      });
+    }
+    await db.insert(users).values(rows);
+  }
+  const groupRows = Array.from({ length: GROUP_COUNT }, (_, i) => {
+    const name = `${["Team", "Project", "Équipe", "Dept"][i % 4]} ${i}`;
+    const description = `Group number ${i} for benchmarking`;
+    const external = i % 2 === 0;
+    return {
+      kind: external ? ("external" as const) : ("internal" as const),
+      name,
+      nameKey: nameKey(name),
+      description,
+      searchText: searchTextOf(name, description),
+      directoryId: external ? (directory?.id ?? null) : null,
+      externalId: external ? `group-${i}` : null,
+    };
+  });
+  for (let start = 0; start < groupRows.length; start += BATCH) {
+    await db.insert(groups).values(groupRows.slice(start, start + BATCH));
+  }
+  await db.execute(sql`insert into ${groupMembers} (group_id, user_id)
+    select g.id, u.id from groups g join users u on u.id % 200 = g.id % 200 where g.id <= 50`);
+  await db.execute(sql`vacuum analyze`);
+  return Math.round(performance.now() - started);
+}
+
+interface Timed {
+  ms: number;
+  plan: string;
+}
+
+/** The best of a few EXPLAIN ANALYZE runs (the first warms the cache), with the plan's outline. */
+async function serverTime(query: SQL): Promise<Timed> {
+  let best = Number.POSITIVE_INFINITY;
+  let plan = "";
+  for (let i = 0; i < RUNS; i++) {
+    const [row] = await queryRows<{ "QUERY PLAN": unknown }>(
+      db,
+      sql`explain (analyze, format json) ${query}`,
+    );
+    const raw = row?.["QUERY PLAN"];
+    const parsed = (typeof raw === "string" ? JSON.parse(raw) : raw) as {
+      Plan: PlanNode;
+      "Execution Time": number;
+      "Planning Time": number;
+    }[];
+    const top = parsed[0];
+    if (!top) continue;
+    const ms = top["Execution Time"] + top["Planning Time"];
+    if (ms < best) {
+      best = ms;
+      plan = outline(top.Plan);
+    }
+  }
+  return { ms: best, plan };
+}
+
+interface PlanNode {
+  "Node Type": string;
+  "Index Name"?: string;
+  "Relation Name"?: string;
+  "Actual Rows"?: number;
+  Plans?: PlanNode[];
+}
+
+/** The plan's scan nodes, e.g. `Bitmap Index Scan users_search_text_trgm_idx (312 rows)`. */
+function outline(node: PlanNode): string {
+  const scans: string[] = [];
+  const walk = (n: PlanNode) => {
+    if (/Scan/.test(n["Node Type"]) && !/CTE|Subquery/.test(n["Node Type"])) {
+      scans.push(
+        `${n["Node Type"]} ${n["Index Name"] ?? n["Relation Name"] ?? ""} (${n["Actual Rows"]} rows)`,
+      );
+    }
+    for (const child of n.Plans ?? []) walk(child);
+  };
+  walk(node);
+  return scans.join("; ");
+}
+
+async function wallTime(run: () => Promise<unknown>): Promise<number> {
+  let best = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < RUNS; i++) {
+    const started = performance.now();
+    await run();
+    best = Math.min(best, performance.now() - started);
+  }
+  return best;
+}

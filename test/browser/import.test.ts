@@ -1,0 +1,132 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type { Browser, Page } from "playwright-core";
+import { isSlapdAvailable, type SlapdServer } from "../../src/dev/slapd.ts";
+import type { ImportWorker } from "../../src/services/import/worker.ts";
+import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
+import { assertNoAxeViolations, focusedLabel, launchBrowser, newContext, serve, tabTo } from "../helpers/browser.ts";
+import { addDirectory, importFixture, startFixtureSlapd, testWorker } from "../web/import-support.ts";
+
+let t: TestApp;
+let browser: Browser;
+let site: Awaited<ReturnType<typeof serve>>;
+let server: SlapdServer;
+let worker: ImportWorker;
+
+const skip = !isSlapdAvailable() && "slapd is not installed (apt-get install slapd ldap-utils)";
+
+before(async () => {
+  if (skip) return;
+  server = await startFixtureSlapd(await importFixture(120));
+  let wake = () => {};
+  t = await createTestApp({ deps: { importWorker: { wake: () => wake() } } });
+  await createUser(t.db, { username: "admin", password: "a long enough password", role: "server_admin" });
+  await addDirectory(t.db, t.config.encryptionKey, server);
+  worker = testWorker(t.db, t.config.encryptionKey, { pollMs: 200 });
+  wake = () => worker.wake();
+  worker.start();
+  site = await serve(t.app);
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  await site?.close();
+  await worker?.stop();
+  await t?.close();
+  await server?.stop();
+});
+
+async function signIn(page: Page, returnTo: string): Promise<void> {
+  await page.goto(`${site.url}/login?returnTo=${encodeURIComponent(returnTo)}`);
+  await page.locator("#field-username:focus").waitFor();
+  await page.keyboard.type("admin");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("a long enough password");
+  await page.keyboard.press("Enter");
+}
+
+/** Tabs to the search box, types, and presses Enter; waits for the focused results heading. */
+async function searchFor(page: Page, text: string, heading: RegExp): Promise<void> {
+  await tabTo(page, "Username, group name or LDAP filter");
+  await page.keyboard.type(text);
+  await page.keyboard.press("Enter");
+  await page.locator("#import-results-title:focus").waitFor({ timeout: 10_000 });
+  assert.match(await focusedLabel(page), heading);
+}
+
+const modes = [true, false].map((javaScript) => ({ javaScript, label: `JavaScript ${javaScript ? "on" : "off"}` }));
+
+describe("importing by keyboard", { skip }, () => {
+  for (const { javaScript, label } of modes) {
+    test(`search, tick two users, import, and watch the run finish (${label})`, async () => {
+      const [first, second] = javaScript ? ["alpha", "bravo"] : ["charlie", "sobrien"];
+      const context = await newContext(browser, javaScript);
+      const page = await context.newPage();
+      await signIn(page, "/imports/new");
+      await page.getByRole("heading", { name: "Import users & groups", level: 1 }).waitFor();
+      await assertNoAxeViolations(page);
+
+      await searchFor(page, javaScript ? "cycle" : `(|(uid=${first})(uid=${second}))`, /^\d+ match/);
+      const url = new URL(page.url());
+      assert.equal(url.pathname, "/imports/new");
+      assert.ok(url.searchParams.get("q"), "the query is in the address, for bookmarks and Back");
+      await assertNoAxeViolations(page);
+
+      await tabTo(page, `Select user ${first}`);
+      await page.keyboard.press("Space");
+      await tabTo(page, `Select user ${second}`);
+      await page.keyboard.press("Space");
+      await tabTo(page, "Import selected");
+      await page.keyboard.press("Enter");
+
+      await page.getByRole("heading", { name: /^Import #\d+ from Example LDAP$/ }).waitFor();
+      assert.match(new URL(page.url()).pathname, /^\/imports\/\d+$/);
+      await page.getByText(/^Finished: 2 of 2 entries processed/).waitFor({ timeout: 15_000 });
+      assert.equal(await page.locator("#count-created").innerText(), "2");
+      await page.getByRole("table").filter({ hasText: first }).waitFor();
+      await assertNoAxeViolations(page);
+      await context.close();
+    });
+  }
+
+  for (const { javaScript, label } of modes) {
+    test(`select all matches past the first page, then import them all (${label})`, async () => {
+      const context = await newContext(browser, javaScript);
+      const page = await context.newPage();
+      await signIn(page, "/imports/new");
+      await page.getByRole("heading", { name: "Import users & groups", level: 1 }).waitFor();
+      await searchFor(page, "*", /^1\d\d matches$/);
+      await tabTo(page, "Next page →", 250);
+      await page.keyboard.press("Enter");
+      await page.locator("#import-results-title:focus").waitFor();
+      assert.equal(new URL(page.url()).searchParams.get("page"), "2");
+      await tabTo(page, /^Select all [\d,]+ matches$/);
+      await page.keyboard.press("Enter");
+      await page.locator("#selection-status:focus").waitFor();
+      assert.match(await focusedLabel(page), /All [\d,]+ matches of “\*” are selected/);
+      await assertNoAxeViolations(page);
+      await tabTo(page, /^Import all [\d,]+ matches$/, 250);
+      await page.keyboard.press("Enter");
+      await page.getByText(/^Finished: /).waitFor({ timeout: 20_000 });
+      assert.match(await page.locator("#import-progress").innerText(), /Failed\s*0/);
+      await assertNoAxeViolations(page);
+      await context.close();
+    });
+  }
+
+  for (const { javaScript, label } of modes) {
+    test(`a malformed filter brings the error summary, focused (${label})`, async () => {
+      const context = await newContext(browser, javaScript);
+      const page = await context.newPage();
+      await signIn(page, "/imports/new");
+      await page.getByRole("heading", { name: "Import users & groups", level: 1 }).waitFor();
+      await tabTo(page, "Username, group name or LDAP filter");
+      await page.keyboard.type("(uid=alpha");
+      await page.keyboard.press("Enter");
+      await page.locator(".error-summary:focus").waitFor({ timeout: 10_000 });
+      assert.match(await page.locator(".error-summary").innerText(), /never closed at position 1/);
+      await assertNoAxeViolations(page);
+      await context.close();
+    });
+  }
+});

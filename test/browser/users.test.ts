@@ -1,0 +1,229 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { eq } from "drizzle-orm";
+import type { Browser, Page } from "playwright-core";
+import { roleAssignments, users } from "../../src/db/schema.ts";
+import { nameKey, searchTextOf } from "../../src/services/names.ts";
+import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
+import {
+  assertNoAxeViolations,
+  focusedLabel,
+  launchBrowser,
+  newContext,
+  serve,
+  tabTo,
+} from "../helpers/browser.ts";
+import { makeDirectory, makeExternalUser, roleId, userNamed } from "../helpers/console.ts";
+
+let t: TestApp;
+let browser: Browser;
+let site: Awaited<ReturnType<typeof serve>>;
+const PASSWORD = "a long enough password";
+
+before(async () => {
+  t = await createTestApp();
+  await createUser(t.db, { username: "admin", fullName: "Ada Admin", password: PASSWORD, role: "server_admin" });
+  await createUser(t.db, { username: "Émile", fullName: "Émile Zola" });
+  const template = await createUser(t.db, { username: "template", fullName: "Role Template" });
+  await t.db.insert(roleAssignments).values([
+    { roleId: await roleId(t.db, "viewer"), userId: template.id, scope: "" },
+    { roleId: await roleId(t.db, "resource_contributor"), userId: template.id, scope: "project:42" },
+  ]);
+  const rows = Array.from({ length: 60 }, (_, i) => {
+    const username = `browse-${String(i).padStart(2, "0")}`;
+    return { kind: "internal" as const, username, usernameKey: nameKey(username), searchText: searchTextOf(username) };
+  });
+  await t.db.insert(users).values(rows);
+  site = await serve(t.app);
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser.close();
+  await site.close();
+  await t.close();
+});
+
+async function signIn(page: Page, path: string): Promise<void> {
+  await page.goto(`${site.url}/login?returnTo=${encodeURIComponent(path)}`);
+  await page.locator("#field-username:focus").waitFor();
+  await page.keyboard.type("admin");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press("Enter");
+  await page.waitForURL((url) => url.pathname === path.split("?")[0]);
+}
+
+function rowNames(page: Page): Promise<string[]> {
+  return page.locator("#user-rows tr td:nth-child(2) a").allInnerTexts();
+}
+
+for (const javaScript of [true, false]) {
+  const mode = `JavaScript ${javaScript ? "on" : "off"}`;
+
+  describe(`the list, by keyboard, with ${mode}`, () => {
+    test("searching, filtering and paging keep the state in the URL; no axe violations", async () => {
+      const context = await newContext(browser, javaScript);
+      const page = await context.newPage();
+      await signIn(page, "/users");
+      await assertNoAxeViolations(page);
+      await tabTo(page, "Search");
+      assert.equal(await page.evaluate(() => document.activeElement?.id), "field-q");
+      await page.keyboard.type("browse-");
+      if (javaScript) {
+        // Results follow the typing, in place: the search field keeps focus.
+        await page.waitForURL(/q=browse-/);
+        await page.locator("#user-rows tr").nth(49).waitFor();
+        assert.equal(await page.evaluate(() => document.activeElement?.id), "field-q");
+      } else {
+        await page.keyboard.press("Enter");
+        await page.waitForURL(/q=browse-/);
+      }
+      assert.equal((await rowNames(page))[0], "browse-00");
+      assert.match(await page.locator("#list-status").innerText(), /60 users and groups matching “browse-”/);
+      await assertNoAxeViolations(page);
+
+      // 50 rows of a checkbox and a link come first: a long way by Tab, but a plain one.
+      await tabTo(page, /^Next page/, 200);
+      await page.keyboard.press("Enter");
+      await page.waitForURL(/after=/);
+      await page.getByRole("link", { name: "browse-50" }).waitFor();
+      assert.deepEqual((await rowNames(page)).slice(0, 2), ["browse-50", "browse-51"]);
+      if (javaScript) {
+        // The last page has no "Next page": focus goes to the results' status, not to the page's top.
+        await page.locator("#list-status:focus").waitFor({ timeout: 5000 });
+        await page.keyboard.press("Tab");
+        assert.match(await focusedLabel(page), /^Enable$/, "the next Tab continues from the results");
+      }
+
+      await page.goto(`${site.url}/users?q=${encodeURIComponent("ÉMILE")}`);
+      assert.deepEqual(await rowNames(page), ["Émile"]);
+      await tabTo(page, /^Internal groups/);
+      await page.keyboard.press("Enter");
+      await page.waitForURL(/filter=internal-groups/);
+      await page.locator("#list-status").filter({ hasText: "No internal groups match" }).waitFor();
+      assert.match(page.url(), /q=%C3%89MILE|q=ÉMILE/i);
+      await assertNoAxeViolations(page);
+      await context.close();
+    });
+  });
+
+  describe(`user details, by keyboard, with ${mode}`, () => {
+    test("opens a user from the list, edits it, gives a role, and sees the 422 summary focused", async () => {
+      const context = await newContext(browser, javaScript);
+      const page = await context.newPage();
+      await signIn(page, "/users");
+      await page.goto(`${site.url}/users?q=${encodeURIComponent("émile")}`);
+      await tabTo(page, "Émile");
+      await page.keyboard.press("Enter");
+      await page.getByRole("heading", { level: 1, name: /Émile/ }).waitFor();
+      await assertNoAxeViolations(page);
+
+      await tabTo(page, "Email");
+      await page.keyboard.type("not-an-email");
+      await page.keyboard.press("Enter");
+      const summary = page.getByRole("alert").filter({ hasText: "There is a problem" });
+      await summary.waitFor();
+      await page.locator(".error-summary:focus").waitFor({ timeout: 5000 });
+      await assertNoAxeViolations(page);
+
+      await tabTo(page, "Email");
+      await page.keyboard.press("ControlOrMeta+A");
+      await page.keyboard.type(javaScript ? "emile@example.test" : "zola@example.test");
+      await page.keyboard.press("Enter");
+      await page.getByText("Émile's details were saved.").waitFor();
+      const saved = await userNamed(t.db, "émile");
+      assert.equal(saved?.email, javaScript ? "emile@example.test" : "zola@example.test");
+
+      await tabTo(page, "Scope");
+      await page.keyboard.type(javaScript ? "project:1" : "project:2");
+      await page.keyboard.press("Enter");
+      await page.getByText(/now has the role Resource Contributor for project:/).waitFor();
+      await assertNoAxeViolations(page);
+      await context.close();
+    });
+  });
+
+  describe(`converting a user, by keyboard, with ${mode}`, () => {
+    test("an external user becomes internal with the password typed", async () => {
+      const directory = await makeDirectory(t.db, `Browser LDAP ${mode}`);
+      const username = javaScript ? "convert-js" : "convert-nojs";
+      const user = await makeExternalUser(t.db, { username, directoryId: directory.id, fullName: "To Convert" });
+      const context = await newContext(browser, javaScript);
+      const page = await context.newPage();
+      await signIn(page, `/users/${user.id}`);
+      await tabTo(page, "Convert to internal…");
+      await page.keyboard.press("Enter");
+      await page.getByRole("heading", { level: 1, name: `Convert ${username} to an internal user` }).waitFor();
+      await assertNoAxeViolations(page);
+      await tabTo(page, /^New password/);
+      await page.keyboard.type("short");
+      await page.keyboard.press("Enter");
+      await page.locator(".error-summary:focus").waitFor({ timeout: 5000 });
+      await assertNoAxeViolations(page);
+      await tabTo(page, /^New password/);
+      await page.keyboard.type(PASSWORD);
+      await page.keyboard.press("Tab");
+      await page.keyboard.type(PASSWORD);
+      await page.keyboard.press("Enter");
+      await page.getByText(`${username} is now an internal user`).waitFor();
+      assert.equal(new URL(page.url()).pathname, `/users/${user.id}`);
+      assert.equal((await userNamed(t.db, username))?.kind, "internal");
+      await assertNoAxeViolations(page);
+      await context.close();
+    });
+  });
+
+  describe(`copying roles, by keyboard, with ${mode}`, () => {
+    test("selects users in the list, picks the source by searching, and copies", async () => {
+      const context = await newContext(browser, javaScript);
+      const page = await context.newPage();
+      await signIn(page, "/users?q=browse-0");
+      await tabTo(page, "Select browse-01");
+      await page.keyboard.press("Space");
+      await tabTo(page, "Select browse-02");
+      await page.keyboard.press("Space");
+      await page.keyboard.press("Shift+Tab");
+      await page.keyboard.press("Shift+Tab");
+      await tabTo(page, "Copy roles…");
+      await page.keyboard.press("Enter");
+      await page.getByRole("heading", { level: 1, name: "Copy roles and assignments" }).waitFor();
+      assert.match(await page.locator("main").innerText(), /Copying to 2 users: browse-01, browse-02/);
+      await assertNoAxeViolations(page);
+
+      await tabTo(page, "Search users and groups to copy from");
+      await page.keyboard.type("template");
+      if (!javaScript) await page.keyboard.press("Enter");
+      await page.waitForURL(/q=template/);
+      const radio = page.getByRole("radio", { name: /template/ });
+      await radio.waitFor();
+      assert.equal(await page.getByRole("radio").count(), 1);
+      await tabTo(page, /^template/);
+      await page.keyboard.press("Space");
+      await tabTo(page, "Copy roles and assignments");
+      await page.keyboard.press("Enter");
+      await page.getByText(/Copied 2 role assignments from template to 2 users: \d added/).waitFor();
+      assert.equal(new URL(page.url()).pathname, "/users");
+      for (const name of ["browse-01", "browse-02"]) {
+        const user = await userNamed(t.db, name);
+        const rows = await t.db.select().from(roleAssignments).where(eq(roleAssignments.userId, user?.id ?? -1));
+        assert.equal(rows.length, 2, name);
+      }
+      await assertNoAxeViolations(page);
+      await context.close();
+    });
+  });
+}
+
+test("the group, role and audit pages have no axe violations", async () => {
+  const context = await newContext(browser, true);
+  const page = await context.newPage();
+  await signIn(page, "/roles");
+  await assertNoAxeViolations(page);
+  for (const path of ["/roles/new", "/groups/new", "/settings/audit-log", "/users/new"]) {
+    await page.goto(`${site.url}${path}`);
+    await assertNoAxeViolations(page);
+  }
+  await page.goto(`${site.url}/roles/${await roleId(t.db, "viewer")}`);
+  await assertNoAxeViolations(page);
+  await context.close();
+});

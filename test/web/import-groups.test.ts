@@ -1,0 +1,230 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { and, eq, sql } from "drizzle-orm";
+import { Attribute, Change, Client } from "ldapts";
+import { type Db, queryRows } from "../../src/db/client.ts";
+import { groups, importRuns, roleAssignments, roles, users } from "../../src/db/schema.ts";
+import { isSlapdAvailable, type SlapdServer } from "../../src/dev/slapd.ts";
+import type { ImportWorker } from "../../src/services/import/worker.ts";
+import { nameKey } from "../../src/services/names.ts";
+import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
+import {
+  addDirectory,
+  groupDnOf,
+  type ImportFixture,
+  importFixture,
+  postForm,
+  rowsOf,
+  runQueued,
+  startFixtureSlapd,
+  testWorker,
+  text,
+} from "./import-support.ts";
+
+let t: TestApp;
+let server: SlapdServer;
+let fixture: ImportFixture;
+let worker: ImportWorker;
+let directoryId: number;
+let posixDirectoryId: number;
+
+const skip = !isSlapdAvailable() && "slapd is not installed (apt-get install slapd ldap-utils)";
+
+before(async () => {
+  if (skip) return;
+  fixture = await importFixture();
+  server = await startFixtureSlapd(fixture);
+  t = await createTestApp();
+  await createUser(t.db, { username: "admin", role: "server_admin" });
+  directoryId = (await addDirectory(t.db, t.config.encryptionKey, server)).id;
+  posixDirectoryId = (
+    await addDirectory(t.db, t.config.encryptionKey, server, {
+      name: "Posix view",
+      position: 2,
+      mapping: { groupFilter: "(objectClass=posixGroup)", attrMember: "memberUid", memberValues: "username" },
+    })
+  ).id;
+  worker = testWorker(t.db, t.config.encryptionKey, { batchSize: 1000 });
+});
+after(async () => {
+  await worker?.stop();
+  await t?.close();
+  await server?.stop();
+});
+
+/** Ticks the groups a search finds, imports them and runs the worker. */
+async function importGroups(q: string, options: { directory?: number; copyFrom?: string } = {}) {
+  const { agent, csrf } = await signedInAgent(t.app, "admin");
+  const directory = String(options.directory ?? directoryId);
+  const rows = rowsOf(
+    (await agent.get(`/imports/new?${new URLSearchParams({ directory, kind: "groups", q })}`)).text,
+  );
+  assert.ok(rows.length > 0, `no group matches ${q}`);
+  const res = await postForm(agent, "/imports", csrf, {
+    directory,
+    kind: "groups",
+    q,
+    page: "1",
+    shown: rows.map((r) => r.info),
+    pick: rows.map((r) => r.key),
+    copyFrom: options.copyFrom ?? "",
+  }).expect(303);
+  const id = Number(/(\d+)$/.exec(res.headers.location ?? "")?.[1]);
+  await runQueued(worker);
+  const [run] = await t.db.select().from(importRuns).where(eq(importRuns.id, id));
+  if (!run) throw new Error("no run");
+  return { run, agent };
+}
+
+async function groupNamed(db: Db, name: string) {
+  const [group] = await db
+    .select()
+    .from(groups)
+    .where(eq(groups.nameKey, nameKey(name)));
+  if (!group) throw new Error(`no group ${name}`);
+  return group;
+}
+
+async function membersOf(name: string): Promise<string[]> {
+  const group = await groupNamed(t.db, name);
+  const rows = await queryRows<{ username: string }>(
+    t.db,
+    sql`select u.username from group_members m join users u on u.id = m.user_id where m.group_id = ${group.id} order by u.username`,
+  );
+  return rows.map((r) => r.username);
+}
+
+async function subgroupsOf(name: string): Promise<string[]> {
+  const group = await groupNamed(t.db, name);
+  const rows = await queryRows<{ name: string }>(
+    t.db,
+    sql`select g.name from group_subgroups s join groups g on g.id = s.child_id where s.parent_id = ${group.id} order by g.name`,
+  );
+  return rows.map((r) => r.name);
+}
+
+describe("importing groups", { skip }, () => {
+  test("a group of 2,500 members is imported completely, past every 1,000 limit", async () => {
+    const { run, agent } = await importGroups("everyone");
+    assert.equal(run.status, "succeeded");
+    assert.equal(run.created, 2501, "the group and its 2,500 members");
+    assert.equal(run.processed, 2501);
+    const members = await membersOf("everyone");
+    assert.equal(members.length, 2500);
+    assert.deepEqual(
+      members,
+      [...fixture.everyone.usernames].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)),
+    );
+    const everyone = await groupNamed(t.db, "everyone");
+    assert.equal(everyone.kind, "external");
+    assert.equal(everyone.directoryId, directoryId);
+    const lastPage = await agent.get(`/imports/${run.id}?outcome=created&page=51`);
+    assert.match(
+      text(lastPage.text),
+      /Group everyone cn=everyone,ou=groups,dc=example,dc=test With 2,500 members\./,
+    );
+  });
+
+  test("importing the group again changes nothing", async () => {
+    const { run } = await importGroups("everyone");
+    assert.deepEqual(
+      {
+        created: run.created,
+        updated: run.updated,
+        unchanged: run.unchanged,
+        skipped: run.skipped,
+        failed: run.failed,
+      },
+      { created: 0, updated: 0, unchanged: 2501, skipped: 0, failed: 0 },
+    );
+    assert.equal((await membersOf("everyone")).length, 2500);
+  });
+
+  test("nested groups become subgroups, are expanded, and a cycle is survived", async () => {
+    const template = await t.db
+      .insert(groups)
+      .values({ kind: "internal", name: "Templates", nameKey: "templates" })
+      .returning();
+    const [viewer] = await t.db.select().from(roles).where(eq(roles.key, "viewer"));
+    await t.db
+      .insert(roleAssignments)
+      .values({ roleId: viewer?.id ?? -1, groupId: template[0]?.id ?? -1, scope: "space:9" });
+    const { run } = await importGroups("cycle-a", { copyFrom: `group:${template[0]?.id}` });
+    assert.equal(run.status, "succeeded");
+    assert.equal(run.created, 6, "three groups and three users");
+    assert.deepEqual(await subgroupsOf("cycle-a"), ["cycle-b"]);
+    assert.deepEqual(await subgroupsOf("cycle-b"), ["cycle-c"]);
+    assert.deepEqual(await subgroupsOf("cycle-c"), ["cycle-a"]);
+    assert.deepEqual(await membersOf("cycle-a"), ["alpha"]);
+    assert.deepEqual(await membersOf("cycle-b"), ["bravo"]);
+    assert.deepEqual(await membersOf("cycle-c"), ["charlie"]);
+    for (const username of ["alpha", "bravo", "charlie"]) {
+      const [user] = await t.db.select().from(users).where(eq(users.usernameKey, username));
+      const copied = await t.db
+        .select()
+        .from(roleAssignments)
+        .where(and(eq(roleAssignments.userId, user?.id ?? -1), eq(roleAssignments.scope, "space:9")));
+      assert.equal(copied.length, 1, `roles copied from the group onto ${username}`);
+    }
+  });
+
+  test("member DNs with escaped commas, plus signs, hex escapes and multi-valued RDNs are all found", async () => {
+    const { run, agent } = await importGroups("specials");
+    assert.equal(run.status, "succeeded");
+    assert.deepEqual(await membersOf("specials"), [
+      "agarcia",
+      "contractor1",
+      "leepark",
+      "meta",
+      "pkim",
+      "sobrien",
+      "xss",
+    ]);
+    assert.deepEqual(await subgroupsOf("specials"), ["R&D, Europe"]);
+    assert.deepEqual(await membersOf("R&D, Europe"), ["alpha"]);
+    assert.equal(run.skipped, 1);
+    const report = await agent.get(`/imports/${run.id}?outcome=skipped`);
+    assert.match(
+      text(report.text),
+      /uid=deleted-user,ou=people,dc=example,dc=test .* not imported: No user or group matching the directory's filters has this DN\./,
+    );
+  });
+
+  test("members given as usernames (memberUid) are resolved, ignoring case", async () => {
+    const { run, agent } = await importGroups("unicode-team", { directory: posixDirectoryId });
+    assert.equal(run.status, "succeeded");
+    assert.deepEqual(await membersOf("unicode-team"), ["Zoë.Upper", "đorđe", "李小龙"]);
+    const report = await agent.get(`/imports/${run.id}?outcome=skipped`);
+    assert.match(text(report.text), /ghost .* No user has this username\./);
+  });
+
+  test("members removed in the directory leave the group on the next import; the users stay", async () => {
+    const admin = new Client({ url: server.url });
+    await admin.bind(server.rootDn, server.rootPassword);
+    try {
+      await admin.modify(
+        groupDnOf("specials"),
+        new Change({
+          operation: "delete",
+          modification: new Attribute({ type: "member", values: [`uid=meta,ou=people,${server.baseDn}`] }),
+        }),
+      );
+    } finally {
+      await admin.unbind();
+    }
+    const { run, agent } = await importGroups("specials");
+    assert.equal(run.updated, 1);
+    assert.deepEqual(await membersOf("specials"), [
+      "agarcia",
+      "contractor1",
+      "leepark",
+      "pkim",
+      "sobrien",
+      "xss",
+    ]);
+    const [meta] = await t.db.select().from(users).where(eq(users.usernameKey, "meta"));
+    assert.ok(meta, "the user is not deleted");
+    const report = await agent.get(`/imports/${run.id}?outcome=updated`);
+    assert.match(text(report.text), /Group specials .* 1 member removed\./);
+  });
+});

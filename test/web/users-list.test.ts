@@ -1,0 +1,315 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { sql } from "drizzle-orm";
+import { users } from "../../src/db/schema.ts";
+import { nameKey, searchTextOf } from "../../src/services/names.ts";
+import {
+  DENSE_MATCHES,
+  decodeCursor,
+  encodeCursor,
+  formatCount,
+  type ListQuery,
+  listEntries,
+} from "../../src/services/user-list.ts";
+import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { asFragment, decode, makeDirectory, makeExternalUser, makeGroup } from "../helpers/console.ts";
+
+let t: TestApp;
+let agent: Awaited<ReturnType<typeof signedInAgent>>["agent"];
+
+before(async () => {
+  t = await createTestApp();
+  await createUser(t.db, { username: "admin", role: "server_admin" });
+  await createUser(t.db, { username: "alice", fullName: "Alice Dupont" });
+  await createUser(t.db, { username: "Émile", fullName: "Émile Zola" });
+  await createUser(t.db, { username: "zoë", fullName: "Zoë Jansen" });
+  const directory = await makeDirectory(t.db, "Corporate LDAP");
+  await makeExternalUser(t.db, {
+    username: "carol",
+    directoryId: directory.id,
+    fullName: "Carol Ångström",
+    email: "carol@corp.example",
+  });
+  await makeExternalUser(t.db, { username: "dave", directoryId: directory.id, fullName: "Dave Dupont" });
+  await makeGroup(t.db, { name: "Admins", description: "People who run things" });
+  await makeGroup(t.db, {
+    name: "Engineering",
+    kind: "external",
+    directoryId: directory.id,
+    externalId: "g-eng",
+    description: "Builders",
+  });
+  ({ agent } = await signedInAgent(t.app, "admin"));
+});
+after(() => t.close());
+
+const query = (partial: Partial<ListQuery>): ListQuery => ({
+  filter: "all",
+  search: "",
+  sort: "name",
+  ...partial,
+});
+
+describe("the list of users and groups", () => {
+  test("shows users and groups together, with kind, directory, sign-in status and last activity", async () => {
+    const res = await agent.get("/users").expect(200);
+    const text = decode(res.text);
+    assert.match(text, /alice Alice Dupont Internal user Enabled Never/);
+    assert.match(text, /carol Carol Ångström carol@corp.example External user Corporate LDAP Enabled Never/);
+    assert.match(text, /Engineering Builders External group Corporate LDAP — not applicable/);
+    assert.match(text, /Admins People who run things Internal group/);
+    assert.match(
+      text,
+      /admin Internal user Enabled \d{4}-\d\d-\d\d \d\d:\d\d UTC/,
+      "the admin's own activity",
+    );
+    assert.match(res.text, /<a href="\/groups\/\d+">Engineering<\/a>/);
+  });
+
+  test("counts each kind beside its filter", async () => {
+    const res = await agent.get("/users").expect(200);
+    const text = decode(res.text);
+    assert.match(text, /All \(8\)/);
+    assert.match(text, /Internal users \(4\)/);
+    assert.match(text, /External users \(2\)/);
+    assert.match(text, /Internal groups \(1\)/);
+    assert.match(text, /External groups \(1\)/);
+  });
+
+  test("each filter shows only its kind, and marks itself current", async () => {
+    const cases = {
+      "internal-users": ["admin", "alice", "Émile", "zoë"],
+      "external-users": ["carol", "dave"],
+      "internal-groups": ["Admins"],
+      "external-groups": ["Engineering"],
+    };
+    for (const [filter, expected] of Object.entries(cases)) {
+      const res = await agent.get(`/users?filter=${filter}`).expect(200);
+      assert.deepEqual(rowNames(res.text).sort(), [...expected].sort(), filter);
+      assert.match(res.text, new RegExp(`id="filter-${filter}"[^>]*aria-current="true"`));
+    }
+  });
+
+  test("searches case-insensitively in usernames, full names and email, with non-ASCII text", async () => {
+    const search = async (q: string) => rowNames((await agent.get(`/users?q=${encodeURIComponent(q)}`)).text);
+    assert.deepEqual(await search("ÉMILE"), ["Émile"]);
+    assert.deepEqual(await search("émile"), ["Émile"]);
+    assert.deepEqual(await search("zoe\u0308"), ["zoë"], "NFD input finds the NFC name");
+    assert.deepEqual(await search("ZOLA"), ["Émile"], "full name");
+    assert.deepEqual(await search("ångström"), ["carol"]);
+    assert.deepEqual(await search("CORP.EXAMPLE"), ["carol"], "email");
+    assert.deepEqual(await search("dupont"), ["alice", "dave"]);
+    assert.deepEqual(await search("builders"), ["Engineering"], "a group's description");
+    assert.deepEqual(await search("o'brien"), [], "a quote is just a character");
+    assert.deepEqual(await search("a_i"), [], "LIKE's _ matches only itself");
+  });
+
+  test("search and filter combine, and the counts follow the search", async () => {
+    const res = await agent.get("/users?q=dupont&filter=external-users").expect(200);
+    assert.deepEqual(rowNames(res.text), ["dave"]);
+    const text = decode(res.text);
+    assert.match(text, /All \(2\)/);
+    assert.match(text, /Internal users \(1\)/);
+    assert.match(text, /External users \(1\)/);
+    assert.match(text, /1 external users matching “dupont”/);
+  });
+
+  test("sorts by name both ways, users and groups interleaved", async () => {
+    const up = rowNames((await agent.get("/users?filter=all").expect(200)).text);
+    const down = rowNames((await agent.get("/users?sort=-name").expect(200)).text);
+    assert.deepEqual(down, [...up].reverse());
+    assert.ok(up.indexOf("Admins") > up.indexOf("admin"), "the user admin sorts before the group Admins");
+    const res = await agent.get("/users?sort=-name").expect(200);
+    assert.match(res.text, /aria-sort="descending"/);
+    assert.match(res.text, /<input type="hidden" form="user-search" name="sort" value="-name">/);
+  });
+
+  test("keeps filter, search and sort in the links, so the URL carries the whole state", async () => {
+    const res = await agent.get("/users?q=dupont&sort=-name").expect(200);
+    assert.match(
+      res.text,
+      /id="filter-internal-users" href="\/users\?filter=internal-users&amp;q=dupont&amp;sort=-name"/,
+    );
+    assert.match(res.text, /id="sort-name" href="\/users\?q=dupont"/);
+    assert.match(res.text, /<input id="field-q" name="q" type="search" value="dupont"/);
+  });
+
+  test("an htmx request gets only the list region; a plain one the whole page", async () => {
+    const full = await agent.get("/users?q=alice").expect(200);
+    assert.match(full.text, /^<!doctype html>/);
+    assert.match(full.text, /<section id="user-list"/);
+    const part = await asFragment(agent.get("/users?q=alice"), "section#user-list").expect(200);
+    assert.match(part.text, /^<section id="user-list"/);
+    assert.doesNotMatch(part.text, /<html|<header|id="user-search"/);
+    assert.deepEqual(rowNames(part.text), ["alice"]);
+    assert.match(part.headers.vary ?? "", /HX-Request/);
+  });
+
+  test("a malformed cursor or an unknown filter is ignored, not an error", async () => {
+    const res = await agent.get("/users?after=not-a-cursor&filter=everyone&sort=sideways").expect(200);
+    assert.equal(rowNames(res.text).length, 8);
+  });
+});
+
+describe("keyset paging", () => {
+  before(async () => {
+    const rows = Array.from({ length: 120 }, (_, i) => {
+      const username = `page-user-${String(i).padStart(3, "0")}`;
+      return {
+        kind: "internal" as const,
+        username,
+        usernameKey: nameKey(username),
+        searchText: searchTextOf(username),
+      };
+    });
+    await t.db.insert(users).values(rows);
+  });
+
+  test("pages through a search 50 at a time, forwards and back, without gaps or repeats", async () => {
+    const first = await agent.get("/users?q=page-user").expect(200);
+    const page1 = rowNames(first.text);
+    assert.equal(page1.length, 50);
+    assert.equal(page1[0], "page-user-000");
+    assert.doesNotMatch(first.text, /rel="prev"/);
+    const next1 = nextHref(first.text);
+    assert.ok(next1);
+    assert.match(next1, /^\/users\?q=page-user&after=/);
+    const second = await agent.get(next1).expect(200);
+    const page2 = rowNames(second.text);
+    assert.equal(page2[0], "page-user-050");
+    assert.equal(page2.length, 50);
+    const third = await agent.get(nextHref(second.text) ?? "").expect(200);
+    const page3 = rowNames(third.text);
+    assert.deepEqual(
+      page3,
+      Array.from({ length: 20 }, (_, i) => `page-user-${100 + i}`),
+    );
+    assert.equal(nextHref(third.text), null, "no next page after the last");
+    const back = await agent.get(previousHref(third.text) ?? "").expect(200);
+    assert.deepEqual(rowNames(back.text), page2);
+    const back2 = await agent.get(previousHref(back.text) ?? "").expect(200);
+    assert.deepEqual(rowNames(back2.text), page1);
+    assert.equal(previousHref(back2.text), null, "no previous page before the first");
+  });
+
+  test("pages the whole list (index walk) the same way, descending too", async () => {
+    const seen: string[] = [];
+    let href: string | null = "/users?filter=internal-users&sort=-name";
+    while (href) {
+      const res = await agent.get(href).expect(200);
+      seen.push(...rowNames(res.text));
+      href = nextHref(res.text);
+    }
+    assert.equal(seen.length, 124);
+    assert.equal(new Set(seen).size, 124);
+    const { rows } = (await t.database.pool.query(
+      "select username from users where kind = 'internal' order by username_key desc",
+    )) as { rows: { username: string }[] };
+    assert.deepEqual(
+      seen,
+      rows.map((r) => r.username),
+    );
+  });
+
+  test("when the link pressed is gone from the new page, the status takes focus instead", async () => {
+    const first = await agent.get("/users?q=page-user").expect(200);
+    const second = /id="page-next" href="([^"]+)"/.exec(first.text)?.[1]?.replace(/&amp;/g, "&") ?? "";
+    const fromNext = await asFragment(agent.get(second), "section#user-list").set("HX-Source", "a#page-next");
+    assert.doesNotMatch(
+      fromNext.text,
+      /role="status" tabindex="-1" autofocus/,
+      "page 2 still has a next page",
+    );
+    const third = /id="page-next" href="([^"]+)"/.exec(fromNext.text)?.[1]?.replace(/&amp;/g, "&") ?? "";
+    const last = await asFragment(agent.get(third), "section#user-list").set("HX-Source", "a#page-next");
+    assert.match(last.text, /<p id="list-status" class="list-status" role="status" tabindex="-1" autofocus>/);
+    const typed = await asFragment(agent.get(third), "section#user-list").set(
+      "HX-Source",
+      "form#user-search",
+    );
+    assert.doesNotMatch(typed.text, /autofocus/, "typing in the search never moves focus");
+  });
+
+  test("the pagination links update the region in place", async () => {
+    const res = await asFragment(agent.get("/users?q=page-user"), "section#user-list").expect(200);
+    assert.match(res.text, /id="page-next" href="[^"]+" rel="next" hx-get="[^"]+" hx-target="#user-list"/);
+  });
+});
+
+describe("the list service", () => {
+  test("orders a user and a group of the same name by kind, and pages between them", async () => {
+    await makeGroup(t.db, { name: "twin" });
+    await createUser(t.db, { username: "twin" });
+    const all = await listEntries(t.db, query({ search: "twin" }));
+    assert.deepEqual(
+      all.entries.map((e) => `${e.type}:${e.name}`),
+      ["user:twin", "group:twin"],
+    );
+    for (const search of ["twin", ""]) {
+      const firstKey = search ? undefined : { key: "twin", rank: 0 as const };
+      const page = await listEntries(t.db, query({ search, after: firstKey, pageSize: 1 }));
+      const expected = search ? "user:twin" : "group:twin";
+      assert.equal(`${page.entries[0]?.type}:${page.entries[0]?.name}`, expected, `search "${search}"`);
+    }
+  });
+
+  test("cursors survive the URL and reject tampering", () => {
+    const cursor = { key: 'zoë,"x"', rank: 1 as const };
+    assert.deepEqual(decodeCursor(encodeCursor(cursor)), cursor);
+    assert.equal(decodeCursor("eyJrZXkiOjF9"), null);
+    assert.equal(decodeCursor(Buffer.from('["a",7]').toString("base64url")), null);
+  });
+
+  test(`a search matching more than ${DENSE_MATCHES} rows still pages in order, with lower-bound counts`, async () => {
+    const rows = Array.from({ length: DENSE_MATCHES + 100 }, (_, i) => {
+      const username = `dense-${String(i).padStart(5, "0")}`;
+      return {
+        kind: "external" as const,
+        username,
+        usernameKey: username,
+        searchText: username,
+        externalId: username,
+      };
+    });
+    for (let i = 0; i < rows.length; i += 2000) await t.db.insert(users).values(rows.slice(i, i + 2000));
+    const first = await listEntries(t.db, query({ search: "dense-", pageSize: 3 }));
+    assert.deepEqual(
+      first.entries.map((e) => e.name),
+      ["dense-00000", "dense-00001", "dense-00002"],
+    );
+    assert.equal(first.counts.atLeast.all, true);
+    assert.match(formatCount(first.counts, "external-users"), /^\d{1,2},\d00\+$/);
+    const later = await listEntries(
+      t.db,
+      query({ search: "dense-", after: { key: "dense-05050", rank: 0 }, pageSize: 3 }),
+    );
+    assert.deepEqual(
+      later.entries.map((e) => e.name),
+      ["dense-05051", "dense-05052", "dense-05053"],
+    );
+    const back = await listEntries(t.db, query({ search: "dense-", sort: "-name", pageSize: 2 }));
+    assert.deepEqual(
+      back.entries.map((e) => e.name),
+      ["dense-05099", "dense-05098"],
+    );
+    await t.db.execute(sql`delete from users where username like 'dense-%'`);
+  });
+});
+
+/** The names in the list's rows, in order. */
+function rowNames(html: string): string[] {
+  const body = /<tbody id="user-rows">([\s\S]*?)<\/tbody>/.exec(html)?.[1] ?? "";
+  return [...body.matchAll(/<td><a href="\/(?:users|groups)\/\d+">([^<]*)<\/a><\/td>/g)].map((m) =>
+    decode(m[1] ?? ""),
+  );
+}
+
+function nextHref(html: string): string | null {
+  const match = /id="page-next" href="([^"]+)"/.exec(html);
+  return match?.[1] ? match[1].replace(/&amp;/g, "&") : null;
+}
+
+function previousHref(html: string): string | null {
+  const match = /id="page-previous" href="([^"]+)"/.exec(html);
+  return match?.[1] ? match[1].replace(/&amp;/g, "&") : null;
+}
