@@ -60,6 +60,8 @@ export function createApp(deps: AppDeps): express.Express {
   const staticOptions = { maxAge: config.env === "production" ? "1d" : 0, index: false };
   app.use("/static", express.static(publicDir, staticOptions));
   app.use("/vendor/htmx", express.static(htmxDir, staticOptions));
+  // Browsers ask for this on every page; answering before the session keeps it from taking a flash.
+  app.get("/favicon.ico", (_req, res) => res.redirect(301, "/static/favicon.svg"));
   app.use(express.urlencoded({ extended: false, limit: "256kb", parameterLimit: 5000 }));
   // Forms with a file input (the directory form's CA certificate) come as multipart.
   app.use(multipartForms({ limit: 256 * 1024, maxFields: 5000 }));

@@ -24,12 +24,23 @@ interface NavItem {
   href: string;
   label: string;
   permission: Permission | null;
+  /** The path prefixes that belong to this section of the console. */
+  sections: string[];
 }
 
 const NAV: NavItem[] = [
-  { href: "/users", label: "Users", permission: PERMISSIONS.manageUsers },
-  { href: "/settings", label: "Settings", permission: PERMISSIONS.manageUsers },
+  {
+    href: "/users",
+    label: "Users",
+    permission: PERMISSIONS.manageUsers,
+    sections: ["/users", "/groups", "/roles", "/imports"],
+  },
+  { href: "/settings", label: "Settings", permission: PERMISSIONS.manageUsers, sections: ["/settings"] },
 ];
+
+function inSection(path: string, prefixes: string[]): boolean {
+  return prefixes.some((prefix) => path === prefix || path.startsWith(`${prefix}/`));
+}
 
 /**
  * Loads the signed-in user on every request, with the permissions it holds now (so a revoked role
@@ -48,7 +59,7 @@ export function loadCurrentUser(db: Db) {
     const permissions = await globalPermissionsOf(db, user.id);
     res.locals.currentUser = toCurrentUser(user, permissions);
     res.locals.nav = NAV.filter((item) => item.permission === null || permissions.has(item.permission)).map(
-      (item) => ({ ...item, current: req.path === item.href || req.path.startsWith(`${item.href}/`) }),
+      (item) => ({ href: item.href, label: item.label, current: inSection(req.path, item.sections) }),
     );
     await touchActivity(db, user.id);
     next();
