@@ -128,6 +128,8 @@ export function cleanText(value: string | null, maxLength: number): string | nul
   if (value === null) return null;
   const cleaned = value.replace(CONTROL_CHARACTERS, "").trim();
   if (cleaned === "") return null;
+  // UTF-16 length ≥ code points: short values (nearly all) need no code-point array.
+  if (cleaned.length <= maxLength) return cleaned;
   const codePoints = Array.from(cleaned);
   return codePoints.length <= maxLength ? cleaned : codePoints.slice(0, maxLength).join("").trimEnd();
 }

@@ -11,7 +11,15 @@ export type User = typeof users.$inferSelect;
  * Checks a password for an external user against its directory. Supplied by the directory sign-in
  * service; without it external users cannot sign in.
  */
-export type ExternalAuthenticator = (user: User, password: string) => Promise<"ok" | "rejected" | "missing">;
+export interface ExternalAuthenticator {
+  (user: User, password: string): Promise<"ok" | "rejected" | "missing">;
+  /**
+   * The imported user that a directory's own sign-in name stands for — Active Directory's
+   * `alice@example.com` (userPrincipalName) or `EXAMPLE\alice` — or null (at once for any other
+   * name). Asked only when no user has the name typed as its username.
+   */
+  findUserBySignInName?(name: string): Promise<User | null>;
+}
 
 export type SignInResult = { ok: true; user: User } | { ok: false };
 
@@ -21,10 +29,11 @@ export async function signIn(
   password: string,
   externalAuth?: ExternalAuthenticator,
 ): Promise<SignInResult> {
-  const [user] = await db
+  const [byUsername] = await db
     .select()
     .from(users)
     .where(eq(users.usernameKey, nameKey(normalizeName(username))));
+  const user = byUsername ?? (await userBySignInName(username, externalAuth));
   if (!user) return { ok: await verifyAgainstDummy(password) };
   const passwordOk =
     user.kind === "internal"
@@ -36,6 +45,12 @@ export async function signIn(
     .set({ lastLoginAt: new Date(), lastActivityAt: new Date() })
     .where(eq(users.id, user.id));
   return { ok: true, user };
+}
+
+async function userBySignInName(name: string, externalAuth?: ExternalAuthenticator): Promise<User | null> {
+  const user = (await externalAuth?.findUserBySignInName?.(name)) ?? null;
+  // Only an external user can be reached this way: its directory checks the password next.
+  return user?.kind === "external" ? user : null;
 }
 
 export interface NewInternalUser {

@@ -131,6 +131,26 @@ describe("the import search page", { skip }, () => {
     assert.match(text(res.text), /\* is a wildcard/);
   });
 
+  test("the Users list and each directory in Settings lead to the import", async () => {
+    const { agent } = await signedInAgent(t.app, "admin");
+    assert.match(
+      (await agent.get("/users").expect(200)).text,
+      /<a class="button secondary" href="\/imports\/new">Import users &amp; groups<\/a>/,
+    );
+    const list = await agent.get("/settings/directories").expect(200);
+    assert.match(
+      list.text,
+      new RegExp(
+        `<a href="/imports/new\\?directory=${directoryId}">Import<span class="visually-hidden"> from Example LDAP</span></a>`,
+      ),
+    );
+    const preselected = await agent.get(`/imports/new?directory=${otherDirectoryId}`).expect(200);
+    assert.match(
+      preselected.text,
+      new RegExp(`<option value="${otherDirectoryId}" selected>Other LDAP</option>`),
+    );
+  });
+
   test("a search answers with the whole page, or only the region for htmx", async () => {
     const { agent } = await signedInAgent(t.app, "admin");
     const full = await agent.get(url({ q: "alpha", kind: "users" })).expect(200);

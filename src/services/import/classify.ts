@@ -46,7 +46,6 @@ export interface DesiredUser {
   email: string;
   department: string;
   phone: string;
-  searchText: string;
   dn: string;
   externalId: string;
   enabled: boolean;
@@ -82,11 +81,15 @@ export function desiredUser(user: LdapUser): DesiredUser {
     email,
     department: user.department ?? "",
     phone: user.phone ?? "",
-    searchText: searchTextOf(user.username, user.fullName, email),
     dn: user.dn,
     externalId: user.externalId,
     enabled: !user.disabled,
   };
+}
+
+/** What the case-insensitive user search looks at: computed only for rows that are written. */
+export function userSearchText(user: Pick<DesiredUser, "username" | "fullName" | "email">): string {
+  return searchTextOf(user.username, user.fullName, user.email);
 }
 
 export function desiredGroup(group: LdapGroup): DesiredGroup {
@@ -129,6 +132,7 @@ export function classifyUser(
       reason: `The username belongs to ${describeOwner(byName, "user", context)}.`,
     };
   }
+  // (byName's stable id is another entry's: the same id would have been found by id.)
   if (byName.externalId !== null && context.importedInThisRun?.(byName.externalId)) {
     return {
       action: "conflict",

@@ -331,7 +331,10 @@ class RunImporter {
     let current: GroupState | null = null;
     let currentKey: string | null = null;
     let alreadyDone = false;
-    const members = readAhead(expandGroup(this.session, rootDn, this.mapping), 1);
+    const members = readAhead(
+      coalesceMembers(expandGroup(this.session, rootDn, this.mapping), this.batchSize),
+      1,
+    );
     for await (const batch of members) {
       this.signal.throwIfAborted();
       const key = normalizeDn(batch.groupDn);
@@ -528,6 +531,37 @@ class RunImporter {
     if (cancelRequested) this.controller.abort(new RunStopped("cancel"));
     this.signal.throwIfAborted();
   }
+}
+
+/**
+ * The directory layer resolves members a few hundred at a time; consecutive slices of the same
+ * group are written together, so a 100,000-member group costs ~50 transactions, not 400.
+ */
+async function* coalesceMembers(
+  batches: AsyncIterable<MemberBatch>,
+  size: number,
+): AsyncGenerator<MemberBatch> {
+  const sizeOf = (b: MemberBatch) => b.users.length + b.groups.length + b.unresolved.length;
+  let pending: MemberBatch | null = null;
+  let pendingKey = "";
+  for await (const batch of batches) {
+    const key = normalizeDn(batch.groupDn);
+    if (pending && key === pendingKey && sizeOf(pending) + sizeOf(batch) <= size) {
+      pending.users.push(...batch.users);
+      pending.groups.push(...batch.groups);
+      pending.unresolved.push(...batch.unresolved);
+      continue;
+    }
+    if (pending) yield pending;
+    pending = {
+      groupDn: batch.groupDn,
+      users: [...batch.users],
+      groups: [...batch.groups],
+      unresolved: [...batch.unresolved],
+    };
+    pendingKey = key;
+  }
+  if (pending) yield pending;
 }
 
 interface MappedBatch<T> {

@@ -13,23 +13,6 @@ export interface Matches<T> {
   byName: Map<string, T>;
 }
 
-interface UserRow {
-  id: number;
-  kind: "internal" | "external";
-  username: string;
-  username_key: string;
-  full_name: string;
-  email: string;
-  department: string;
-  phone: string;
-  enabled: boolean;
-  dn: string | null;
-  directory_id: number | null;
-  directory_name: string | null;
-  external_id: string | null;
-  missing_in_directory: boolean;
-}
-
 /** Json-encoded rows for `json_to_recordset`: one parameter, however many rows, on both drivers. */
 export function jsonRows(rows: readonly object[]): string {
   return JSON.stringify(rows);
@@ -49,7 +32,8 @@ export async function lookupUsers(
   const byName = new Map<string, StoredUser>();
   if (keys.length === 0) return { byId, byName };
   const input = jsonRows(keys.map((k) => ({ ext: k.externalId, key: k.usernameKey })));
-  const rows = await queryRows<UserRow>(
+  // Aliased to StoredUser's own names: the rows are used as they come, without a copy per row.
+  const rows = await queryRows<StoredUser>(
     db,
     sql`with input as materialized (select * from json_to_recordset(${input}::json) as t(ext text, key text)),
         found as (
@@ -57,12 +41,13 @@ export async function lookupUsers(
           union
           select u.id from input i join users u on u.username_key = i.key
         )
-        select u.id, u.kind, u.username, u.username_key, u.full_name, u.email, u.department, u.phone, u.enabled, u.dn,
-               u.directory_id, d.name as directory_name, u.external_id, u.missing_in_directory
+        select u.id, u.kind, u.username, u.username_key as "usernameKey", u.full_name as "fullName", u.email,
+               u.department, u.phone, u.enabled, u.dn, u.directory_id as "directoryId",
+               d.name as "directoryName", u.external_id as "externalId",
+               u.missing_in_directory as "missingInDirectory"
         from found f join users u on u.id = f.id left join directories d on d.id = u.directory_id`,
   );
-  for (const row of rows) {
-    const user = toStoredUser(row);
+  for (const user of rows) {
     if (user.directoryId === directoryId && user.externalId !== null) byId.set(user.externalId, user);
     byName.set(user.usernameKey, user);
   }
@@ -120,23 +105,4 @@ export async function lookupGroups(
     byName.set(group.nameKey, group);
   }
   return { byId, byName };
-}
-
-function toStoredUser(row: UserRow): StoredUser {
-  return {
-    id: Number(row.id),
-    kind: row.kind,
-    username: row.username,
-    usernameKey: row.username_key,
-    fullName: row.full_name,
-    email: row.email,
-    department: row.department,
-    phone: row.phone,
-    enabled: row.enabled,
-    dn: row.dn,
-    directoryId: row.directory_id === null ? null : Number(row.directory_id),
-    directoryName: row.directory_name,
-    externalId: row.external_id,
-    missingInDirectory: row.missing_in_directory,
-  };
 }

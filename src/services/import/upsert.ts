@@ -18,6 +18,7 @@ import {
   type StoredGroup,
   type StoredUser,
   sameDn,
+  userSearchText,
 } from "./classify.ts";
 import { intArray, jsonRows, lookupGroups, lookupUsers } from "./store.ts";
 import { emptyCounts, type OutcomeCounts, type ReportedEntry, type RoleSource } from "./types.ts";
@@ -80,18 +81,19 @@ export async function upsertUsers(
     }
     const matches = await lookupUsers(tx, context.directoryId, todo);
     const inBatch = new Set(todo.map((user) => user.externalId));
+    // One closure per batch (not per user): the stable ids another entry of this run holds.
+    const matchContext = {
+      directoryId: context.directoryId,
+      importedInThisRun: (id: string) =>
+        context.importedUsers.has(id) || inBatch.has(id) || (context.usersInFlight?.has(id) ?? false),
+    };
     const decided = todo.map((user) => ({
       user,
       decision: classifyUser(
         user,
         matches.byId.get(user.externalId) ?? null,
         matches.byName.get(user.usernameKey) ?? null,
-        {
-          directoryId: context.directoryId,
-          importedInThisRun: (id) =>
-            context.importedUsers.has(id) ||
-            (inBatch.has(id) ? id !== user.externalId : (context.usersInFlight?.has(id) ?? false)),
-        },
+        matchContext,
       ),
     }));
     await applyUserUpdates(tx, decided, result, touched);
@@ -159,7 +161,7 @@ async function applyUserUpdates(
       email: user.email,
       department: user.department,
       phone: user.phone,
-      search: user.searchText,
+      search: userSearchText(user),
       // The stored spelling of an unchanged DN is kept: no write for a server's change of case.
       dn: external && !sameDn(target.dn, user.dn) ? user.dn : target.dn,
       ext: external ? user.externalId : target.externalId,
@@ -223,7 +225,7 @@ async function insertUsers(tx: Db, directoryId: number, users: DesiredUser[]): P
     email: u.email,
     department: u.department,
     phone: u.phone,
-    search: u.searchText,
+    search: userSearchText(u),
     dn: u.dn,
     ext: u.externalId,
     enabled: u.enabled,
@@ -311,17 +313,17 @@ export async function upsertGroups(
     }
     const matches = await lookupGroups(tx, context.directoryId, todo);
     const inBatch = new Set(todo.map((g) => g.externalId));
+    const matchContext = {
+      directoryId: context.directoryId,
+      importedInThisRun: (id: string) => context.importedGroups.has(id) || inBatch.has(id),
+    };
     const decided = todo.map((group) => ({
       group,
       decision: classifyGroup(
         group,
         matches.byId.get(group.externalId) ?? null,
         matches.byName.get(group.nameKey) ?? null,
-        {
-          directoryId: context.directoryId,
-          importedInThisRun: (id) =>
-            context.importedGroups.has(id) || (inBatch.has(id) && id !== group.externalId),
-        },
+        matchContext,
       ),
     }));
     await applyGroupUpdates(tx, decided, result);

@@ -1,0 +1,359 @@
+/**
+ * Importing from a real Active Directory (Samba AD DC) through the import pages and the worker:
+ * the directory is the Active Directory preset saved through Settings with only the URL, CA, bind
+ * account and base DN typed in. The fixture's Everyone group has 2,500 members (two range
+ * windows), Cycle A ⊃ B ⊃ C ⊃ A, and every tenth bulk user is disabled (userAccountControl 514).
+ * Tests that change the directory come last.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { eq, sql } from "drizzle-orm";
+import { queryRows } from "../../src/db/client.ts";
+import { groups, importRuns, roleAssignments } from "../../src/db/schema.ts";
+import { renameUser, setUserEnabled } from "../../src/dev/ad-fixtures.ts";
+import { openDirectory } from "../../src/ldap/client.ts";
+import { dnEquals } from "../../src/ldap/dn.ts";
+import { guidToFilterValue } from "../../src/ldap/mapping.ts";
+import { type Directory, toLoaded } from "../../src/services/directories.ts";
+import type { ImportWorker } from "../../src/services/import/worker.ts";
+import { nameKey } from "../../src/services/names.ts";
+import { createSecretBox } from "../../src/services/secrets.ts";
+import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { roleId } from "../helpers/console.ts";
+import { postForm, rowsOf, runQueued, testWorker, text } from "../web/import-support.ts";
+import {
+  type AdDomain,
+  addAdDirectoryThroughSettings,
+  adSkip,
+  assignmentsOf,
+  startAdDomain,
+  timingsOf,
+  userById,
+  userByName,
+} from "./support.ts";
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () => {
+  let domain: AdDomain;
+  let t: TestApp;
+  let worker: ImportWorker;
+  let directory: Directory;
+  let admin: Awaited<ReturnType<typeof signedInAgent>>;
+
+  const searchUrl = (q: string, kind: string) =>
+    `/imports/new?${new URLSearchParams({ directory: String(directory.id), kind, q })}`;
+
+  async function search(q: string, kind = "users") {
+    return admin.agent.get(searchUrl(q, kind)).expect(200);
+  }
+
+  /** Searches, ticks every row of the first page, presses Import, lets the worker run it. */
+  async function importRows(q: string, kind = "users") {
+    const rows = rowsOf((await search(q, kind)).text).filter((row) => row.key !== "");
+    assert.ok(rows.length > 0, `nothing matches ${q}`);
+    const res = await postForm(admin.agent, "/imports", admin.csrf, {
+      directory: String(directory.id),
+      kind,
+      q,
+      page: "1",
+      shown: rows.map((row) => row.info),
+      pick: rows.map((row) => row.key),
+      copyFrom: "",
+    }).expect(303);
+    const id = Number(/^\/imports\/(\d+)$/.exec(res.headers.location ?? "")?.[1]);
+    assert.ok(id > 0, `redirected to ${res.headers.location}`);
+    await runQueued(worker);
+    const [run] = await t.db.select().from(importRuns).where(eq(importRuns.id, id));
+    assert.ok(run, "the run exists");
+    assert.equal(run.status, "succeeded", run.error ?? "");
+    const page = await admin.agent.get(`/imports/${id}`).expect(200);
+    return { run, page: text(page.text) };
+  }
+
+  const counts = (run: {
+    created: number;
+    updated: number;
+    unchanged: number;
+    skipped: number;
+    failed: number;
+  }) => ({
+    created: run.created,
+    updated: run.updated,
+    unchanged: run.unchanged,
+    skipped: run.skipped,
+    failed: run.failed,
+  });
+
+  async function groupNamed(name: string) {
+    const [group] = await t.db
+      .select()
+      .from(groups)
+      .where(eq(groups.nameKey, nameKey(name)));
+    assert.ok(group, `no group ${name}`);
+    return group;
+  }
+
+  async function memberNames(name: string): Promise<string[]> {
+    const group = await groupNamed(name);
+    const rows = await queryRows<{ username: string }>(
+      t.db,
+      sql`select u.username from group_members m join users u on u.id = m.user_id
+          where m.group_id = ${group.id} order by u.username`,
+    );
+    return rows.map((row) => row.username);
+  }
+
+  async function subgroupNames(name: string): Promise<string[]> {
+    const group = await groupNamed(name);
+    const rows = await queryRows<{ name: string }>(
+      t.db,
+      sql`select g.name from group_subgroups s join groups g on g.id = s.child_id
+          where s.parent_id = ${group.id} order by g.name`,
+    );
+    return rows.map((row) => row.name);
+  }
+
+  before(async () => {
+    [domain, t] = await Promise.all([startAdDomain({ bulkUsers: 2500 }), createTestApp()]);
+    await createUser(t.db, { username: "admin", role: "server_admin" });
+    admin = await signedInAgent(t.app, "admin");
+    directory = await addAdDirectoryThroughSettings(admin.agent, t.db, domain);
+    worker = testWorker(t.db, t.config.encryptionKey, { batchSize: 1000 });
+  });
+
+  after(async () => {
+    await worker?.stop();
+    await t?.close();
+    await domain?.stop();
+  });
+
+  describe("the search page", () => {
+    test("lists AD users with the same columns and statuses as for OpenLDAP", async (ctx) => {
+      ctx.diagnostic(timingsOf(domain));
+      const res = await search("alice");
+      const rows = rowsOf(res.text);
+      assert.deepEqual(
+        rows.map((row) => [row.name, row.status]),
+        [["alice", "New"]],
+      );
+      assert.match(
+        text(res.text),
+        /alice Alice Smith alice@example\.test CN=Alice Smith,OU=Staff,OU=Roster,DC=example,DC=test New creates an external user/,
+      );
+      const picked = JSON.parse(rows[0]?.info ?? "{}");
+      assert.match(picked.id, GUID, "the row is chosen by its objectGUID");
+    });
+
+    test("finds non-ASCII names, escaped DNs and raw filters on AD attributes", async () => {
+      const names = async (q: string, kind = "users") =>
+        rowsOf((await search(q, kind)).text).map((r) => r.name);
+      assert.deepEqual(await names("李小龙"), ["李小龙"]);
+      assert.deepEqual(await names("Đorđe"), ["đorđe"]);
+      const john = await search("John Smith");
+      assert.deepEqual(
+        rowsOf(john.text).map((row) => row.name),
+        ["jsmith"],
+      );
+      assert.match(text(john.text), /jsmith John Smith jsmith@example\.test CN=Smith\\, John,OU=Staff/);
+      assert.deepEqual(await names("R&D, Europe", "groups"), ["R&D, Europe"]);
+      const disabled = await names("(&(department=Sales)(userAccountControl:1.2.840.113556.1.4.803:=2))");
+      assert.deepEqual(disabled, ["carol"]);
+    });
+
+    test("shows groups with their member counts, 2,500 read past the first range window", async () => {
+      const page = text((await search("Everyone", "groups")).text);
+      assert.match(
+        page,
+        /Everyone All bulk users CN=Everyone,OU=Groups,OU=Roster,DC=example,DC=test 2,500 New/,
+      );
+      const cycles = rowsOf((await search("Cycle*", "groups")).text);
+      assert.deepEqual(cycles.map((row) => [row.name, row.status]).sort(), [
+        ["Cycle A", "New"],
+        ["Cycle B", "New"],
+        ["Cycle C", "New"],
+      ]);
+      assert.match(
+        text((await search("Cycle A", "groups")).text),
+        /Cycle A CN=Cycle A,OU=Groups,OU=Roster,DC=example,DC=test 2 New/,
+      );
+    });
+  });
+
+  describe("importing", () => {
+    test("chosen users become external users keyed on objectGUID; a disabled account is disabled", async () => {
+      const q = "(|(sAMAccountName=alice)(sAMAccountName=bob)(sAMAccountName=carol)(sAMAccountName=zoë))";
+      const { run } = await importRows(q);
+      assert.deepEqual(counts(run), { created: 4, updated: 0, unchanged: 0, skipped: 0, failed: 0 });
+      const alice = await userByName(t.db, "alice");
+      assert.ok(alice);
+      assert.equal(alice.kind, "external");
+      assert.equal(alice.fullName, "Alice Smith");
+      assert.equal(alice.department, "Engineering");
+      assert.equal(alice.phone, "+1 555 0100");
+      assert.match(alice.externalId ?? "", GUID);
+      assert.equal(alice.enabled, true);
+      assert.equal((await userByName(t.db, "zoë"))?.fullName, "Zoë Saldaña");
+      const carol = await userByName(t.db, "carol");
+      assert.equal(carol?.enabled, false, "userAccountControl has ACCOUNTDISABLE (0x2)");
+      assert.deepEqual(
+        rowsOf((await search(q)).text).map((row) => row.status),
+        ["Up to date", "Up to date", "Up to date", "Up to date"],
+      );
+    });
+
+    test("“Select all matches” imports what a raw AD filter finds", async () => {
+      const params = {
+        directory: String(directory.id),
+        kind: "users",
+        q: "(displayName=Đorđe*)",
+        page: "1",
+      };
+      await postForm(admin.agent, "/imports/selection", admin.csrf, {
+        ...params,
+        copyFrom: "",
+        total: "0",
+        action: "select-matches",
+      }).expect(303);
+      const res = await postForm(admin.agent, "/imports", admin.csrf, { ...params, copyFrom: "" }).expect(
+        303,
+      );
+      const id = Number(/^\/imports\/(\d+)$/.exec(res.headers.location ?? "")?.[1]);
+      await runQueued(worker);
+      const [run] = await t.db.select().from(importRuns).where(eq(importRuns.id, id));
+      assert.deepEqual(run?.selection, { mode: "query", text: "(displayName=Đorđe*)", kind: "users" });
+      assert.deepEqual(run && counts(run), { created: 1, updated: 0, unchanged: 0, skipped: 0, failed: 0 });
+      assert.equal((await userByName(t.db, "đorđe"))?.fullName, "Đorđe Balašević");
+    });
+
+    test("the stable id finds the same entry with <GUID=…> and with an escaped-byte filter", async () => {
+      const alice = await userByName(t.db, "alice");
+      const externalId = alice?.externalId ?? "";
+      const opened = await openDirectory(
+        toLoaded(directory, createSecretBox(t.config.encryptionKey)).connection,
+      );
+      assert.ok(opened.ok);
+      try {
+        const byGuid = await opened.session.readEntry(`<GUID=${externalId}>`, ["sAMAccountName"]);
+        assert.equal(byGuid?.sAMAccountName, "alice");
+        const found = [];
+        const filter = `(objectGUID=${guidToFilterValue(externalId)})`;
+        for await (const page of opened.session.searchPages(domain.server.baseDn, filter, "sub", ["1.1"])) {
+          found.push(...page.map((entry) => entry.dn));
+        }
+        assert.deepEqual(found, [domain.ad.named.alice.dn]);
+      } finally {
+        await opened.session.close();
+      }
+    });
+
+    // That member lists are read in explicit range windows (member;range=0-1499, then 1500-*), as real
+    // AD requires, is asserted on the requests themselves in ldap.test.ts.
+    test("a group of 2,500 members is imported completely", async (ctx) => {
+      const started = performance.now();
+      const { run, page } = await importRows("Everyone", "groups");
+      ctx.diagnostic(`imported the 2,500-member group in ${Math.round(performance.now() - started)} ms`);
+      assert.deepEqual(counts(run), { created: 2501, updated: 0, unchanged: 0, skipped: 0, failed: 0 });
+      const members = await memberNames("Everyone");
+      assert.equal(members.length, 2500);
+      assert.deepEqual(
+        new Set(members),
+        new Set(domain.ad.bulkUsers.map((user) => user.sAMAccountName.normalize("NFC"))),
+      );
+      const [state] = await queryRows<{ enabled: number; disabled: number }>(
+        t.db,
+        sql`select count(*) filter (where u.enabled)::int as enabled, count(*) filter (where not u.enabled)::int as disabled
+            from group_members m join users u on u.id = m.user_id
+            where m.group_id = ${(await groupNamed("Everyone")).id}`,
+      );
+      const disabled = domain.ad.bulkUsers.filter((user) => !user.enabled).length;
+      assert.deepEqual(state, { enabled: 2500 - disabled, disabled });
+      assert.match(
+        page,
+        /Finished: 2,501 of 2,501 entries processed \(100%\)\. 100% Created 2,501 Updated 0 Unchanged 0 Skipped 0 Failed 0/,
+      );
+    });
+
+    test("importing the group again changes nothing and says so", async () => {
+      const { run } = await importRows("Everyone", "groups");
+      assert.deepEqual(counts(run), { created: 0, updated: 0, unchanged: 2501, skipped: 0, failed: 0 });
+      assert.equal((await memberNames("Everyone")).length, 2500);
+    });
+
+    test("nested groups become subgroups, and the cycle A ⊃ B ⊃ C ⊃ A is survived", async () => {
+      const { run } = await importRows("Cycle A", "groups");
+      assert.equal(run.failed, 0);
+      assert.deepEqual(await subgroupNames("Cycle A"), ["Cycle B"]);
+      assert.deepEqual(await subgroupNames("Cycle B"), ["Cycle C"]);
+      assert.deepEqual(await subgroupNames("Cycle C"), ["Cycle A"]);
+      assert.deepEqual(await memberNames("Cycle A"), ["alice"]);
+      assert.deepEqual(await memberNames("Cycle B"), ["bob"]);
+      assert.deepEqual(await memberNames("Cycle C"), ["zoë"]);
+      const engineering = await importRows("Engineering", "groups");
+      assert.equal(engineering.run.failed, 0);
+      assert.deepEqual(await subgroupNames("Engineering"), ["R&D, Europe"]);
+      assert.deepEqual(await memberNames("R&D, Europe"), ["jsmith"]);
+    });
+  });
+
+  describe("changes made in AD, imported again", () => {
+    test("an account disabled in AD is disabled by the next import", async () => {
+      await setUserEnabled(domain.server, domain.ad.named.alice.dn, false);
+      try {
+        const rows = rowsOf((await search("alice")).text);
+        assert.deepEqual(
+          rows.map((row) => row.status),
+          ["Update"],
+        );
+        const { run } = await importRows("alice");
+        assert.deepEqual(counts(run), { created: 0, updated: 1, unchanged: 0, skipped: 0, failed: 0 });
+        assert.equal((await userByName(t.db, "alice"))?.enabled, false);
+      } finally {
+        await setUserEnabled(domain.server, domain.ad.named.alice.dn, true);
+      }
+    });
+
+    test("an account enabled in AD is enabled by the next import", {
+      todo: "the importer only ever disables (classify.ts: “re-enabling is Roster's choice”); it needs to know whether the directory or an administrator disabled the user",
+    }, async () => {
+      await setUserEnabled(domain.server, domain.ad.named.carol.dn, true);
+      const { run } = await importRows("carol");
+      assert.equal(run.updated, 1);
+      assert.equal((await userByName(t.db, "carol"))?.enabled, true);
+      await importRows("alice");
+      assert.equal((await userByName(t.db, "alice"))?.enabled, true, "alice, enabled again in AD");
+    });
+
+    test("a renamed and moved user is updated in place, matched by objectGUID, roles intact", async () => {
+      const original = domain.ad.bulkUsers[0];
+      assert.ok(original);
+      const before = await userByName(t.db, original.sAMAccountName);
+      assert.ok(before);
+      await t.db.insert(roleAssignments).values({ roleId: await roleId(t.db, "viewer"), userId: before.id });
+      const roles = await assignmentsOf(t.db, before.id);
+      const newDn = await renameUser(domain.server, original.dn, {
+        cn: "Renamed, Person",
+        parentDn: domain.ad.ou.former,
+        sAMAccountName: "renamed1",
+      });
+      const rows = rowsOf((await search("renamed1")).text);
+      assert.deepEqual(
+        rows.map((row) => [row.name, row.status]),
+        [["renamed1", "Update"]],
+      );
+      const { run } = await importRows("renamed1");
+      assert.deepEqual(counts(run), { created: 0, updated: 1, unchanged: 0, skipped: 0, failed: 0 });
+      const after = await userById(t.db, before.id);
+      assert.equal(after?.username, "renamed1");
+      assert.equal(after?.externalId, before.externalId);
+      assert.ok(after?.dn && dnEquals(after.dn, newDn), `${after?.dn} is ${newDn}`);
+      assert.deepEqual(await assignmentsOf(t.db, before.id), roles);
+      assert.equal(await userByName(t.db, original.sAMAccountName), undefined, "no duplicate");
+      const again = await importRows("Everyone", "groups");
+      assert.equal(again.run.created, 0, "the group's import finds the renamed member by objectGUID");
+      const members = await memberNames("Everyone");
+      assert.equal(members.length, 2500);
+      assert.ok(members.includes("renamed1"));
+    });
+  });
+});
