@@ -56,10 +56,14 @@ const cleanups: (() => Promise<void>)[] = [];
 try {
   const started = performance.now();
   server = await startDirectory();
-  console.log(`\n${USERS.toLocaleString("en-US")} users and a group of all of them loaded into slapd in ${seconds(performance.now() - started)} s\n`);
+  console.log(
+    `\n${USERS.toLocaleString("en-US")} users and a group of all of them loaded into slapd in ${seconds(performance.now() - started)} s\n`,
+  );
 
   const baseline = await ldapsearchBaseline(server);
-  const lines: Measured[] = [{ label: "ldapsearch -E pr=1000 (baseline)", ms: baseline, entries: USERS, rssMb: null }];
+  const lines: Measured[] = [
+    { label: "ldapsearch -E pr=1000 (baseline)", ms: baseline, entries: USERS, rssMb: null },
+  ];
   print(lines[0] as Measured, baseline);
 
   const misses: string[] = [];
@@ -79,13 +83,18 @@ try {
       const line = { label: step.label, ms: result.ms, entries: result.processed, rssMb: result.maxRssMb };
       lines.push(line);
       print(line, baseline);
-      if (result.status !== "succeeded") misses.push(`${step.label}: the run ${result.status}: ${result.error ?? ""}`);
+      if (result.status !== "succeeded")
+        misses.push(`${step.label}: the run ${result.status}: ${result.error ?? ""}`);
       if (driver === "postgres") {
         if (step.target && line.ms / baseline > TARGETS[step.target]) {
-          misses.push(`${step.label}: ${ratio(line.ms, baseline)} (target ≤ ${TARGETS[step.target].toFixed(2)}x)`);
+          misses.push(
+            `${step.label}: ${ratio(line.ms, baseline)} (target ≤ ${TARGETS[step.target].toFixed(2)}x)`,
+          );
         }
         if (result.maxRssMb > TARGETS.rssMb) {
-          misses.push(`${step.label}: peak RSS ${Math.round(result.maxRssMb)} MB (target ≤ ${TARGETS.rssMb} MB)`);
+          misses.push(
+            `${step.label}: peak RSS ${Math.round(result.maxRssMb)} MB (target ≤ ${TARGETS.rssMb} MB)`,
+          );
         }
       }
     }
@@ -110,7 +119,11 @@ async function startDirectory(): Promise<SlapdServer> {
     file,
     (function* () {
       yield* userEntries(USERS, { memberOf: [everyone] });
-      yield groupEntry({ cn: "everyone", dn: everyone, members: Array.from({ length: USERS }, (_, i) => userDn(i)) });
+      yield groupEntry({
+        cn: "everyone",
+        dn: everyone,
+        members: Array.from({ length: USERS }, (_, i) => userDn(i)),
+      });
     })(),
   );
   return startSlapd({ ldifFiles: [file] });
@@ -136,7 +149,9 @@ async function ldapsearchBaseline(directory: SlapdServer): Promise<number> {
       });
       child.on("error", reject);
       child.on("exit", (code) =>
-        code === 0 ? resolve(performance.now() - began) : reject(new Error(`ldapsearch exited ${code}: ${stderr}`)),
+        code === 0
+          ? resolve(performance.now() - began)
+          : reject(new Error(`ldapsearch exited ${code}: ${stderr}`)),
       );
     });
   await once();
@@ -148,7 +163,10 @@ interface Target {
   env: Record<string, string>;
 }
 
-async function prepareDatabase(driver: "postgres" | "pglite", directory: SlapdServer): Promise<Target | null> {
+async function prepareDatabase(
+  driver: "postgres" | "pglite",
+  directory: SlapdServer,
+): Promise<Target | null> {
   let database: Database;
   let env: Record<string, string>;
   if (driver === "postgres") {

@@ -234,6 +234,8 @@ export function importsRoutes(deps: ImportRouteDeps): Router {
         // Polling stops when the run ends: the last poll also brings the report in.
         finalPoll: wantsPartial(req) && isFinished(run.status as RunStatus),
         pollUrl: req.originalUrl,
+        // Browsers without JavaScript never send HX-Request; they reload the page while it runs.
+        refreshWithoutScript: req.get("HX-Request") !== "true",
       },
       { partial: "imports/_import-progress" },
     );
