@@ -22,7 +22,12 @@ const PASSWORD = "a long enough password";
 
 before(async () => {
   t = await createTestApp();
-  await createUser(t.db, { username: "admin", fullName: "Ada Admin", password: PASSWORD, role: "server_admin" });
+  await createUser(t.db, {
+    username: "admin",
+    fullName: "Ada Admin",
+    password: PASSWORD,
+    role: "server_admin",
+  });
   await createUser(t.db, { username: "Émile", fullName: "Émile Zola" });
   const template = await createUser(t.db, { username: "template", fullName: "Role Template" });
   await t.db.insert(roleAssignments).values([
@@ -31,7 +36,12 @@ before(async () => {
   ]);
   const rows = Array.from({ length: 60 }, (_, i) => {
     const username = `browse-${String(i).padStart(2, "0")}`;
-    return { kind: "internal" as const, username, usernameKey: nameKey(username), searchText: searchTextOf(username) };
+    return {
+      kind: "internal" as const,
+      username,
+      usernameKey: nameKey(username),
+      searchText: searchTextOf(username),
+    };
   });
   await t.db.insert(users).values(rows);
   site = await serve(t.app);
@@ -147,13 +157,19 @@ for (const javaScript of [true, false]) {
     test("an external user becomes internal with the password typed", async () => {
       const directory = await makeDirectory(t.db, `Browser LDAP ${mode}`);
       const username = javaScript ? "convert-js" : "convert-nojs";
-      const user = await makeExternalUser(t.db, { username, directoryId: directory.id, fullName: "To Convert" });
+      const user = await makeExternalUser(t.db, {
+        username,
+        directoryId: directory.id,
+        fullName: "To Convert",
+      });
       const context = await newContext(browser, javaScript);
       const page = await context.newPage();
       await signIn(page, `/users/${user.id}`);
       await tabTo(page, "Convert to internal…");
       await page.keyboard.press("Enter");
-      await page.getByRole("heading", { level: 1, name: `Convert ${username} to an internal user` }).waitFor();
+      await page
+        .getByRole("heading", { level: 1, name: `Convert ${username} to an internal user` })
+        .waitFor();
       await assertNoAxeViolations(page);
       await tabTo(page, /^New password/);
       await page.keyboard.type("short");
@@ -205,7 +221,10 @@ for (const javaScript of [true, false]) {
       assert.equal(new URL(page.url()).pathname, "/users");
       for (const name of ["browse-01", "browse-02"]) {
         const user = await userNamed(t.db, name);
-        const rows = await t.db.select().from(roleAssignments).where(eq(roleAssignments.userId, user?.id ?? -1));
+        const rows = await t.db
+          .select()
+          .from(roleAssignments)
+          .where(eq(roleAssignments.userId, user?.id ?? -1));
         assert.equal(rows.length, 2, name);
       }
       await assertNoAxeViolations(page);
