@@ -31,14 +31,15 @@ export async function start(
   await bootstrapAdmin(database.db, config.bootstrapAdmin);
   const stopHousekeeping = startHousekeeping(database.db, logger);
 
+  const secretBox = createSecretBox(config.encryptionKey);
   const externalAuth = createDirectoryAuthenticator({
     db: database.db,
-    secretBox: createSecretBox(config.encryptionKey),
+    secretBox,
     logger: logger.child({ component: "ldap" }),
   });
   const importWorker = createImportWorker({
     db: database.db,
-    secretBox: createSecretBox(config.encryptionKey),
+    secretBox,
     logger: logger.child({ component: "import" }),
   });
   importWorker.start();
