@@ -84,6 +84,11 @@ export const users = pgTable(
     /** Lower-cased username, full name and email, for case-insensitive substring search. */
     searchText: text("search_text").notNull().default(""),
     enabled: boolean("enabled").notNull().default(true),
+    /**
+     * True when sign-in was disabled by the directory (the account disabled there, or its entry gone)
+     * rather than by an administrator: the directory enabling it again enables it in Roster too.
+     */
+    disabledByDirectory: boolean("disabled_by_directory").notNull().default(false),
     passwordHash: text("password_hash"),
     directoryId: integer("directory_id").references(() => directories.id, { onDelete: "set null" }),
     externalId: text("external_id"),
@@ -102,6 +107,7 @@ export const users = pgTable(
     index("users_kind_username_key_idx").on(t.kind, t.usernameKey),
     index("users_search_text_trgm_idx").using("gin", sql`${t.searchText} gin_trgm_ops`),
     check("users_external_has_id", sql`${t.kind} = 'internal' or ${t.externalId} is not null`),
+    check("users_disabled_by_directory_is_disabled", sql`not (${t.disabledByDirectory} and ${t.enabled})`),
   ],
 );
 

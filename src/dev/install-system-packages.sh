@@ -5,7 +5,8 @@
 set -euo pipefail
 want=(slapd ldap-utils openssl)
 if [ "${1:-test}" = "test" ]; then
-  want+=(chromium samba samba-ad-provision samba-dsdb-modules ldb-tools)
+  # samba-vfs-modules is only a Recommends of samba, but provisioning a DC needs its acl_xattr module.
+  want+=(chromium samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldb-tools)
 fi
 
 missing=()

@@ -33,6 +33,8 @@ export const BUILTIN_GROUP_COUNT = 36;
 const SAMBA = "/usr/sbin/samba";
 const SAMBA_TOOL = "/usr/bin/samba-tool";
 const PROVISION_DATA = "/usr/share/samba/setup/provision.ldif";
+/** From samba-vfs-modules (only a Recommends of samba): provisioning fails without it. */
+const ACL_XATTR = "/usr/lib/x86_64-linux-gnu/samba/vfs/acl_xattr.so";
 const LDAP_PORTS = [389, 636, 3268, 3269] as const;
 const DIR_PREFIX = "roster-samba-";
 /** Holds the PID of the process that started the server, to sweep dirs it left behind. */
@@ -87,9 +89,9 @@ export interface SambaServer {
 
 /** Why Samba cannot run here, or null when it can. */
 export function sambaUnavailableReason(): string | null {
-  const missing = [SAMBA, SAMBA_TOOL, PROVISION_DATA].filter((file) => !existsSync(file));
+  const missing = [SAMBA, SAMBA_TOOL, PROVISION_DATA, ACL_XATTR].filter((file) => !existsSync(file));
   if (missing.length > 0) {
-    return `Samba AD DC is not installed (missing ${missing.join(", ")}): apt-get install samba samba-ad-provision samba-dsdb-modules ldb-tools ldap-utils openssl`;
+    return `Samba AD DC is not installed (missing ${missing.join(", ")}): apt-get install samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldb-tools ldap-utils openssl`;
   }
   if (process.getuid?.() !== 0) return "Samba AD DC needs root (it binds the fixed ports 389 and 636)";
   return null;

@@ -34,6 +34,7 @@ import {
 import { expandGroup } from "../ldap/members.ts";
 import type { DirectoryMapping, LdapGroup, LdapUser } from "../ldap/types.ts";
 import type { User } from "./auth.ts";
+import { sameDn, signInAfterSync } from "./import/classify.ts";
 import { nameKey, searchTextOf } from "./names.ts";
 
 export type Group = typeof groups.$inferSelect;
@@ -244,18 +245,10 @@ export function entryChanges(user: User, entry: LdapUser): Record<string, UserCh
     if (!same) changes[field] = [user[field], next[field]];
   }
   if (user.externalId !== entry.externalId) changes.externalId = [user.externalId, entry.externalId];
-  if (entry.disabled && user.enabled) changes.enabled = [true, false];
+  const signIn = signInAfterSync(!entry.disabled, user);
+  if (signIn.enabled !== user.enabled) changes.enabled = [user.enabled, signIn.enabled];
   if (user.missingInDirectory) changes.missingInDirectory = [true, false];
   return changes;
-}
-
-function sameDn(a: string | null, b: string): boolean {
-  if (a === null) return false;
-  try {
-    return normalizeDn(a) === normalizeDn(b);
-  } catch {
-    return a === b;
-  }
 }
 
 /**
@@ -335,6 +328,7 @@ export async function upsertExternalUsers(
             kind: "external" as const,
             ...syncedValues(entry),
             enabled: !entry.disabled,
+            disabledByDirectory: entry.disabled,
             directoryId,
             externalId: entry.externalId,
             lastSyncedAt: now,
@@ -404,7 +398,7 @@ async function applyEntry(
       directoryId,
       externalId: entry.externalId,
       ...(linking ? { passwordHash: null } : {}),
-      ...(entry.disabled ? { enabled: false } : {}),
+      ...signInAfterSync(!entry.disabled, user),
       missingInDirectory: false,
       lastSyncedAt: now,
       updatedAt: now,
@@ -452,12 +446,19 @@ export async function upsertExternalUser(
 
 /**
  * An external user whose entry is gone: disabled (never deleted), its roles kept, and marked so
- * the console can say why. Returns false when it was marked already.
+ * the console can say why. Returns false when it was marked already. When the entry comes back
+ * enabled, the user is enabled again — unless an administrator had disabled it.
  */
 export async function markUserMissing(db: Db, userId: number, now = new Date()): Promise<boolean> {
   const updated = await db
     .update(users)
-    .set({ missingInDirectory: true, enabled: false, lastSyncedAt: now, updatedAt: now })
+    .set({
+      missingInDirectory: true,
+      enabled: false,
+      disabledByDirectory: sql`${users.disabledByDirectory} or ${users.enabled}`,
+      lastSyncedAt: now,
+      updatedAt: now,
+    })
     .where(and(eq(users.id, userId), sql`not (${users.missingInDirectory} and not ${users.enabled})`))
     .returning({ id: users.id });
   return updated.length > 0;

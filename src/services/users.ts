@@ -145,11 +145,13 @@ export async function setLoginEnabled(
       .where(inArray(users.id, unique))
       .orderBy(asc(users.usernameKey));
     if (found.length !== unique.length) throw new Refusal("One of the chosen users no longer exists.");
-    const toChange = found.filter((u) => u.enabled !== enabled);
+    // Disabling a user the directory disabled makes it the administrator's choice: the directory
+    // enabling the account again then no longer enables it here.
+    const toChange = found.filter((u) => u.enabled !== enabled || u.disabledByDirectory);
     if (toChange.length > 0) {
       await tx
         .update(users)
-        .set({ enabled, updatedAt: new Date() })
+        .set({ enabled, disabledByDirectory: false, updatedAt: new Date() })
         .where(
           inArray(
             users.id,
@@ -171,7 +173,7 @@ export async function setLoginEnabled(
     }
     return {
       changed: toChange.map((u) => u.username),
-      unchanged: found.filter((u) => u.enabled === enabled).map((u) => u.username),
+      unchanged: found.filter((u) => !toChange.includes(u)).map((u) => u.username),
     };
   });
 }

@@ -313,15 +313,40 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
       }
     });
 
-    test("an account enabled in AD is enabled by the next import", {
-      todo: "the importer only ever disables (classify.ts: “re-enabling is Roster's choice”); it needs to know whether the directory or an administrator disabled the user",
-    }, async () => {
+    test("an account enabled in AD is enabled by the next import", async () => {
+      assert.equal((await userByName(t.db, "carol"))?.enabled, false, "carol was imported disabled");
       await setUserEnabled(domain.server, domain.ad.named.carol.dn, true);
-      const { run } = await importRows("carol");
-      assert.equal(run.updated, 1);
+      assert.deepEqual(
+        rowsOf((await search("carol")).text).map((row) => row.status),
+        ["Update"],
+      );
+      const { run, page } = await importRows("carol");
+      assert.deepEqual(counts(run), { created: 0, updated: 1, unchanged: 0, skipped: 0, failed: 0 });
+      assert.match(page, /Changed: sign-in enabled \(enabled in the directory\)\./);
       assert.equal((await userByName(t.db, "carol"))?.enabled, true);
       await importRows("alice");
       assert.equal((await userByName(t.db, "alice"))?.enabled, true, "alice, enabled again in AD");
+    });
+
+    test("an account an administrator disabled stays disabled when AD enables it", async () => {
+      const bob = await userByName(t.db, "bob");
+      assert.ok(bob?.enabled, "bob was imported enabled");
+      await postForm(admin.agent, `/users/${bob.id}/login-status`, admin.csrf, { status: "disabled" }).expect(
+        303,
+      );
+      await setUserEnabled(domain.server, domain.ad.named.bob.dn, false);
+      try {
+        assert.equal((await importRows("bob")).run.unchanged, 1);
+        await setUserEnabled(domain.server, domain.ad.named.bob.dn, true);
+        assert.deepEqual(
+          rowsOf((await search("bob")).text).map((row) => row.status),
+          ["Up to date"],
+        );
+        assert.equal((await importRows("bob")).run.unchanged, 1);
+        assert.equal((await userByName(t.db, "bob"))?.enabled, false, "the administrator's choice stands");
+      } finally {
+        await setUserEnabled(domain.server, domain.ad.named.bob.dn, true);
+      }
     });
 
     test("a renamed and moved user is updated in place, matched by objectGUID, roles intact", async () => {

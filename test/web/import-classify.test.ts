@@ -48,6 +48,7 @@ const stored = (overrides: Partial<StoredUser> = {}): StoredUser => ({
   department: "",
   phone: "",
   enabled: true,
+  disabledByDirectory: false,
   dn: "uid=alice,ou=people,dc=example,dc=test",
   directoryId: DIRECTORY,
   directoryName: "Example",
@@ -129,18 +130,31 @@ describe("matching a directory user with Roster's users", () => {
     assert.equal(desiredUser(entry({ username: "ZOË" })).usernameKey, "zoë");
   });
 
-  test("an account disabled in the directory disables sign-in; the reverse is left to Roster", () => {
+  test("an account disabled in the directory disables sign-in", () => {
     const disabled = classifyUser(desiredUser(entry({ disabled: true })), stored(), stored(), context);
     assert.deepEqual(disabled.action === "update" ? disabled.changes : [], [
       "sign-in disabled (disabled in the directory)",
     ]);
-    const reenabled = classifyUser(
-      desiredUser(entry()),
-      stored({ enabled: false }),
-      stored({ enabled: false }),
+  });
+
+  test("enabled in the directory again: enabled only when the directory had disabled it", () => {
+    const byDirectory = stored({ enabled: false, disabledByDirectory: true });
+    const reenabled = classifyUser(desiredUser(entry()), byDirectory, byDirectory, context);
+    assert.deepEqual(reenabled.action === "update" ? reenabled.changes : [], [
+      "sign-in enabled (enabled in the directory)",
+    ]);
+    const byAdministrator = stored({ enabled: false, disabledByDirectory: false });
+    assert.equal(
+      classifyUser(desiredUser(entry()), byAdministrator, byAdministrator, context).action,
+      "unchanged",
+    );
+    const stillDisabled = classifyUser(
+      desiredUser(entry({ disabled: true })),
+      byDirectory,
+      byDirectory,
       context,
     );
-    assert.equal(reenabled.action, "unchanged");
+    assert.equal(stillDisabled.action, "unchanged");
   });
 });
 

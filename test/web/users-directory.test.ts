@@ -114,6 +114,40 @@ describe("synchronize now", { skip }, () => {
     assert.equal((await lastAudit(t.db))?.action, "user.missing_in_directory");
   });
 
+  test("an entry that comes back enables the user again, unless an administrator disabled it", async () => {
+    const zoe = await userNamed(t.db, "zoë");
+    assert.ok(zoe && !zoe.enabled && zoe.missingInDirectory, "zoë was disabled as missing");
+    const zoeEntry = {
+      objectClass: "inetOrgPerson",
+      uid: "zoë",
+      cn: "Zoë Schmidt",
+      sn: "Schmidt",
+      mail: "zo@example.test",
+    };
+    await ldap.admin.add(people("zoë"), zoeEntry);
+    const res = await postForm(admin.agent, `/users/${zoe.id}/synchronizations`, admin.csrf);
+    assert.match(
+      flashOf((await follow(admin.agent, res)).text),
+      /enabled again, as the directory no longer marks the account disabled; the entry exists again\./,
+    );
+    assert.equal((await userNamed(t.db, "zoë"))?.enabled, true);
+
+    await postForm(admin.agent, `/users/${zoe.id}/login-status`, admin.csrf, { status: "disabled" }).expect(
+      303,
+    );
+    await ldap.admin.del(people("zoë"));
+    await postForm(admin.agent, `/users/${zoe.id}/synchronizations`, admin.csrf).expect(303);
+    await ldap.admin.add(people("zoë"), zoeEntry);
+    const again = await postForm(admin.agent, `/users/${zoe.id}/synchronizations`, admin.csrf);
+    assert.match(
+      flashOf((await follow(admin.agent, again)).text),
+      /the entry exists again \(the user stays disabled until you enable it\)/,
+    );
+    const saved = await userNamed(t.db, "zoë");
+    assert.equal(saved?.enabled, false, "the administrator's choice stands");
+    assert.equal(saved?.missingInDirectory, false);
+  });
+
   test("an unreachable directory changes nothing and says why", async () => {
     const alice = await userNamed(t.db, "alice");
     await t.db

@@ -18,6 +18,8 @@ export interface StoredUser {
   department: string;
   phone: string;
   enabled: boolean;
+  /** Disabled by the directory, not by an administrator: the directory may enable it again. */
+  disabledByDirectory: boolean;
   dn: string | null;
   directoryId: number | null;
   directoryName: string | null;
@@ -183,10 +185,34 @@ export function userChanges(desired: DesiredUser, stored: StoredUser): string[] 
     if (!sameDn(stored.dn, desired.dn)) changes.push("DN");
     if (stored.externalId !== desired.externalId) changes.push("stable id");
     if (stored.missingInDirectory) changes.push("found in the directory again");
-    // One way only: an account disabled in the directory can't sign in; re-enabling is Roster's choice.
-    if (!desired.enabled && stored.enabled) changes.push("sign-in disabled (disabled in the directory)");
+    const enabled = signInAfterSync(desired.enabled, stored);
+    if (enabled.enabled !== stored.enabled) {
+      changes.push(
+        enabled.enabled
+          ? "sign-in enabled (enabled in the directory)"
+          : "sign-in disabled (disabled in the directory)",
+      );
+    }
   }
   return changes;
+}
+
+/**
+ * Whether an external user can sign in after its entry is synchronized. An account disabled in the
+ * directory can't sign in; the directory enabling it again enables it in Roster only when the
+ * directory was what disabled it — an administrator's own "Disable sign-in" is never undone.
+ */
+export function signInAfterSync(
+  enabledInDirectory: boolean,
+  stored: Pick<StoredUser, "enabled" | "disabledByDirectory" | "missingInDirectory">,
+): { enabled: boolean; disabledByDirectory: boolean } {
+  if (!enabledInDirectory) {
+    return stored.enabled
+      ? { enabled: false, disabledByDirectory: true }
+      : { enabled: false, disabledByDirectory: stored.disabledByDirectory };
+  }
+  if (!stored.enabled && stored.disabledByDirectory) return { enabled: true, disabledByDirectory: false };
+  return { enabled: stored.enabled, disabledByDirectory: stored.disabledByDirectory };
 }
 
 export function groupChanges(desired: DesiredGroup, stored: StoredGroup): string[] {

@@ -42,7 +42,7 @@ export async function lookupUsers(
           select u.id from input i join users u on u.username_key = i.key
         )
         select u.id, u.kind, u.username, u.username_key as "usernameKey", u.full_name as "fullName", u.email,
-               u.department, u.phone, u.enabled, u.dn, u.directory_id as "directoryId",
+               u.department, u.phone, u.enabled, u.disabled_by_directory as "disabledByDirectory", u.dn, u.directory_id as "directoryId",
                d.name as "directoryName", u.external_id as "externalId",
                u.missing_in_directory as "missingInDirectory"
         from found f join users u on u.id = f.id left join directories d on d.id = u.directory_id`,

@@ -18,6 +18,7 @@ import {
   type StoredGroup,
   type StoredUser,
   sameDn,
+  signInAfterSync,
   userSearchText,
 } from "./classify.ts";
 import { intArray, jsonRows, lookupGroups, lookupUsers } from "./store.ts";
@@ -153,6 +154,9 @@ async function applyUserUpdates(
   const rows = updates.map(({ user, target }) => {
     // An internal user keeps its username, stays internal and is not linked to the entry.
     const external = target.kind === "external";
+    const signIn = external
+      ? signInAfterSync(user.enabled, target)
+      : { enabled: target.enabled, disabledByDirectory: target.disabledByDirectory };
     return {
       id: target.id,
       username: external ? user.username : target.username,
@@ -166,7 +170,8 @@ async function applyUserUpdates(
       dn: external && !sameDn(target.dn, user.dn) ? user.dn : target.dn,
       ext: external ? user.externalId : target.externalId,
       missing: external ? false : target.missingInDirectory,
-      enabled: external && !user.enabled ? false : target.enabled,
+      enabled: signIn.enabled,
+      by_directory: signIn.disabledByDirectory,
     };
   });
   // The WHERE makes a row another run already brought up to date cost nothing (and count as unchanged).
@@ -175,17 +180,18 @@ async function applyUserUpdates(
     sql`with v as (
           select * from json_to_recordset(${jsonRows(rows)}::json) as t(id int, username text, key text,
             full_name text, email text, department text, phone text, search text, dn text, ext text, missing boolean,
-            enabled boolean)
+            enabled boolean, by_directory boolean)
         )
         update users u set username = v.username, username_key = v.key, full_name = v.full_name,
           email = v.email, department = v.department, phone = v.phone, search_text = v.search, dn = v.dn,
           external_id = v.ext, missing_in_directory = v.missing, enabled = v.enabled,
+          disabled_by_directory = v.by_directory,
           last_synced_at = case when u.kind = 'external' then now() else u.last_synced_at end, updated_at = now()
         from v
         where u.id = v.id and (u.username, u.username_key, u.full_name, u.email, u.department, u.phone,
-          u.search_text, u.dn, u.external_id, u.missing_in_directory, u.enabled)
+          u.search_text, u.dn, u.external_id, u.missing_in_directory, u.enabled, u.disabled_by_directory)
           is distinct from (v.username, v.key, v.full_name, v.email, v.department, v.phone, v.search, v.dn,
-          v.ext, v.missing, v.enabled)
+          v.ext, v.missing, v.enabled, v.by_directory)
         returning u.id`,
   );
   const changedIds = new Set(changed.map((row) => Number(row.id)));
@@ -230,14 +236,15 @@ async function insertUsers(tx: Db, directoryId: number, users: DesiredUser[]): P
     ext: u.externalId,
     enabled: u.enabled,
   }));
+  // A user created disabled was disabled by the directory: enabling it there enables it here.
   // DO NOTHING on either unique key: a concurrent run that got there first wins, and the row is
   // looked up again in the next round instead of failing the batch.
   const returned = await queryRows<{ id: number; external_id: string }>(
     tx,
     sql`insert into users (kind, username, username_key, full_name, email, department, phone, search_text,
-          enabled, directory_id, external_id, dn, last_synced_at)
+          enabled, disabled_by_directory, directory_id, external_id, dn, last_synced_at)
         select 'external', v.username, v.key, v.full_name, v.email, v.department, v.phone, v.search, v.enabled,
-          ${directoryId}, v.ext, v.dn, now()
+          not v.enabled, ${directoryId}, v.ext, v.dn, now()
         from json_to_recordset(${jsonRows(rows)}::json) as v(username text, key text, full_name text,
           email text, department text, phone text, search text, dn text, ext text, enabled boolean)
         on conflict do nothing

@@ -147,17 +147,24 @@ const FIELD_NAMES: Record<string, string> = {
 function syncMessage(report: Extract<UserSyncReport, { status: "updated" | "unchanged" }>): string {
   const entries = Object.entries(report.changes);
   if (entries.length === 0) return `Synchronized with ${report.directoryName}: nothing had changed.`;
-  const described = entries.map(([field, change]) => describeChange(field, change));
+  const described = entries.map(([field, change]) => describeChange(field, change, report.changes));
   const relinked =
     report.foundBy === "id" ? "" : ` (found by ${report.foundBy === "dn" ? "DN" : "username"})`;
   return `Synchronized with ${report.directoryName}${relinked}: ${described.join("; ")}.`;
 }
 
-function describeChange(field: string, [from, to]: UserChange): string {
+function describeChange(field: string, [from, to]: UserChange, changes: Record<string, UserChange>): string {
   const name = FIELD_NAMES[field] ?? field;
-  if (field === "enabled") return "disabled, as the directory marks the account disabled";
-  if (field === "missingInDirectory")
-    return "the entry exists again (the user stays disabled until you enable it)";
+  if (field === "enabled") {
+    return to
+      ? "enabled again, as the directory no longer marks the account disabled"
+      : "disabled, as the directory marks the account disabled";
+  }
+  if (field === "missingInDirectory") {
+    return "enabled" in changes
+      ? "the entry exists again"
+      : "the entry exists again (the user stays disabled until you enable it)";
+  }
   const show = (v: unknown) => (v === null || v === undefined || v === "" ? "(empty)" : `“${String(v)}”`);
   return `${name} ${show(from)} → ${show(to)}`;
 }

@@ -1,0 +1,2 @@
+ALTER TABLE "users" ADD COLUMN "disabled_by_directory" boolean DEFAULT false NOT NULL;--> statement-breakpoint
+ALTER TABLE "users" ADD CONSTRAINT "users_disabled_by_directory_is_disabled" CHECK (not ("users"."disabled_by_directory" and "users"."enabled"));
