@@ -5,7 +5,7 @@
  */
 import { X509Certificate } from "node:crypto";
 import { and, asc, count, desc, eq, inArray, ne, sql } from "drizzle-orm";
-import { type Db, queryRows } from "../db/client.ts";
+import type { Db } from "../db/client.ts";
 import { directories, directoryDefaultRoles, groups, roles, users } from "../db/schema.ts";
 import type { DirectoryLogger } from "../ldap/client.ts";
 import { dnEquals, normalizeDn } from "../ldap/dn.ts";
@@ -13,8 +13,7 @@ import type { PresetId } from "../ldap/presets.ts";
 import { type ConnectionTestResult, testConnection } from "../ldap/test-connection.ts";
 import type { DirectoryConnection, DirectoryMapping } from "../ldap/types.ts";
 import { type Actor, recordAudit } from "./audit.ts";
-import { attempt, isUniqueViolation, type Outcome, Refusal } from "./guards.ts";
-import { PERMISSIONS } from "./permissions.ts";
+import { attempt, ensureManagersRemain, isUniqueViolation, type Outcome, Refusal } from "./guards.ts";
 import type { SecretBox } from "./secrets.ts";
 
 export type Directory = typeof directories.$inferSelect;
@@ -387,7 +386,7 @@ export async function setDirectoryEnabled(
       .where(eq(directories.id, id))
       .returning();
     if (!directory) throw new Error("update returned no row");
-    if (!enabled) await ensureManagerCanSignIn(tx, `Disabling ${directory.name}`);
+    if (!enabled) await ensureManagersRemain(tx, `Disabling ${directory.name}`);
     await recordAudit(tx, actor, {
       action: enabled ? "directory.enable" : "directory.disable",
       targetType: "directory",
@@ -439,7 +438,7 @@ export async function deleteDirectory(
       .returning({ id: users.id });
     const [kept] = await tx.select({ n: count() }).from(groups).where(eq(groups.directoryId, id));
     await tx.delete(directories).where(eq(directories.id, id));
-    await ensureManagerCanSignIn(tx, `Deleting ${directory.name}`);
+    await ensureManagersRemain(tx, `Deleting ${directory.name}`);
     const result = { directory, usersDisabled: disabled.length, groupsKept: Number(kept?.n ?? 0) };
     await recordAudit(tx, actor, {
       action: "directory.delete",
@@ -625,43 +624,6 @@ async function replaceDefaultRoles(
   }
   await tx.insert(directoryDefaultRoles).values(unique.map((d) => ({ directoryId, ...d })));
   return defaultRolesOf(tx, directoryId);
-}
-
-/**
- * Refuses a change after which no enabled user holding "Manage users" globally (directly or
- * through groups) could still sign in: internal users can, external ones only through an enabled
- * directory. Run inside the transaction that made the change.
- */
-async function ensureManagerCanSignIn(tx: Db, because: string): Promise<void> {
-  await tx.execute(sql`select pg_advisory_xact_lock(hashtext('roster.user-managers'))`);
-  const [row] = await queryRows<{ ok: boolean }>(
-    tx,
-    sql`with recursive manager_roles as (
-          select id from roles where ${PERMISSIONS.manageUsers} = any(permissions)
-        ), granted(id) as (
-          select group_id from role_assignments
-          where scope = '' and group_id is not null and role_id in (select id from manager_roles)
-          union
-          select s.child_id from group_subgroups s join granted g on s.parent_id = g.id
-        )
-        select exists (
-          select 1 from users u
-          where u.enabled
-            and (u.kind = 'internal'
-                 or exists (select 1 from directories d where d.id = u.directory_id and d.enabled))
-            and (
-              exists (select 1 from role_assignments a
-                      where a.user_id = u.id and a.scope = '' and a.role_id in (select id from manager_roles))
-              or exists (select 1 from group_members m
-                         where m.user_id = u.id and m.group_id in (select id from granted))
-            )
-        ) as ok`,
-  );
-  if (!row?.ok) {
-    throw new Refusal(
-      `${because} would leave nobody who can sign in and manage users, so nobody could undo it.`,
-    );
-  }
 }
 
 type AuditView = Record<string, unknown>;

@@ -38,10 +38,12 @@ export function isUniqueViolation(err: unknown): boolean {
 }
 
 /**
- * Refuses a change that would leave no enabled user able to manage users (directly or through
- * groups and their subgroups): nobody could then undo it. Call it inside the transaction that made
- * the change; the advisory lock makes two such changes wait for each other, so two administrators
- * can't each remove the other.
+ * Refuses a change after which no enabled user holding "Manage users" globally (directly or through
+ * groups and their subgroups) could still sign in — internal users can, external ones only through
+ * an enabled directory: nobody could then undo it. Call it inside the transaction that made the
+ * change (disabling users, removing roles or memberships, disabling or deleting a directory); the
+ * advisory lock makes two such changes wait for each other, so two administrators can't each remove
+ * the other.
  */
 export async function ensureManagersRemain(tx: Db, because: string): Promise<void> {
   await tx.execute(sql`select pg_advisory_xact_lock(hashtext('roster.user-managers'))`);
@@ -57,16 +59,20 @@ export async function ensureManagersRemain(tx: Db, because: string): Promise<voi
         )
         select exists (
           select 1 from users u
-          where u.enabled and (
-            exists (select 1 from role_assignments a
-                    where a.user_id = u.id and a.scope = '' and a.role_id in (select id from manager_roles))
-            or exists (select 1 from group_members m where m.user_id = u.id and m.group_id in (select id from granted))
-          )
+          where u.enabled
+            and (u.kind = 'internal'
+                 or exists (select 1 from directories d where d.id = u.directory_id and d.enabled))
+            and (
+              exists (select 1 from role_assignments a
+                      where a.user_id = u.id and a.scope = '' and a.role_id in (select id from manager_roles))
+              or exists (select 1 from group_members m
+                         where m.user_id = u.id and m.group_id in (select id from granted))
+            )
         ) as ok`,
   );
   if (!row?.ok) {
     throw new Refusal(
-      `${because} would leave no enabled user who can manage users, so nobody could undo it.`,
+      `${because} would leave nobody who can sign in and manage users, so nobody could undo it.`,
     );
   }
 }

@@ -25,6 +25,7 @@ import {
   setDirectoryEnabled,
 } from "../../src/services/directories.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
+import { setLoginEnabled } from "../../src/services/users.ts";
 import { createTestApp, createUser, csrfTokenOf, signedInAgent, type TestApp } from "../helpers/app.ts";
 
 const SERVICE_PASSWORD = "Sërvice-Pässword-7f3a";
@@ -951,6 +952,45 @@ describe("order, enabling and disabling", () => {
       assert.ok(await loadDirectoryConnection(t.db, box, directoryId));
     } finally {
       await t.db.update(users).set({ enabled: true }).where(eq(users.kind, "internal"));
+      await t.db.delete(users).where(eq(users.username, "ext-admin"));
+    }
+  });
+
+  test("refuses to disable the last internal manager when the only other one is in a disabled directory", async () => {
+    const directoryId = ids[0] ?? -1;
+    const [external] = await t.db
+      .insert(users)
+      .values({
+        kind: "external",
+        username: "ext-admin",
+        usernameKey: "ext-admin",
+        directoryId,
+        externalId: "uuid-2",
+      })
+      .returning();
+    const [adminRole] = await t.db.select().from(roles).where(eq(roles.key, "server_admin"));
+    await t.db.insert(roleAssignments).values({ roleId: adminRole?.id ?? -1, userId: external?.id ?? -1 });
+    await t.db.update(directories).set({ enabled: false }).where(eq(directories.id, directoryId));
+    const internal = await t.db
+      .select()
+      .from(users)
+      .where(and(eq(users.kind, "internal"), eq(users.enabled, true)));
+    try {
+      const refused = await setLoginEnabled(
+        t.db,
+        ACTOR,
+        internal.map((u) => u.id),
+        false,
+      );
+      assert.equal(refused.ok, false);
+      assert.match(refused.ok ? "" : refused.message, /would leave nobody who can sign in and manage users/);
+      const still = await t.db
+        .select()
+        .from(users)
+        .where(and(eq(users.kind, "internal"), eq(users.enabled, true)));
+      assert.equal(still.length, internal.length);
+    } finally {
+      await t.db.update(directories).set({ enabled: true }).where(eq(directories.id, directoryId));
       await t.db.delete(users).where(eq(users.username, "ext-admin"));
     }
   });

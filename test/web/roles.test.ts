@@ -207,7 +207,7 @@ describe("role assignments", () => {
       );
       assert.match(
         flashOf((await follow(session.agent, res)).text),
-        /would leave no enabled user who can manage users/,
+        /would leave nobody who can sign in and manage users/,
       );
       assert.equal((await solo.db.select().from(roleAssignments)).length, 1);
       const [managers] = await solo.db
@@ -225,11 +225,14 @@ describe("role assignments", () => {
         name: "Managers",
         permissions: "resources.view",
       }).expect(422);
-      assert.match(edit.text, /Taking “Manage users” away from Managers would leave no enabled user/);
+      assert.match(
+        edit.text,
+        /Taking “Manage users” away from Managers would leave nobody who can sign in and manage users/,
+      );
       const del = await postForm(session.agent, `/roles/${managers?.id}/delete`, session.csrf);
       assert.match(
         flashOf((await follow(session.agent, del)).text),
-        /Deleting Managers would leave no enabled user/,
+        /Deleting Managers would leave nobody who can sign in and manage users/,
       );
     } finally {
       await solo.close();
