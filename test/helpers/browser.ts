@@ -50,12 +50,30 @@ export async function serve(app: { listen: (port: number, host: string, cb: () =
 /** Fails with the list of axe violations (WCAG 2.1 A/AA and best practices) on the page as it is now. */
 export async function assertNoAxeViolations(page: Page): Promise<void> {
   if (scriptless.has(page.context())) return scanCopyOf(page);
-  const result = await new AxeBuilder({ page }).analyze();
+  const result = await analyzeSettled(page);
   const violations = result.violations.map(
     (v) => `${v.id} (${v.impact}): ${v.help}\n    ${v.nodes.map((n) => n.target.join(" ")).join("\n    ")}`,
   );
   if (violations.length > 0)
     throw new Error(`axe found ${violations.length} violation(s):\n${violations.join("\n")}`);
+}
+
+/**
+ * axe on the page once it has loaded; a scan that a navigation interrupted (a self-refreshing
+ * progress page that has just finished, say) is run again on the page it arrived at.
+ */
+async function analyzeSettled(page: Page) {
+  for (let attempt = 1; ; attempt += 1) {
+    await page.waitForLoadState("load");
+    try {
+      return await new AxeBuilder({ page }).analyze();
+    } catch (err) {
+      const navigated = /Execution context was destroyed|navigat|Target closed|frame was detached/i.test(
+        String((err as Error)?.message),
+      );
+      if (!navigated || attempt >= 3) throw err;
+    }
+  }
 }
 
 /**
