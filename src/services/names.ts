@@ -10,11 +10,17 @@ export function normalizeName(name: string): string {
   return name.normalize("NFC").trim();
 }
 
-/** What case-insensitive substring search looks at, lower-cased once when a row is written. */
+/**
+ * What case-insensitive substring search looks at, lower-cased once when a row is written. A part
+ * found inside another (the username inside the email, usually) is left out: every substring of it
+ * is found in the other part anyway, and each character costs trigram-index upkeep on every import.
+ */
 export function searchTextOf(...parts: (string | null | undefined)[]): string {
-  return parts
-    .filter((p): p is string => Boolean(p))
-    .map((p) => p.normalize("NFC").toLowerCase())
+  const texts = parts.filter((p): p is string => Boolean(p)).map((p) => p.normalize("NFC").toLowerCase());
+  return texts
+    .filter((text, i) =>
+      texts.every((other, j) => j === i || !other.includes(text) || (other.length === text.length && i < j)),
+    )
     .join("\n");
 }
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { test } from "node:test";
-import { nameKey, usernameProblem } from "../../src/services/names.ts";
+import { nameKey, searchTextOf, usernameProblem } from "../../src/services/names.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
 
 test("a stored secret decrypts to the original and does not contain it", () => {
@@ -49,4 +49,17 @@ test("usernames allow Unicode letters and refuse what breaks filters, DNs and ma
   }
   assert.equal(usernameProblem(""), "Enter a username.");
   assert.match(usernameProblem("a,b") ?? "", /“,”/);
+});
+
+test("search text: lower-cased NFC parts, without a part another one contains", () => {
+  assert.equal(
+    searchTextOf("alice", "Alice Liddell", "alice@example.test"),
+    "alice liddell\nalice@example.test",
+  );
+  assert.equal(searchTextOf("Zoe\u0308", "ZOË", null, ""), "zoë");
+  assert.equal(
+    searchTextOf("bob", "Bob Builder", "builder@example.test"),
+    "bob builder\nbuilder@example.test",
+  );
+  assert.equal(searchTextOf("carol", "Danvers", "cd@example.test"), "carol\ndanvers\ncd@example.test");
 });

@@ -3,6 +3,7 @@
  * transaction, counters included), then imports each chosen group with all its members, nested
  * groups kept as subgroups. Memory holds one batch plus the ids this run has imported.
  */
+import { sql } from "drizzle-orm";
 import type { Logger } from "pino";
 import type { Db } from "../../db/client.ts";
 import { type DirectorySession, type Entry, openDirectory } from "../../ldap/client.ts";
@@ -175,6 +176,8 @@ class RunImporter {
   private createdReported = 0;
   /** Stable ids of users in batches being written right now (by this run's other writer). */
   private readonly usersInFlight = new Set<string>();
+  /** Whether the last batch of users was mostly new: the next one is then inserted before any lookup. */
+  private mostlyNew = false;
   private readonly writers: number;
   private readonly batchSize: number;
   private readonly copyRolesFrom: RoleSource | null;
@@ -270,7 +273,9 @@ class RunImporter {
         for (const id of ids) this.usersInFlight.add(id);
         const write = this.commit(
           async (tx) => {
-            const result = await upsertUsers(tx, this.context(), batch.values);
+            const context = { ...this.context(), insertFirst: this.mostlyNew };
+            const result = await upsertUsers(tx, context, batch.values);
+            this.mostlyNew = result.counts.created * 2 > batch.values.length;
             return {
               processed: batch.size,
               counts: addCounts(result.counts, { skipped: batch.invalid.length }),
@@ -513,6 +518,9 @@ class RunImporter {
       try {
         await this.deps.db.transaction(async (tx) => {
           const db = tx as unknown as Db;
+          // A batch need not wait for its WAL to reach disk: a crash can lose the last batches'
+          // commits (never half of one, never corrupt), and the re-claimed run writes them again.
+          await db.execute(sql`set local synchronous_commit = off`);
           result = await work(db);
           const entries = this.limitCreated(result.entries);
           createdListed = entries.filter((e) => e.outcome === "created").length;
