@@ -928,9 +928,8 @@ describe("order, enabling and disabling", () => {
     );
   });
 
-  test("refuses to disable the directory of the only user who could sign in and manage users", async () => {
-    const box = createSecretBox(t.config.encryptionKey);
-    const directoryId = ids[0] ?? -1;
+  /** ext-admin, an external user of the directory holding the Server administrator role. */
+  async function addExternalAdmin(directoryId: number) {
     const [external] = await t.db
       .insert(users)
       .values({
@@ -943,6 +942,12 @@ describe("order, enabling and disabling", () => {
       .returning();
     const [adminRole] = await t.db.select().from(roles).where(eq(roles.key, "server_admin"));
     await t.db.insert(roleAssignments).values({ roleId: adminRole?.id ?? -1, userId: external?.id ?? -1 });
+  }
+
+  test("refuses to disable the directory of the only user who could sign in and manage users", async () => {
+    const box = createSecretBox(t.config.encryptionKey);
+    const directoryId = ids[0] ?? -1;
+    await addExternalAdmin(directoryId);
     await t.db.update(users).set({ enabled: false }).where(eq(users.kind, "internal"));
     try {
       const refused = await setDirectoryEnabled(t.db, ACTOR, directoryId, false);
@@ -958,18 +963,7 @@ describe("order, enabling and disabling", () => {
 
   test("refuses to disable the last internal manager when the only other one is in a disabled directory", async () => {
     const directoryId = ids[0] ?? -1;
-    const [external] = await t.db
-      .insert(users)
-      .values({
-        kind: "external",
-        username: "ext-admin",
-        usernameKey: "ext-admin",
-        directoryId,
-        externalId: "uuid-2",
-      })
-      .returning();
-    const [adminRole] = await t.db.select().from(roles).where(eq(roles.key, "server_admin"));
-    await t.db.insert(roleAssignments).values({ roleId: adminRole?.id ?? -1, userId: external?.id ?? -1 });
+    await addExternalAdmin(directoryId);
     await t.db.update(directories).set({ enabled: false }).where(eq(directories.id, directoryId));
     const internal = await t.db
       .select()

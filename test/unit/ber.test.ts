@@ -1,0 +1,10 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { berMessageSize } from "../../src/ldap/client.ts";
+
+test("BER message size from its header: short form, long form, incomplete header", () => {
+  assert.equal(berMessageSize(Buffer.from([0x30, 0x05, 1, 2])), 7);
+  assert.equal(berMessageSize(Buffer.from([0x30, 0x83, 0x01, 0x00, 0x00])), 5 + 65536);
+  assert.equal(berMessageSize(Buffer.from([0x30, 0x84, 0x01])), null);
+  assert.equal(berMessageSize(Buffer.from([0x30])), null);
+});
