@@ -32,6 +32,7 @@ try {
   if (!claim) throw new Error("no run to claim");
   const logger = pino({ level: "warn" }, new Writable({ write: (_c, _e, done) => done() }));
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   const ending = await executeRun(
     { db: database.db, secretBox: createSecretBox(Buffer.from(env.BENCH_KEY ?? "", "hex")), logger },
     claim,
@@ -39,6 +40,7 @@ try {
   );
   if (ending) await finishRun(database.db, claim, ending);
   const ms = performance.now() - started;
+  const cpu = process.cpuUsage(cpuBefore);
   const run = await getRun(database.db, claim.run.id);
   console.log(
     JSON.stringify({
@@ -52,6 +54,7 @@ try {
       skipped: run?.skipped,
       failed: run?.failed,
       maxRssMb: process.resourceUsage().maxRSS / 1024,
+      cpuMs: (cpu.user + cpu.system) / 1000,
     }),
   );
 } finally {

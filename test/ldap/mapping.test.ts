@@ -111,6 +111,14 @@ describe("mapUser", () => {
     assert.equal(mapped.externalId, "a-b");
   });
 
+  test("reads only the entry's own attributes: never the DN or an inherited property as a value", () => {
+    const mapping = { ...openldap, attrFullName: "constructor", attrEmail: "dn", attrDepartment: "toString" };
+    const mapped = user({ dn: "uid=x,dc=example", uid: "x", entryUUID: "1" }, mapping);
+    assert.equal(mapped.fullName, "x");
+    assert.equal(mapped.email, null);
+    assert.equal(mapped.department, null);
+  });
+
   test("refuses entries without a username or a unique id, saying which", () => {
     assert.deepEqual(mapUser({ dn: "uid=x", entryUUID: "1" }, openldap), {
       ok: false,
