@@ -163,6 +163,25 @@ describe("role assignments", () => {
     assert.equal((await lastAudit(t.db))?.action, "role_assignment.remove");
   });
 
+  test("chooses no role for the administrator: the picker starts empty and an empty choice is refused", async () => {
+    const user = await createUser(t.db, { username: "unpicked" });
+    const page = await admin.agent.get(`/users/${user.id}`).expect(200);
+    const picker = /<select id="field-roleId"[^>]*>\s*<option value="">Choose a role<\/option>/.exec(
+      page.text,
+    );
+    assert.ok(picker, "the role picker's first option is the empty 'Choose a role'");
+    assert.doesNotMatch(
+      page.text.slice(picker.index, page.text.indexOf("</select>", picker.index)),
+      / selected/,
+    );
+    const res = await postForm(admin.agent, `/users/${user.id}/role-assignments`, admin.csrf, {
+      roleId: "",
+      scope: "",
+    }).expect(422);
+    assert.match(res.text, /id="field-roleId-error"[^>]*>.*Choose a role\./s);
+    assert.deepEqual(await assignmentsOf(user.id), []);
+  });
+
   test("refuses a malformed scope with 422 beside the field, keeping the page", async () => {
     const user = await createUser(t.db, { username: "scoper" });
     const res = await postForm(admin.agent, `/users/${user.id}/role-assignments`, admin.csrf, {
