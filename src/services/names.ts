@@ -10,13 +10,39 @@ export function normalizeName(name: string): string {
   return name.normalize("NFC").trim();
 }
 
+// Latin letters whose stroke or bar is part of the letter, not a combining mark.
+const BARRED = { đ: "d", ø: "o", ł: "l", ħ: "h", ŧ: "t", ı: "i" } as Record<string, string>;
+
 /**
- * What case-insensitive substring search looks at, lower-cased once when a row is written. A part
- * found inside another (the username inside the email, usually) is left out: every substring of it
- * is found in the other part anyway, and each character costs trigram-index upkeep on every import.
+ * The form search compares: NFC, lower-case, and without the Latin diacritics (U+0300–U+036F,
+ * plus the barred letters above), so "emile" finds Émile and "dorde" finds Đorđe. Marks of other
+ * scripts are kept: in Devanagari or Thai they are vowels, not accents. Migration 0003 applies the
+ * same rule in SQL to rows written before it.
+ */
+export function searchFold(text: string): string {
+  // Printable ASCII (nearly every name and address) has nothing to fold but its case.
+  if (!/[^ -~]/.test(text)) return text.toLowerCase();
+  return text
+    .normalize("NFD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .normalize("NFC")
+    .toLowerCase()
+    .replace(/[đøłħŧı]/g, (c) => BARRED[c] ?? c);
+}
+
+/** A LIKE pattern finding the text anywhere in a search text; LIKE's own metacharacters are literal. */
+export function likePattern(text: string): string {
+  return `%${searchFold(text).replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/**
+ * What case- and accent-insensitive substring search looks at, folded once when a row is written.
+ * A part found inside another (the username inside the email, usually) is left out: every substring
+ * of it is found in the other part anyway, and each character costs trigram-index upkeep on every
+ * import.
  */
 export function searchTextOf(...parts: (string | null | undefined)[]): string {
-  const texts = parts.filter((p): p is string => Boolean(p)).map((p) => p.normalize("NFC").toLowerCase());
+  const texts = parts.filter((p): p is string => Boolean(p)).map(searchFold);
   return texts
     .filter((text, i) =>
       texts.every((other, j) => j === i || !other.includes(text) || (other.length === text.length && i < j)),

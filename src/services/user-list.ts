@@ -1,5 +1,6 @@
 import { type SQL, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../db/client.ts";
+import { likePattern } from "./names.ts";
 
 /**
  * The Users application's one list of users and groups: filtered by kind, searched
@@ -78,13 +79,6 @@ export interface ListPage {
 }
 
 /** Escapes LIKE's own wildcards so a typed `%` or `_` matches itself. */
-export function likePattern(text: string): string {
-  return `%${text
-    .normalize("NFC")
-    .toLowerCase()
-    .replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-}
-
 export function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify([cursor.key, cursor.rank]), "utf8").toString("base64url");
 }

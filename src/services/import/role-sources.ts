@@ -1,6 +1,7 @@
 /** The users and groups whose roles an import can copy onto every imported user. */
 import { sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
+import { likePattern } from "../names.ts";
 import type { RoleSource } from "./types.ts";
 
 export interface RoleSourceOption extends RoleSource {
@@ -11,14 +12,11 @@ export interface RoleSourceOption extends RoleSource {
 
 const PICKER_LIMIT = 10;
 
-/** Users and groups whose name, full name or email contains the text (case-insensitive). */
+/** Users and groups whose name, full name or email contains the text (case- and accent-insensitive). */
 export async function findRoleSources(db: Db, text: string): Promise<RoleSourceOption[]> {
   const needle = text.trim();
   if (needle === "") return [];
-  const pattern = `%${needle
-    .normalize("NFC")
-    .toLowerCase()
-    .replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  const pattern = likePattern(needle);
   const rows = await queryRows<{
     type: "user" | "group";
     id: number;
