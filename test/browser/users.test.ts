@@ -144,6 +144,9 @@ for (const javaScript of [true, false]) {
       const saved = await userNamed(t.db, "émile");
       assert.equal(saved?.email, javaScript ? "emile@example.test" : "zola@example.test");
 
+      await tabTo(page, "Role");
+      await page.keyboard.press("ArrowDown"); // from "Choose a role" to the first role
+      assert.equal(await page.locator("#field-roleId option:checked").innerText(), "Resource Contributor");
       await tabTo(page, "Scope");
       await page.keyboard.type(javaScript ? "project:1" : "project:2");
       await page.keyboard.press("Enter");
