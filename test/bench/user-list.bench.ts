@@ -60,7 +60,7 @@ try {
     { label: "search 'an', page after middle", query: q({ search: "an", after: { key: middle, rank: 0 } }) },
     { label: "search 'zo' (clustered at the end)", query: q({ search: "zo" }) },
     { label: "search 'yamamoto' (clustered)", query: q({ search: "yamamoto" }) },
-    { label: "search 'ø' (rare, < 3 chars)", query: q({ search: "ø" }) },
+    { label: "search 'ø' (folds to o, < 3 chars)", query: q({ search: "ø" }) },
   ];
 
   // One untimed pass first, so no case pays for warming caches (PGlite's especially).

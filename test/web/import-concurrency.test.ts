@@ -3,7 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { eq, sql } from "drizzle-orm";
 import { queryRows } from "../../src/db/client.ts";
 import { auditLog, directories, groups, importRuns } from "../../src/db/schema.ts";
-import { isSlapdAvailable, type SlapdServer } from "../../src/dev/slapd.ts";
+import type { SlapdServer } from "../../src/dev/slapd.ts";
 import {
   claimNextRun,
   createRun,
@@ -14,37 +14,35 @@ import {
   recordProgress,
 } from "../../src/services/import/run-queue.ts";
 import type { Selection } from "../../src/services/import/types.ts";
-import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { signedInAgent, type TestApp } from "../helpers/app.ts";
 import {
   addDirectory,
+  closeImportTestBed,
   type ImportFixture,
-  importFixture,
+  type ImportTestBed,
+  openImportTestBed,
   postForm,
   repointDirectory,
   runQueued,
+  slapdMissing,
   startFixtureSlapd,
   testWorker,
 } from "./import-support.ts";
 
+let bed: ImportTestBed;
 let t: TestApp;
 let server: SlapdServer;
 let fixture: ImportFixture;
 let directoryId: number;
 
-const skip = !isSlapdAvailable() && "slapd is not installed (apt-get install slapd ldap-utils)";
+const skip = slapdMissing;
 
 before(async () => {
   if (skip) return;
-  fixture = await importFixture();
-  server = await startFixtureSlapd(fixture);
-  t = await createTestApp();
-  await createUser(t.db, { username: "admin", role: "server_admin" });
-  directoryId = (await addDirectory(t.db, t.config.encryptionKey, server, { mapping: { pageSize: 200 } })).id;
+  bed = await openImportTestBed({ mapping: { pageSize: 200 } });
+  ({ t, server, fixture, directoryId } = bed);
 });
-after(async () => {
-  await t?.close();
-  await server?.stop();
-});
+after(() => closeImportTestBed(bed));
 
 function queue(selection: Selection, extra: Partial<NewRun> = {}) {
   return createRun(t.db, {

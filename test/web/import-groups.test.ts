@@ -4,23 +4,26 @@ import { and, eq, sql } from "drizzle-orm";
 import { Attribute, Change, Client } from "ldapts";
 import { type Db, queryRows } from "../../src/db/client.ts";
 import { groups, importRuns, roleAssignments, roles, users } from "../../src/db/schema.ts";
-import { isSlapdAvailable, type SlapdServer } from "../../src/dev/slapd.ts";
+import type { SlapdServer } from "../../src/dev/slapd.ts";
 import type { ImportWorker } from "../../src/services/import/worker.ts";
 import { nameKey } from "../../src/services/names.ts";
-import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { signedInAgent, type TestApp } from "../helpers/app.ts";
 import {
   addDirectory,
+  closeImportTestBed,
   groupDnOf,
   type ImportFixture,
-  importFixture,
+  type ImportTestBed,
+  openImportTestBed,
   postForm,
   rowsOf,
   runQueued,
-  startFixtureSlapd,
+  slapdMissing,
   testWorker,
   text,
 } from "./import-support.ts";
 
+let bed: ImportTestBed;
 let t: TestApp;
 let server: SlapdServer;
 let fixture: ImportFixture;
@@ -28,15 +31,12 @@ let worker: ImportWorker;
 let directoryId: number;
 let posixDirectoryId: number;
 
-const skip = !isSlapdAvailable() && "slapd is not installed (apt-get install slapd ldap-utils)";
+const skip = slapdMissing;
 
 before(async () => {
   if (skip) return;
-  fixture = await importFixture();
-  server = await startFixtureSlapd(fixture);
-  t = await createTestApp();
-  await createUser(t.db, { username: "admin", role: "server_admin" });
-  directoryId = (await addDirectory(t.db, t.config.encryptionKey, server)).id;
+  bed = await openImportTestBed();
+  ({ t, server, fixture, directoryId } = bed);
   posixDirectoryId = (
     await addDirectory(t.db, t.config.encryptionKey, server, {
       name: "Posix view",
@@ -46,11 +46,7 @@ before(async () => {
   ).id;
   worker = testWorker(t.db, t.config.encryptionKey, { batchSize: 1000 });
 });
-after(async () => {
-  await worker?.stop();
-  await t?.close();
-  await server?.stop();
-});
+after(() => closeImportTestBed(bed, worker));
 
 /** Ticks the groups a search finds, imports them and runs the worker. */
 async function importGroups(q: string, options: { directory?: number; copyFrom?: string } = {}) {

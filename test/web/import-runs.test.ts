@@ -11,25 +11,28 @@ import {
   roles,
   users,
 } from "../../src/db/schema.ts";
-import { isSlapdAvailable, type SlapdServer } from "../../src/dev/slapd.ts";
+import type { SlapdServer } from "../../src/dev/slapd.ts";
 import { createRun } from "../../src/services/import/run-queue.ts";
 import type { ImportWorker } from "../../src/services/import/worker.ts";
 import { nameKey, searchTextOf } from "../../src/services/names.ts";
-import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
 import {
   addDirectory,
   asFragment,
+  closeImportTestBed,
   type ImportFixture,
-  importFixture,
+  type ImportTestBed,
+  openImportTestBed,
   postForm,
   rowsOf,
   runQueued,
+  slapdMissing,
   stableIdOf,
-  startFixtureSlapd,
   testWorker,
   text,
 } from "./import-support.ts";
 
+let bed: ImportTestBed;
 let t: TestApp;
 let server: SlapdServer;
 let fixture: ImportFixture;
@@ -38,17 +41,14 @@ let directoryId: number;
 let otherDirectoryId: number;
 let viewerRoleId: number;
 
-const skip = !isSlapdAvailable() && "slapd is not installed (apt-get install slapd ldap-utils)";
+const skip = slapdMissing;
 
 before(async () => {
   if (skip) return;
-  fixture = await importFixture();
-  server = await startFixtureSlapd(fixture);
-  t = await createTestApp();
-  await createUser(t.db, { username: "admin", role: "server_admin" });
+  bed = await openImportTestBed();
+  ({ t, server, fixture, directoryId } = bed);
   await createUser(t.db, { username: "viewer", role: "viewer" });
   await createUser(t.db, { username: "nobody" });
-  directoryId = (await addDirectory(t.db, t.config.encryptionKey, server)).id;
   otherDirectoryId = (
     await addDirectory(t.db, t.config.encryptionKey, server, { name: "Other LDAP", position: 2 })
   ).id;
@@ -56,11 +56,7 @@ before(async () => {
   await t.db.insert(directoryDefaultRoles).values({ directoryId, roleId: viewerRoleId, scope: "" });
   worker = testWorker(t.db, t.config.encryptionKey, { batchSize: 500 });
 });
-after(async () => {
-  await worker?.stop();
-  await t?.close();
-  await server?.stop();
-});
+after(() => closeImportTestBed(bed, worker));
 
 async function roleIdOf(key: string): Promise<number> {
   const [role] = await t.db.select().from(roles).where(eq(roles.key, key));

@@ -3,21 +3,24 @@ import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import supertest from "supertest";
 import { importRuns, users } from "../../src/db/schema.ts";
-import { isSlapdAvailable, type SlapdServer } from "../../src/dev/slapd.ts";
+import type { SlapdServer } from "../../src/dev/slapd.ts";
 import { nameKey, searchTextOf } from "../../src/services/names.ts";
-import { createTestApp, createUser, csrfTokenOf, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { createUser, csrfTokenOf, signedInAgent, type TestApp } from "../helpers/app.ts";
 import {
   addDirectory,
   asFragment,
+  closeImportTestBed,
   type ImportFixture,
-  importFixture,
+  type ImportTestBed,
+  openImportTestBed,
   postForm,
   rowsOf,
+  slapdMissing,
   stableIdOf,
-  startFixtureSlapd,
   text,
 } from "./import-support.ts";
 
+let bed: ImportTestBed;
 let t: TestApp;
 let server: SlapdServer;
 let fixture: ImportFixture;
@@ -25,27 +28,21 @@ let directoryId: number;
 let otherDirectoryId: number;
 let adminId: number;
 
-const skip = !isSlapdAvailable() && "slapd is not installed (apt-get install slapd ldap-utils)";
+const skip = slapdMissing;
 
 before(async () => {
   if (skip) return;
-  fixture = await importFixture();
-  server = await startFixtureSlapd(fixture);
-  t = await createTestApp();
-  adminId = (await createUser(t.db, { username: "admin", role: "server_admin" })).id;
+  bed = await openImportTestBed();
+  ({ t, server, fixture, adminId, directoryId } = bed);
   await createUser(t.db, { username: "manager", role: "user_manager" });
   await createUser(t.db, { username: "viewer", role: "viewer" });
   await createUser(t.db, { username: "nobody" });
-  directoryId = (await addDirectory(t.db, t.config.encryptionKey, server)).id;
   otherDirectoryId = (
     await addDirectory(t.db, t.config.encryptionKey, server, { name: "Other LDAP", position: 2 })
   ).id;
   await prepareStore();
 });
-after(async () => {
-  await t?.close();
-  await server?.stop();
-});
+after(() => closeImportTestBed(bed));
 
 /** What Roster holds before the searches: one user for each status the results can show. */
 async function prepareStore() {

@@ -7,7 +7,7 @@ import type supertest from "supertest";
 import type { Db } from "../../src/db/client.ts";
 import { directories } from "../../src/db/schema.ts";
 import { bigGroupDirectory, ldifEntry, posixGroupEntry, readFixture } from "../../src/dev/fixtures.ts";
-import { type SlapdOptions, type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
+import { isSlapdAvailable, type SlapdOptions, type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
 import { presetMapping } from "../../src/ldap/presets.ts";
 import type { DirectoryMapping } from "../../src/ldap/types.ts";
 import {
@@ -16,6 +16,7 @@ import {
   type ImportWorkerOptions,
 } from "../../src/services/import/worker.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
+import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 
 export const BASE_DN = "dc=example,dc=test";
 export const groupDnOf = (cn: string) => `cn=${cn},ou=groups,${BASE_DN}`;
@@ -85,6 +86,46 @@ export async function importFixture(bigGroupSize = 2500): Promise<ImportFixture>
 
 export function startFixtureSlapd(fixture: ImportFixture, options: SlapdOptions = {}): Promise<SlapdServer> {
   return startSlapd({ ldif: fixture.ldif, ...options });
+}
+
+/** Why the import tests are skipped on this machine, or false when they run. */
+export const slapdMissing =
+  !isSlapdAvailable() && "slapd is not installed (apt-get install slapd ldap-utils)";
+
+/** Where every import test file starts: the fixture in a throwaway slapd, an app, an administrator and a directory. */
+export interface ImportTestBed {
+  t: TestApp;
+  server: SlapdServer;
+  fixture: ImportFixture;
+  adminId: number;
+  directoryId: number;
+}
+
+export async function openImportTestBed(
+  options: { mapping?: Partial<DirectoryMapping> } = {},
+): Promise<ImportTestBed> {
+  const fixture = await importFixture();
+  const server = await startFixtureSlapd(fixture);
+  let t: TestApp | undefined;
+  try {
+    t = await createTestApp();
+    const adminId = (await createUser(t.db, { username: "admin", role: "server_admin" })).id;
+    const directoryId = (await addDirectory(t.db, t.config.encryptionKey, server, options)).id;
+    return { t, server, fixture, adminId, directoryId };
+  } catch (err) {
+    await t?.close();
+    await server.stop();
+    throw err;
+  }
+}
+
+export async function closeImportTestBed(
+  bed: ImportTestBed | undefined,
+  worker?: ImportWorker,
+): Promise<void> {
+  await worker?.stop();
+  await bed?.t.close();
+  await bed?.server.stop();
 }
 
 /** A directory row pointing at the server, its service password encrypted with the app's key. */
