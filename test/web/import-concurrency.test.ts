@@ -233,7 +233,7 @@ describe("a directory that goes away in the middle of a run", { skip }, () => {
     const page = await agent.get(`/imports/${run.id}`);
     assert.match(page.text, /The directory stopped answering: /);
 
-    server = await startFixtureSlapd(fixture); // same LDIF, same stable ids: the directory is back
+    server = bed.server = await startFixtureSlapd(fixture); // same LDIF, same stable ids: the directory is back
     await repointDirectory(t.db, t.config.encryptionKey, directoryId, server);
     const res = await postForm(agent, "/imports", csrf, { rerun: String(run.id) }).expect(303);
     const again = Number(/(\d+)$/.exec(res.headers.location ?? "")?.[1]);
