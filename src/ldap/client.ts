@@ -11,6 +11,7 @@ import net from "node:net";
 import tls from "node:tls";
 import { Client, type Entry, NoSuchObjectError } from "ldapts";
 import { isValidDn } from "./dn.ts";
+import { type MessageTap, tapMessages } from "./entry-tap.ts";
 import { type ClassifiedLdapError, classifyLdapError, DirectoryError } from "./errors.ts";
 import { type Filter, parseFilter } from "./filter.ts";
 import { DEFAULT_PAGE_SIZE } from "./presets.ts";
@@ -105,6 +106,8 @@ export interface DirectorySession {
 
 const MAX_PAGE_SIZE = 1000;
 const ALWAYS_BUFFER = ["objectGUID", "objectguid", "objectSid", "objectsid"];
+/** Each client's message tap, which decodes the entries of paged searches (src/ldap/entry-tap.ts). */
+const taps = new WeakMap<Client, MessageTap>();
 
 /** Connects to the first URL that answers, does StartTLS if configured, and binds. */
 export async function openDirectory(
@@ -180,24 +183,32 @@ class Session implements DirectorySession {
   ): AsyncGenerator<Entry[]> {
     const parsed = toFilter(filter);
     const client = await this.borrow();
+    // A fresh array: the tap recognises this search's requests by its identity.
+    const requested = [...attributes];
+    const buffers = [...ALWAYS_BUFFER, ...(options.bufferAttributes ?? [])];
+    const sink = taps.get(client)?.collect(requested, buffers);
     try {
       const pages = client.searchPaginated(base, {
         scope,
         filter: parsed,
-        attributes,
-        explicitBufferAttributes: [...ALWAYS_BUFFER, ...(options.bufferAttributes ?? [])],
+        attributes: requested,
+        explicitBufferAttributes: buffers,
         paged: { pageSize: pageSizeOf(options.pageSize) },
         timeLimit: this.timeLimitSeconds(),
       });
       for await (const page of pages) {
         this.noteReferrals(page.searchReferences);
-        if (page.searchEntries.length > 0) yield page.searchEntries;
+        // ldapts itself decoded only the first entry of the page when the tap decoded them all.
+        const decoded = sink?.take() ?? [];
+        const entries = decoded.length > 0 ? decoded : page.searchEntries;
+        if (entries.length > 0) yield entries;
         options.signal?.throwIfAborted();
       }
     } catch (err) {
       if (options.signal?.aborted) throw err;
       throw this.searchError(err, base);
     } finally {
+      sink?.close();
       this.giveBack(client);
     }
   }
@@ -451,66 +462,9 @@ function createClient(url: string, target: Target, socket: net.Socket, conn: Dir
       ? { createSecureConnection: (() => handOver<tls.TLSSocket>()) as typeof tls.connect }
       : { createConnection: (() => handOver<net.Socket>()) as typeof net.connect }),
   });
-  readWholeMessages(client);
+  const tap = tapMessages(client);
+  if (tap) taps.set(client, tap);
   return client;
-}
-
-interface MessageParser {
-  buffer?: Buffer;
-  read(data: Buffer, details: unknown): void;
-}
-
-/**
- * ldapts appends every chunk that arrives to the message it is reading (Buffer.concat), so an
- * n-byte message costs n²/64 KiB of copying: a group of 100,000 members (≈5 MB) leaves ≈170 MB of
- * garbage and seconds of CPU. Here the chunks of an incomplete message are held until the message
- * is whole (its length is in its BER header) and handed to ldapts in one piece. With another
- * ldapts, whose parser looks different, this does nothing.
- */
-export function readWholeMessages(client: Client): void {
-  const parser = (client as unknown as { messageParser?: MessageParser }).messageParser;
-  if (!parser || typeof parser.read !== "function") return;
-  const read = parser.read.bind(parser);
-  let held: Buffer[] = [];
-  let heldBytes = 0;
-  let needed = 0;
-  const holdPending = () => {
-    const pending = parser.buffer;
-    const size = pending ? berMessageSize(pending) : null;
-    if (!pending || size === null || size <= pending.length) return;
-    parser.buffer = undefined;
-    held = [pending];
-    heldBytes = pending.length;
-    needed = size;
-  };
-  parser.read = (data, details) => {
-    if (needed === 0) {
-      read(data, details);
-      holdPending();
-      return;
-    }
-    held.push(data);
-    heldBytes += data.length;
-    if (heldBytes < needed) return;
-    const whole = Buffer.concat(held, heldBytes);
-    held = [];
-    heldBytes = 0;
-    needed = 0;
-    read(whole, details);
-    holdPending();
-  };
-}
-
-/** Bytes in the BER element starting at buf[0] (tag, length, content), or null while the header is incomplete. */
-export function berMessageSize(buf: Buffer): number | null {
-  if (buf.length < 2) return null;
-  const first = buf[1] as number;
-  if (first < 0x80) return 2 + first;
-  const octets = first & 0x7f;
-  if (octets === 0 || octets > 4 || buf.length < 2 + octets) return null;
-  let length = 0;
-  for (let i = 0; i < octets; i += 1) length = length * 256 + (buf[2 + i] as number);
-  return 2 + octets + length;
 }
 
 function lostConnection(): net.Socket {

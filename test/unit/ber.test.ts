@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { berMessageSize } from "../../src/ldap/client.ts";
+import { berElementSize as berMessageSize } from "../../src/ldap/entry-tap.ts";
 
 test("BER message size from its header: short form, long form, incomplete header", () => {
   assert.equal(berMessageSize(Buffer.from([0x30, 0x05, 1, 2])), 7);

@@ -1,0 +1,319 @@
+/**
+ * Reads the LDAP messages arriving on an ldapts client before ldapts does, for two reasons an
+ * import of 100,000 users makes plain:
+ *
+ * - ldapts appends every chunk that arrives to the message it is reading (Buffer.concat), so an
+ *   n-byte message costs n²/64 KiB of copying: a group of 100,000 members (≈5 MB) left ≈170 MB of
+ *   garbage and seconds of CPU. Here messages are framed by the length in their BER header and
+ *   handed over whole.
+ * - ldapts turns each search result entry into a reader, attribute objects and then a plain
+ *   object, which was a third of an unchanged re-import's CPU. The entries of the paged searches
+ *   Roster registers here are decoded straight into the plain object instead (same shape as
+ *   ldapts's `Entry`). ldapts still sees the first entry of each page, because it stops paging
+ *   after a page without entries.
+ *
+ * It relies on two internals of ldapts 8 (the message parser and the table of pending requests);
+ * with another ldapts whose internals differ, `tapMessages` returns null and ldapts does it all.
+ */
+import { isUtf8 } from "node:buffer";
+import type { Client, Entry } from "ldapts";
+
+const SEQUENCE = 0x30;
+const SET = 0x31;
+const INTEGER = 0x02;
+const OCTET_STRING = 0x04;
+const SEARCH_RESULT_ENTRY = 0x64;
+
+interface MessageParser {
+  buffer?: Buffer;
+  read(data: Buffer, pendingRequests: unknown): void;
+}
+
+interface ClientInternals {
+  messageParser?: MessageParser;
+  messageDetailsByMessageId?: Map<string, { message?: { attributes?: unknown } }>;
+}
+
+/** The entries of one paged search, decoded as they arrive. */
+export interface EntrySink {
+  /** The entries decoded since the last call, in the order they arrived. */
+  take(): Entry[];
+  close(): void;
+}
+
+export interface MessageTap {
+  /**
+   * Decodes the search result entries of the requests made with this very `attributes` array
+   * (its identity marks them); `bufferAttributes` (any case) keep their values as Buffers.
+   */
+  collect(attributes: string[], bufferAttributes: readonly string[]): EntrySink;
+}
+
+export class UndecodableEntryError extends Error {
+  constructor(cause: unknown) {
+    super("The directory sent a search result entry that is not valid LDAP (BER).", { cause });
+  }
+}
+
+export function tapMessages(client: Client): MessageTap | null {
+  const internals = client as unknown as ClientInternals;
+  const parser = internals.messageParser;
+  const pendingRequests = internals.messageDetailsByMessageId;
+  if (!parser || typeof parser.read !== "function" || !(pendingRequests instanceof Map)) return null;
+  const read = parser.read.bind(parser);
+  const toLdapts = (message: Buffer) => read(message, pendingRequests);
+  const collectors = new Set<Collector>();
+
+  const collectorFor = (messageId: number): Collector | undefined => {
+    const attributes = pendingRequests.get(String(messageId))?.message?.attributes;
+    for (const collector of collectors) if (collector.attributes === attributes) return collector;
+    return undefined;
+  };
+
+  const onMessage = (message: Buffer) => {
+    const head = collectors.size > 0 ? entryHead(message) : null;
+    const collector = head ? collectorFor(head.messageId) : undefined;
+    if (!head || !collector) {
+      toLdapts(message);
+      return;
+    }
+    collector.add(message, head.bodyAt);
+    if (collector.pagePassed !== head.messageId) {
+      collector.pagePassed = head.messageId;
+      toLdapts(message);
+    }
+  };
+
+  const frames = new MessageFrames(onMessage, toLdapts);
+  parser.read = (data) => frames.push(data);
+  return {
+    collect(attributes, bufferAttributes) {
+      const collector = new Collector(attributes, bufferAttributes);
+      collectors.add(collector);
+      return {
+        take: () => collector.take(),
+        close: () => void collectors.delete(collector),
+      };
+    },
+  };
+}
+
+/** Bytes in the BER element starting at buf[at] (tag, length, content); null while the header is incomplete, -1 when it is not one LDAP uses. */
+export function berElementSize(buf: Buffer, at = 0): number | null {
+  if (buf.length - at < 2) return null;
+  const first = buf[at + 1] as number;
+  if (first < 0x80) return 2 + first;
+  const octets = first & 0x7f;
+  if (octets === 0 || octets > 4) return -1; // indefinite length, or ≥ 4 GiB
+  if (buf.length - at < 2 + octets) return null;
+  let length = 0;
+  for (let i = 0; i < octets; i += 1) length = length * 256 + (buf[at + 2 + i] as number);
+  return 2 + octets + length;
+}
+
+/** Cuts the byte stream into whole LDAP messages. */
+class MessageFrames {
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  /** Size of the message being held, once its header is complete. */
+  private needed: number | null = null;
+
+  constructor(
+    private readonly onMessage: (message: Buffer) => void,
+    private readonly onGarbage: (bytes: Buffer) => void,
+  ) {}
+
+  push(data: Buffer): void {
+    if (this.heldBytes === 0) {
+      this.split(data);
+      return;
+    }
+    this.held.push(data);
+    this.heldBytes += data.length;
+    if (this.needed === null) {
+      const joined = Buffer.concat(this.held, this.heldBytes);
+      this.held = [joined];
+      this.needed = berElementSize(joined);
+      if (this.needed === null) return;
+    }
+    if (this.needed !== -1 && this.heldBytes < this.needed) return;
+    const whole = Buffer.concat(this.held, this.heldBytes);
+    this.held = [];
+    this.heldBytes = 0;
+    this.needed = null;
+    this.split(whole);
+  }
+
+  private split(data: Buffer): void {
+    let at = 0;
+    while (at < data.length) {
+      const size = berElementSize(data, at);
+      if (size === -1) {
+        // Not a message this client could read: ldapts reports the protocol error.
+        this.onGarbage(at === 0 ? data : data.subarray(at));
+        return;
+      }
+      if (size === null || at + size > data.length) {
+        this.held = [at === 0 ? data : data.subarray(at)];
+        this.heldBytes = data.length - at;
+        this.needed = size;
+        return;
+      }
+      this.onMessage(at === 0 && size === data.length ? data : data.subarray(at, at + size));
+      at += size;
+    }
+  }
+}
+
+/** The message id of a search result entry, and where the entry's body (its DN) starts; null for any other message. */
+function entryHead(message: Buffer): { messageId: number; bodyAt: number } | null {
+  try {
+    return readEntryHead(message);
+  } catch {
+    return null; // malformed: ldapts reads it and reports the error
+  }
+}
+
+function readEntryHead(message: Buffer): { messageId: number; bodyAt: number } | null {
+  const reader = new BerReader(message, 0);
+  reader.enter(SEQUENCE);
+  if (reader.tag() !== INTEGER) return null;
+  const idEnd = reader.enter(INTEGER);
+  let messageId = 0;
+  for (let i = reader.at; i < idEnd; i += 1) messageId = messageId * 256 + (message[i] as number);
+  reader.at = idEnd;
+  if (reader.tag() !== SEARCH_RESULT_ENTRY) return null;
+  reader.enter(SEARCH_RESULT_ENTRY);
+  return { messageId, bodyAt: reader.at };
+}
+
+class Collector {
+  pagePassed = -1;
+  private entries: Entry[] = [];
+  private error: unknown = null;
+  private readonly asBuffers: Set<string>;
+  private readonly binaryByType = new Map<string, boolean>();
+
+  constructor(
+    readonly attributes: string[],
+    bufferAttributes: readonly string[],
+  ) {
+    this.asBuffers = new Set(bufferAttributes.map((name) => name.toLowerCase()));
+  }
+
+  add(message: Buffer, bodyAt: number): void {
+    if (this.error) return;
+    try {
+      this.entries.push(this.decode(message, bodyAt));
+    } catch (err) {
+      this.error = new UndecodableEntryError(err);
+    }
+  }
+
+  take(): Entry[] {
+    if (this.error) throw this.error;
+    const taken = this.entries;
+    this.entries = [];
+    return taken;
+  }
+
+  /** SearchResultEntry ::= [APPLICATION 4] SEQUENCE { objectName, attributes SEQUENCE OF { type, SET OF value } } */
+  private decode(message: Buffer, bodyAt: number): Entry {
+    const reader = new BerReader(message, bodyAt);
+    const dnEnd = reader.enter(OCTET_STRING);
+    const entry: Entry = { dn: message.toString("utf8", reader.at, dnEnd) };
+    reader.at = dnEnd;
+    const attributesEnd = reader.enter(SEQUENCE);
+    while (reader.at < attributesEnd) {
+      const attributeEnd = reader.enter(SEQUENCE);
+      const typeEnd = reader.enter(OCTET_STRING);
+      const type = message.toString("utf8", reader.at, typeEnd);
+      reader.at = typeEnd;
+      entry[type] = reader.at < attributeEnd ? this.values(reader, type) : [];
+      reader.at = attributeEnd;
+    }
+    if (reader.at !== attributesEnd) throw new RangeError("attribute list overruns the entry");
+    for (const name of this.attributes) if (!Object.hasOwn(entry, name)) fillMissing(entry, name);
+    return entry;
+  }
+
+  /** Like ldapts: text when every value is UTF-8, Buffers when one is not or the attribute is binary; one value bare. */
+  private values(reader: BerReader, type: string): Entry[string] {
+    const message = reader.buffer;
+    const setEnd = reader.enter(SET);
+    const bounds: number[] = [];
+    let text = !this.isBinary(type);
+    while (reader.at < setEnd) {
+      const end = reader.enter(OCTET_STRING);
+      bounds.push(reader.at, end);
+      if (text && !isText(message, reader.at, end)) text = false;
+      reader.at = end;
+    }
+    if (reader.at !== setEnd) throw new RangeError("value set overruns the attribute");
+    const values: (string | Buffer)[] = [];
+    for (let i = 0; i < bounds.length; i += 2) {
+      const start = bounds[i] as number;
+      const end = bounds[i + 1] as number;
+      values.push(text ? message.toString("utf8", start, end) : message.subarray(start, end));
+    }
+    if (values.length === 1) return values[0] as string | Buffer;
+    return values as string[] | Buffer[];
+  }
+
+  private isBinary(type: string): boolean {
+    let binary = this.binaryByType.get(type);
+    if (binary === undefined) {
+      const lower = type.toLowerCase();
+      binary = this.asBuffers.has(lower) || lower.endsWith(";binary");
+      this.binaryByType.set(type, binary);
+    }
+    return binary;
+  }
+}
+
+/** ldapts lists a requested attribute the server did not send, with no values. */
+function fillMissing(entry: Entry, name: string): void {
+  const lower = name.toLowerCase();
+  for (const key in entry) if (key.toLowerCase() === lower) return;
+  entry[name] = [];
+}
+
+/** Whether bytes [start, end) are valid UTF-8 (ASCII checked in place, the rest by Node). */
+function isText(buf: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i += 1) {
+    if ((buf[i] as number) >= 0x80) return isUtf8(buf.subarray(start, end));
+  }
+  return true;
+}
+
+/** A cursor over definite-length BER; `enter` checks the tag and returns where the element ends. */
+class BerReader {
+  constructor(
+    readonly buffer: Buffer,
+    public at: number,
+  ) {}
+
+  tag(): number | undefined {
+    return this.buffer[this.at];
+  }
+
+  enter(tag: number): number {
+    const buf = this.buffer;
+    if (buf[this.at] !== tag) throw new RangeError(`expected tag 0x${tag.toString(16)} at ${this.at}`);
+    let at = this.at + 1;
+    const first = buf[at] as number;
+    at += 1;
+    let length = first;
+    if (first >= 0x80) {
+      const octets = first & 0x7f;
+      if (octets === 0 || octets > 4) throw new RangeError(`unsupported length at ${this.at}`);
+      length = 0;
+      for (let i = 0; i < octets; i += 1) length = length * 256 + (buf[at + i] as number);
+      at += octets;
+    }
+    const end = at + length;
+    if (end > buf.length) throw new RangeError(`element at ${this.at} overruns the message`);
+    this.at = at;
+    return end;
+  }
+}

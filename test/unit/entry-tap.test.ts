@@ -1,0 +1,202 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { BerWriter, Client, type Entry, SearchEntry, SearchResponse } from "ldapts";
+import { tapMessages, UndecodableEntryError } from "../../src/ldap/entry-tap.ts";
+
+type Value = string | Buffer;
+const GUID = Buffer.from("c0ffee00112233445566778899aabbff", "hex");
+
+function entryMessage(messageId: number, dn: string, attributes: [string, Value[]][]): Buffer {
+  const writer = new BerWriter();
+  writer.startSequence();
+  writer.writeInt(messageId);
+  writer.startSequence(0x64);
+  writer.writeString(dn);
+  writer.startSequence();
+  for (const [type, values] of attributes) {
+    writer.startSequence();
+    writer.writeString(type);
+    writer.startSequence(0x31);
+    for (const value of values) {
+      if (Buffer.isBuffer(value)) writer.writeBuffer(value, 0x04);
+      else writer.writeString(value);
+    }
+    writer.endSequence();
+    writer.endSequence();
+  }
+  writer.endSequence();
+  writer.endSequence();
+  writer.endSequence();
+  return writer.buffer;
+}
+
+function doneMessage(messageId: number): Buffer {
+  const writer = new BerWriter();
+  writer.startSequence();
+  writer.writeInt(messageId);
+  writer.startSequence(0x65);
+  writer.writeEnumeration(0);
+  writer.writeString("");
+  writer.writeString("");
+  writer.endSequence();
+  writer.endSequence();
+  return writer.buffer;
+}
+
+const requested = ["uid", "cn", "mail", "entryUUID", "objectGUID", "telephoneNumber", "member"];
+const buffers = ["objectGUID", "objectguid", "entryUUID", "entryuuid"];
+
+const entries: [string, [string, Value[]][]][] = [
+  [
+    "uid=zoe,ou=people,dc=example,dc=test",
+    [
+      ["uid", ["zoë"]],
+      ["cn", ["Zoë Schmidt", "李小龙"]],
+      ["mail", ["zoe@example.test"]],
+      ["entryUUID", [Buffer.from("0d9e9b38-2f1c-103f-8f7e-1d2a3b4c5d6e")]],
+    ],
+  ],
+  [
+    "cn=O'Brien\\, Seán+uid=obrien,ou=people,dc=example,dc=test",
+    [
+      ["UID", ["obrien"]], // the server's own spelling of a requested name
+      ["cn", [Buffer.from([0x4f, 0xff, 0xfe])]], // not UTF-8: Buffers, as ldapts does
+      ["objectGUID", [GUID]],
+      ["description", ["x".repeat(70_000)]], // a long-form length
+      ["telephoneNumber", []],
+    ],
+  ],
+  [
+    "cn=big,ou=groups,dc=example,dc=test",
+    [
+      ["cn", ["big"]],
+      ["member;range=0-1499", Array.from({ length: 1500 }, (_, i) => `uid=u${i},ou=people,dc=example,dc=test`)],
+      ["userCertificate;binary", [Buffer.from([1, 2, 3])]],
+    ],
+  ],
+];
+
+const MESSAGE_ID = 7;
+const stream = Buffer.concat([
+  ...entries.map(([dn, attributes]) => entryMessage(MESSAGE_ID, dn, attributes)),
+  doneMessage(MESSAGE_ID),
+]);
+
+/** What ldapts itself makes of the stream: its parser, then SearchEntry.toObject. */
+function ldaptsEntries(): Entry[] {
+  const client = new Client({ url: "ldap://127.0.0.1:1" });
+  const parser = (client as unknown as { messageParser: { read(d: Buffer, m: unknown): void; on: Function } })
+    .messageParser;
+  const decoded: Entry[] = [];
+  parser.on("message", (message: unknown) => {
+    if (message instanceof SearchEntry) decoded.push(message.toObject(requested, buffers));
+  });
+  parser.read(stream, new Map());
+  return decoded;
+}
+
+interface Tapped {
+  client: Client;
+  seen: string[];
+  feed(data: Buffer): void;
+}
+
+/** A client with its tap, a pending search of `attributes` as message 7, and a log of what ldapts receives. */
+function tappedClient(attributes: string[]): Tapped {
+  const client = new Client({ url: "ldap://127.0.0.1:1" });
+  const internals = client as unknown as {
+    messageParser: { read(d: Buffer, m: unknown): void; on: Function };
+    messageDetailsByMessageId: Map<string, unknown>;
+  };
+  internals.messageDetailsByMessageId.set(String(MESSAGE_ID), {
+    message: { attributes },
+    resolve: () => {},
+    reject: () => {},
+  });
+  const seen: string[] = [];
+  internals.messageParser.on("message", (message: unknown) => {
+    if (message instanceof SearchEntry) seen.push(`entry ${message.name}`);
+    else if (message instanceof SearchResponse) seen.push("done");
+  });
+  return {
+    client,
+    seen,
+    feed: (data) => internals.messageParser.read(data, internals.messageDetailsByMessageId),
+  };
+}
+
+function chunks(data: Buffer, size: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at < data.length; at += size) out.push(data.subarray(at, at + size));
+  return out;
+}
+
+describe("the entry tap", () => {
+  test("decodes entries exactly as ldapts does, however the bytes are cut into chunks", () => {
+    const expected = ldaptsEntries();
+    assert.equal(expected.length, 3);
+    for (const size of [1, 2, 7, 1000, 65_536, stream.length]) {
+      const attributes = [...requested];
+      const tapped = tappedClient(attributes);
+      const tap = tapMessages(tapped.client);
+      assert.ok(tap, "ldapts 8's internals are where the tap expects them");
+      const sink = tap.collect(attributes, buffers);
+      for (const chunk of chunks(stream, size)) tapped.feed(chunk);
+      assert.deepEqual(sink.take(), expected, `chunks of ${size} bytes`);
+      assert.deepEqual(sink.take(), [], "taken entries are not handed out twice");
+      // ldapts sees the first entry of the page (so it keeps paging) and the end of the search.
+      assert.deepEqual(tapped.seen, [`entry ${entries[0]?.[0]}`, "done"], `chunks of ${size} bytes`);
+    }
+  });
+
+  test("values: text when UTF-8, Buffers when not or when binary, one value bare, absent ones empty", () => {
+    const attributes = [...requested];
+    const tapped = tappedClient(attributes);
+    const sink = tapMessages(tapped.client)?.collect(attributes, buffers);
+    tapped.feed(stream);
+    const [zoe, obrien, big] = sink?.take() ?? [];
+    assert.equal(zoe?.uid, "zoë");
+    assert.deepEqual(zoe?.cn, ["Zoë Schmidt", "李小龙"]);
+    assert.deepEqual(zoe?.entryUUID, Buffer.from("0d9e9b38-2f1c-103f-8f7e-1d2a3b4c5d6e"));
+    assert.deepEqual(zoe?.objectGUID, []);
+    assert.equal(obrien?.dn, "cn=O'Brien\\, Seán+uid=obrien,ou=people,dc=example,dc=test");
+    assert.equal(obrien?.UID, "obrien");
+    assert.equal(Object.hasOwn(obrien ?? {}, "uid"), false, "no empty filler beside the server's spelling");
+    assert.deepEqual(obrien?.cn, Buffer.from([0x4f, 0xff, 0xfe]));
+    assert.deepEqual(obrien?.objectGUID, GUID);
+    assert.equal((obrien?.description as string).length, 70_000);
+    assert.deepEqual(obrien?.telephoneNumber, []);
+    assert.equal((big?.["member;range=0-1499"] as string[]).length, 1500);
+    assert.deepEqual(big?.["userCertificate;binary"], Buffer.from([1, 2, 3]));
+  });
+
+  test("entries of other requests, and every entry once the search is closed, go to ldapts", () => {
+    const pending = [...requested];
+    const tapped = tappedClient(pending);
+    const tap = tapMessages(tapped.client);
+    const other = tap?.collect([...requested], buffers); // equal, but not the same array
+    tapped.feed(stream);
+    assert.deepEqual(other?.take(), []);
+    assert.equal(tapped.seen.filter((s) => s.startsWith("entry")).length, 3);
+
+    const closed = tappedClient(pending);
+    const closedSink = tapMessages(closed.client)?.collect(pending, buffers);
+    closedSink?.close();
+    closed.feed(stream);
+    assert.deepEqual(closedSink?.take(), []);
+    assert.equal(closed.seen.filter((s) => s.startsWith("entry")).length, 3);
+  });
+
+  test("a malformed entry fails the search instead of being skipped", () => {
+    const attributes = [...requested];
+    const tapped = tappedClient(attributes);
+    const sink = tapMessages(tapped.client)?.collect(attributes, buffers);
+    const good = entryMessage(MESSAGE_ID, "uid=a,dc=example,dc=test", [["uid", ["a"]]]);
+    const bad = Buffer.from(good);
+    // The attribute list claims more bytes than the entry holds.
+    const listAt = bad.indexOf(Buffer.from([0x30]), bad.indexOf(Buffer.from("uid=a")) + 5);
+    bad[listAt + 1] = (bad[listAt + 1] as number) + 5;
+    tapped.feed(Buffer.concat([good, bad, doneMessage(MESSAGE_ID)]));
+    assert.throws(() => sink?.take(), UndecodableEntryError);
+  });
+});
