@@ -4,6 +4,11 @@ import { BerWriter, Client, type Entry, SearchEntry, SearchResponse } from "ldap
 import { tapMessages, UndecodableEntryError } from "../../src/ldap/entry-tap.ts";
 
 type Value = string | Buffer;
+/** The parts of ldapts's message parser this test drives. */
+interface Parser {
+  read(data: Buffer, pending: unknown): void;
+  on(event: "message", listener: (message: unknown) => void): void;
+}
 const GUID = Buffer.from("c0ffee00112233445566778899aabbff", "hex");
 
 function entryMessage(messageId: number, dn: string, attributes: [string, Value[]][]): Buffer {
@@ -70,7 +75,10 @@ const entries: [string, [string, Value[]][]][] = [
     "cn=big,ou=groups,dc=example,dc=test",
     [
       ["cn", ["big"]],
-      ["member;range=0-1499", Array.from({ length: 1500 }, (_, i) => `uid=u${i},ou=people,dc=example,dc=test`)],
+      [
+        "member;range=0-1499",
+        Array.from({ length: 1500 }, (_, i) => `uid=u${i},ou=people,dc=example,dc=test`),
+      ],
       ["userCertificate;binary", [Buffer.from([1, 2, 3])]],
     ],
   ],
@@ -85,8 +93,7 @@ const stream = Buffer.concat([
 /** What ldapts itself makes of the stream: its parser, then SearchEntry.toObject. */
 function ldaptsEntries(): Entry[] {
   const client = new Client({ url: "ldap://127.0.0.1:1" });
-  const parser = (client as unknown as { messageParser: { read(d: Buffer, m: unknown): void; on: Function } })
-    .messageParser;
+  const parser = (client as unknown as { messageParser: Parser }).messageParser;
   const decoded: Entry[] = [];
   parser.on("message", (message: unknown) => {
     if (message instanceof SearchEntry) decoded.push(message.toObject(requested, buffers));
@@ -105,7 +112,7 @@ interface Tapped {
 function tappedClient(attributes: string[]): Tapped {
   const client = new Client({ url: "ldap://127.0.0.1:1" });
   const internals = client as unknown as {
-    messageParser: { read(d: Buffer, m: unknown): void; on: Function };
+    messageParser: Parser;
     messageDetailsByMessageId: Map<string, unknown>;
   };
   internals.messageDetailsByMessageId.set(String(MESSAGE_ID), {
