@@ -171,9 +171,9 @@ describe("the entry tap", () => {
     assert.equal(Object.hasOwn(obrien ?? {}, "uid"), false, "no empty filler beside the server's spelling");
     assert.deepEqual(obrien?.cn, Buffer.from([0x4f, 0xff, 0xfe]));
     assert.deepEqual(obrien?.objectGUID, GUID);
-    assert.equal((obrien?.description as string).length, 70_000);
+    assert.equal((obrien?.description as string | undefined)?.length, 70_000);
     assert.deepEqual(obrien?.telephoneNumber, []);
-    assert.equal((big?.["member;range=0-1499"] as string[]).length, 1500);
+    assert.equal((big?.["member;range=0-1499"] as string[] | undefined)?.length, 1500);
     assert.deepEqual(big?.["userCertificate;binary"], Buffer.from([1, 2, 3]));
   });
 
