@@ -21,7 +21,7 @@ import {
   selectionForRun,
   selectPage,
 } from "../../src/services/import/selection.ts";
-import { readAhead, rebatch } from "../../src/services/import/stream.ts";
+import { mapBatches, readAhead } from "../../src/services/import/stream.ts";
 import type { SelectedEntry } from "../../src/services/import/types.ts";
 
 const DIRECTORY = 1;
@@ -278,15 +278,21 @@ describe("streaming helpers", () => {
     assert.equal(finished, true);
   });
 
-  test("rebatch regroups pages into batches of the size asked", async () => {
+  test("mapBatches maps every item and regroups pages into batches of the size asked", async () => {
     async function* pages() {
       yield [1, 2, 3];
-      yield [4];
+      yield [-4];
       yield [5, 6, 7, 8, 9];
     }
-    const batches: number[][] = [];
-    for await (const batch of rebatch(pages(), 4)) batches.push(batch);
-    assert.deepEqual(batches, [[1, 2, 3, 4], [5, 6, 7, 8], [9]]);
+    const map = (n: number) =>
+      n > 0 ? { ok: true as const, value: n * 10 } : { ok: false as const, dn: `n=${n}`, reason: "negative" };
+    const batches: unknown[] = [];
+    for await (const batch of mapBatches(pages(), 4, map)) batches.push(batch);
+    assert.deepEqual(batches, [
+      { values: [10, 20, 30], invalid: [{ dn: "n=-4", reason: "negative" }], size: 4 },
+      { values: [50, 60, 70, 80], invalid: [], size: 4 },
+      { values: [90], invalid: [], size: 1 },
+    ]);
   });
 });
 

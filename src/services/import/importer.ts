@@ -24,7 +24,7 @@ import {
   recordProgress,
   setTotal,
 } from "./run-queue.ts";
-import { readAhead, rebatch } from "./stream.ts";
+import { mapBatches, readAhead } from "./stream.ts";
 import {
   emptyCounts,
   type OutcomeCounts,
@@ -262,7 +262,7 @@ class RunImporter {
    */
   private async importUsers(pages: AsyncIterable<Entry[]>): Promise<void> {
     const batches = readAhead(
-      mapBatches(rebatch(pages, this.batchSize), (e) => mapUser(e, this.mapping)),
+      mapBatches(pages, this.batchSize, (e) => mapUser(e, this.mapping)),
       1,
     );
     const writing = new Set<Promise<void>>();
@@ -303,7 +303,7 @@ class RunImporter {
   private async importGroups(pages: AsyncIterable<Entry[]>): Promise<void> {
     const roots: { id: number; dn: string }[] = [];
     const batches = readAhead(
-      mapBatches(rebatch(pages, this.batchSize), (e) => mapGroup(e, this.mapping)),
+      mapBatches(pages, this.batchSize, (e) => mapGroup(e, this.mapping)),
       1,
     );
     for await (const batch of batches) {
@@ -570,28 +570,6 @@ async function* coalesceMembers(
     pendingKey = key;
   }
   if (pending) yield pending;
-}
-
-interface MappedBatch<T> {
-  values: T[];
-  invalid: { dn: string; reason: string }[];
-  /** Entries read, mapped or not. */
-  size: number;
-}
-
-async function* mapBatches<T>(
-  batches: AsyncIterable<Entry[]>,
-  map: (entry: Entry) => { ok: true; value: T } | { ok: false; dn: string; reason: string },
-): AsyncGenerator<MappedBatch<T>> {
-  for await (const entries of batches) {
-    const batch: MappedBatch<T> = { values: [], invalid: [], size: entries.length };
-    for (const entry of entries) {
-      const mapped = map(entry);
-      if (mapped.ok) batch.values.push(mapped.value);
-      else batch.invalid.push({ dn: mapped.dn, reason: mapped.reason });
-    }
-    yield batch;
-  }
 }
 
 function invalidEntry(kind: "user" | "group", invalid: { dn: string; reason: string }): ReportedEntry {

@@ -18,6 +18,25 @@ export function jsonRows(rows: readonly object[]): string {
   return JSON.stringify(rows);
 }
 
+/**
+ * A text[] parameter as PostgreSQL's array literal (`{"a","b\"c",NULL}`), which both drivers pass
+ * as text. A column per array and `unnest` costs PostgreSQL half of what `json_to_recordset` does.
+ */
+export function textArray(values: readonly (string | null)[]): string {
+  const quoted = values.map((value) => {
+    if (value === null) return "NULL";
+    return value.includes('"') || value.includes("\\")
+      ? `"${value.replace(/["\\]/g, "\\$&")}"`
+      : `"${value}"`;
+  });
+  return `{${quoted.join(",")}}`;
+}
+
+/** A boolean[] parameter as PostgreSQL's array literal (`{t,f}`). */
+export function boolArray(values: readonly boolean[]): string {
+  return `{${values.map((value) => (value ? "t" : "f")).join(",")}}`;
+}
+
 /** An int[] parameter as PostgreSQL's array literal (`{1,2,3}`), which both drivers pass as text. */
 export function intArray(ids: Iterable<number>): string {
   return `{${[...ids].join(",")}}`;

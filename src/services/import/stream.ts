@@ -32,19 +32,37 @@ export async function* readAhead<T>(source: AsyncIterable<T>, depth = 1): AsyncG
   }
 }
 
-/** Regroups pages of any size into batches of about `size` items (the last may be smaller). */
-export async function* rebatch<T>(pages: AsyncIterable<T[]>, size: number): AsyncGenerator<T[]> {
-  let batch: T[] = [];
+export interface MappedBatch<T> {
+  values: T[];
+  invalid: { dn: string; reason: string }[];
+  /** Items read, mapped or not. */
+  size: number;
+}
+
+/**
+ * Maps each page as it arrives, so its items are garbage before the next page comes (collected
+ * young, never copied into the old generation), and regroups the results into batches of about
+ * `size` items (the last may be smaller).
+ */
+export async function* mapBatches<I, T>(
+  pages: AsyncIterable<I[]>,
+  size: number,
+  map: (item: I) => { ok: true; value: T } | { ok: false; dn: string; reason: string },
+): AsyncGenerator<MappedBatch<T>> {
+  let batch: MappedBatch<T> = { values: [], invalid: [], size: 0 };
   for await (const page of pages) {
     for (const item of page) {
-      batch.push(item);
-      if (batch.length >= size) {
+      const mapped = map(item);
+      if (mapped.ok) batch.values.push(mapped.value);
+      else batch.invalid.push({ dn: mapped.dn, reason: mapped.reason });
+      batch.size += 1;
+      if (batch.size >= size) {
         yield batch;
-        batch = [];
+        batch = { values: [], invalid: [], size: 0 };
       }
     }
   }
-  if (batch.length > 0) yield batch;
+  if (batch.size > 0) yield batch;
 }
 
 /** Runs `work` over items with at most `limit` in flight, keeping the results in order. */

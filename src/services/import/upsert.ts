@@ -21,7 +21,7 @@ import {
   signInAfterSync,
   userSearchText,
 } from "./classify.ts";
-import { intArray, jsonRows, lookupGroups, lookupUsers } from "./store.ts";
+import { boolArray, intArray, jsonRows, lookupGroups, lookupUsers, textArray } from "./store.ts";
 import { emptyCounts, type OutcomeCounts, type ReportedEntry, type RoleSource } from "./types.ts";
 
 /** Rounds of lookup → write for rows another run inserted between our lookup and our insert. */
@@ -239,18 +239,7 @@ function changedReason(what: string): string {
 async function insertUsers(tx: Db, directoryId: number, users: DesiredUser[]): Promise<Map<string, number>> {
   const inserted = new Map<string, number>();
   if (users.length === 0) return inserted;
-  const rows = users.map((u) => ({
-    username: u.username,
-    key: u.usernameKey,
-    full_name: u.fullName,
-    email: u.email,
-    department: u.department,
-    phone: u.phone,
-    search: userSearchText(u),
-    dn: u.dn,
-    ext: u.externalId,
-    enabled: u.enabled,
-  }));
+  const column = <V>(pick: (u: DesiredUser) => V) => users.map(pick);
   // A user created disabled was disabled by the directory: enabling it there enables it here.
   // DO NOTHING on either unique key: a concurrent run that got there first wins, and the row is
   // looked up again in the next round instead of failing the batch.
@@ -260,8 +249,12 @@ async function insertUsers(tx: Db, directoryId: number, users: DesiredUser[]): P
           enabled, disabled_by_directory, directory_id, external_id, dn, last_synced_at)
         select 'external', v.username, v.key, v.full_name, v.email, v.department, v.phone, v.search, v.enabled,
           not v.enabled, ${directoryId}, v.ext, v.dn, now()
-        from json_to_recordset(${jsonRows(rows)}::json) as v(username text, key text, full_name text,
-          email text, department text, phone text, search text, dn text, ext text, enabled boolean)
+        from unnest(${textArray(column((u) => u.username))}::text[], ${textArray(column((u) => u.usernameKey))}::text[],
+          ${textArray(column((u) => u.fullName))}::text[], ${textArray(column((u) => u.email))}::text[],
+          ${textArray(column((u) => u.department))}::text[], ${textArray(column((u) => u.phone))}::text[],
+          ${textArray(column(userSearchText))}::text[], ${textArray(column((u) => u.dn))}::text[],
+          ${textArray(column((u) => u.externalId))}::text[], ${boolArray(column((u) => u.enabled))}::boolean[])
+          as v(username, key, full_name, email, department, phone, search, dn, ext, enabled)
         on conflict do nothing
         returning id, external_id`,
   );
