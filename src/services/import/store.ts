@@ -50,12 +50,11 @@ export async function lookupUsers(
   const byId = new Map<string, StoredUser>();
   const byName = new Map<string, StoredUser>();
   if (keys.length === 0) return { byId, byName };
-  const ext = textArray(keys.map((k) => k.externalId));
-  const key = textArray(keys.map((k) => k.usernameKey));
+  const input = jsonRows(keys.map((k) => ({ ext: k.externalId, key: k.usernameKey })));
   // Aliased to StoredUser's own names: the rows are used as they come, without a copy per row.
   const rows = await queryRows<StoredUser>(
     db,
-    sql`with input as materialized (select * from unnest(${ext}::text[], ${key}::text[]) as t(ext, key)),
+    sql`with input as materialized (select * from json_to_recordset(${input}::json) as t(ext text, key text)),
         found as (
           select u.id from input i join users u on u.directory_id = ${directoryId} and u.external_id = i.ext
           union
@@ -95,11 +94,10 @@ export async function lookupGroups(
   const byId = new Map<string, StoredGroup>();
   const byName = new Map<string, StoredGroup>();
   if (keys.length === 0) return { byId, byName };
-  const ext = textArray(keys.map((k) => k.externalId));
-  const key = textArray(keys.map((k) => k.nameKey));
+  const input = jsonRows(keys.map((k) => ({ ext: k.externalId, key: k.nameKey })));
   const rows = await queryRows<GroupRow>(
     db,
-    sql`with input as materialized (select * from unnest(${ext}::text[], ${key}::text[]) as t(ext, key)),
+    sql`with input as materialized (select * from json_to_recordset(${input}::json) as t(ext text, key text)),
         found as (
           select g.id from input i join groups g on g.directory_id = ${directoryId} and g.external_id = i.ext
           union
