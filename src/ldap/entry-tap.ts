@@ -192,7 +192,8 @@ class Collector {
   private entries: Entry[] = [];
   private error: unknown = null;
   private readonly asBuffers: Set<string>;
-  private readonly binaryByType = new Map<string, boolean>();
+  /** The attribute types seen at each position: a server sends them in the same order entry after entry. */
+  private readonly typesAt: AttributeType[] = [];
 
   constructor(
     readonly attributes: string[],
@@ -224,12 +225,12 @@ class Collector {
     const entry: Entry = { dn: message.toString("utf8", reader.at, dnEnd) };
     reader.at = dnEnd;
     const attributesEnd = reader.enter(SEQUENCE);
-    while (reader.at < attributesEnd) {
+    for (let position = 0; reader.at < attributesEnd; position += 1) {
       const attributeEnd = reader.enter(SEQUENCE);
       const typeEnd = reader.enter(OCTET_STRING);
-      const type = message.toString("utf8", reader.at, typeEnd);
+      const type = this.typeAt(position, message, reader.at, typeEnd);
       reader.at = typeEnd;
-      entry[type] = reader.at < attributeEnd ? this.values(reader, type) : [];
+      entry[type.name] = reader.at < attributeEnd ? values(reader, type.binary) : [];
       reader.at = attributeEnd;
     }
     if (reader.at !== attributesEnd) throw new RangeError("attribute list overruns the entry");
@@ -237,38 +238,77 @@ class Collector {
     return entry;
   }
 
-  /** Like ldapts: text when every value is UTF-8, Buffers when one is not or the attribute is binary; one value bare. */
-  private values(reader: BerReader, type: string): Entry[string] {
-    const message = reader.buffer;
-    const setEnd = reader.enter(SET);
-    const bounds: number[] = [];
-    let text = !this.isBinary(type);
-    while (reader.at < setEnd) {
-      const end = reader.enter(OCTET_STRING);
-      bounds.push(reader.at, end);
-      if (text && !isText(message, reader.at, end)) text = false;
-      reader.at = end;
-    }
-    if (reader.at !== setEnd) throw new RangeError("value set overruns the attribute");
-    const values: (string | Buffer)[] = [];
-    for (let i = 0; i < bounds.length; i += 2) {
-      const start = bounds[i] as number;
-      const end = bounds[i + 1] as number;
-      values.push(text ? message.toString("utf8", start, end) : message.subarray(start, end));
-    }
-    if (values.length === 1) return values[0] as string | Buffer;
-    return values as string[] | Buffer[];
+  private typeAt(position: number, message: Buffer, start: number, end: number): AttributeType {
+    const seen = this.typesAt[position];
+    if (seen && sameBytes(seen.bytes, message, start, end)) return seen;
+    const name = message.toString("utf8", start, end);
+    const lower = name.toLowerCase();
+    const type = {
+      bytes: Buffer.from(message.subarray(start, end)), // a copy: the message itself can go
+      name,
+      binary: this.asBuffers.has(lower) || lower.endsWith(";binary"),
+    };
+    this.typesAt[position] = type;
+    return type;
   }
+}
 
-  private isBinary(type: string): boolean {
-    let binary = this.binaryByType.get(type);
-    if (binary === undefined) {
-      const lower = type.toLowerCase();
-      binary = this.asBuffers.has(lower) || lower.endsWith(";binary");
-      this.binaryByType.set(type, binary);
-    }
-    return binary;
+interface AttributeType {
+  bytes: Buffer;
+  name: string;
+  /** Values kept as Buffers whatever they hold. */
+  binary: boolean;
+}
+
+function sameBytes(bytes: Buffer, message: Buffer, start: number, end: number): boolean {
+  if (bytes.length !== end - start) return false;
+  for (let i = 0; i < bytes.length; i += 1) if (bytes[i] !== message[start + i]) return false;
+  return true;
+}
+
+const ASCII = 0;
+const UTF8 = 1;
+const NOT_TEXT = 2;
+
+/**
+ * Like ldapts: text when every value is UTF-8 (a leading byte order mark dropped, as its
+ * TextDecoder does), Buffers when one is not or the attribute is binary; one value bare.
+ */
+function values(reader: BerReader, binary: boolean): Entry[string] {
+  const message = reader.buffer;
+  const setEnd = reader.enter(SET);
+  const bounds: number[] = [];
+  let kind = binary ? NOT_TEXT : ASCII;
+  while (reader.at < setEnd) {
+    const end = reader.enter(OCTET_STRING);
+    bounds.push(reader.at, end);
+    if (kind !== NOT_TEXT) kind = Math.max(kind, textKind(message, reader.at, end));
+    reader.at = end;
   }
+  if (reader.at !== setEnd) throw new RangeError("value set overruns the attribute");
+  const decoded: (string | Buffer)[] = [];
+  for (let i = 0; i < bounds.length; i += 2) {
+    const start = bounds[i] as number;
+    const end = bounds[i + 1] as number;
+    if (kind === ASCII) decoded.push(message.toString("latin1", start, end));
+    else if (kind === UTF8)
+      decoded.push(message.toString("utf8", hasBom(message, start, end) ? start + 3 : start, end));
+    else decoded.push(message.subarray(start, end));
+  }
+  if (decoded.length === 1) return decoded[0] as string | Buffer;
+  return decoded as string[] | Buffer[];
+}
+
+/** ASCII, other valid UTF-8 (checked by Node), or neither. */
+function textKind(buf: Buffer, start: number, end: number): number {
+  for (let i = start; i < end; i += 1) {
+    if ((buf[i] as number) >= 0x80) return isUtf8(buf.subarray(start, end)) ? UTF8 : NOT_TEXT;
+  }
+  return ASCII;
+}
+
+function hasBom(buf: Buffer, start: number, end: number): boolean {
+  return end - start >= 3 && buf[start] === 0xef && buf[start + 1] === 0xbb && buf[start + 2] === 0xbf;
 }
 
 /** ldapts lists a requested attribute the server did not send, with no values. */
@@ -276,14 +316,6 @@ function fillMissing(entry: Entry, name: string): void {
   const lower = name.toLowerCase();
   for (const key in entry) if (key.toLowerCase() === lower) return;
   entry[name] = [];
-}
-
-/** Whether bytes [start, end) are valid UTF-8 (ASCII checked in place, the rest by Node). */
-function isText(buf: Buffer, start: number, end: number): boolean {
-  for (let i = start; i < end; i += 1) {
-    if ((buf[i] as number) >= 0x80) return isUtf8(buf.subarray(start, end));
-  }
-  return true;
 }
 
 /** A cursor over definite-length BER; `enter` checks the tag and returns where the element ends. */

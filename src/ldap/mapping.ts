@@ -161,10 +161,16 @@ class EntryAttributes {
   constructor(private readonly entry: Entry) {}
 
   values(name: string): Value[] {
-    const key = Object.hasOwn(this.entry, name) ? name : this.keyOf(name);
-    if (key === undefined || key === "dn") return [];
-    const raw = this.entry[key];
+    const raw = this.raw(name);
+    if (raw === undefined) return [];
     return (Array.isArray(raw) ? raw : [raw]) as Value[];
+  }
+
+  /** As the entry holds it: one value bare, several in an array. */
+  private raw(name: string): Value | Value[] | undefined {
+    const key = Object.hasOwn(this.entry, name) ? name : this.keyOf(name);
+    if (key === undefined || key === "dn") return undefined;
+    return this.entry[key] as Value | Value[];
   }
 
   /** The entry's own spelling of an attribute name, found without regard to case. */
@@ -176,15 +182,19 @@ class EntryAttributes {
 
   /** The first non-empty value as text (a single-valued view of a possibly multi-valued attribute). */
   first(name: string): string | null {
-    for (const value of this.values(name)) {
-      const text = Buffer.isBuffer(value) ? value.toString("utf8") : value;
-      if (text.trim() !== "") return text;
+    const raw = this.raw(name);
+    if (raw === undefined) return null;
+    if (!Array.isArray(raw)) return nonBlank(raw);
+    for (const value of raw) {
+      const text = nonBlank(value);
+      if (text !== null) return text;
     }
     return null;
   }
 
   uniqueId(name: string): string | null {
-    const value = this.values(name)[0];
+    const raw = this.raw(name);
+    const value = Array.isArray(raw) ? raw[0] : raw;
     if (value === undefined) return null;
     try {
       if (name.toLowerCase() === "objectguid") return guidToString(asBytes(value));
@@ -211,6 +221,11 @@ class EntryAttributes {
     }
     return { count: this.values(name).length, complete: true };
   }
+}
+
+function nonBlank(value: Value): string | null {
+  const text = Buffer.isBuffer(value) ? value.toString("utf8") : value;
+  return text.trim() === "" ? null : text;
 }
 
 /**

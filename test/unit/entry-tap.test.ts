@@ -58,6 +58,7 @@ const entries: [string, [string, Value[]][]][] = [
       ["uid", ["zoë"]],
       ["cn", ["Zoë Schmidt", "李小龙"]],
       ["mail", ["zoe@example.test"]],
+      ["description", ["\uFEFFbegins with a byte order mark"]],
       ["entryUUID", [Buffer.from("0d9e9b38-2f1c-103f-8f7e-1d2a3b4c5d6e")]],
     ],
   ],
@@ -166,6 +167,11 @@ describe("the entry tap", () => {
     assert.deepEqual(zoe?.cn, ["Zoë Schmidt", "李小龙"]);
     assert.deepEqual(zoe?.entryUUID, Buffer.from("0d9e9b38-2f1c-103f-8f7e-1d2a3b4c5d6e"));
     assert.deepEqual(zoe?.objectGUID, []);
+    assert.equal(
+      zoe?.description,
+      "begins with a byte order mark",
+      "a leading BOM is dropped, as ldapts does",
+    );
     assert.equal(obrien?.dn, "cn=O'Brien\\, Seán+uid=obrien,ou=people,dc=example,dc=test");
     assert.equal(obrien?.UID, "obrien");
     assert.equal(Object.hasOwn(obrien ?? {}, "uid"), false, "no empty filler beside the server's spelling");
