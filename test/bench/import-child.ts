@@ -4,6 +4,7 @@
  *
  *   BENCH_DATABASE_URL=… | BENCH_PGLITE_DIR=…, BENCH_KEY (hex), BENCH_DIRECTORY (id), BENCH_SELECTION (JSON)
  */
+import { readFileSync } from "node:fs";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { openDatabase } from "../../src/db/client.ts";
@@ -33,6 +34,7 @@ try {
   const logger = pino({ level: "warn" }, new Writable({ write: (_c, _e, done) => done() }));
   const started = performance.now();
   const cpuBefore = process.cpuUsage();
+  const machineBefore = machineCpu();
   const ending = await executeRun(
     { db: database.db, secretBox: createSecretBox(Buffer.from(env.BENCH_KEY ?? "", "hex")), logger },
     claim,
@@ -41,6 +43,7 @@ try {
   if (ending) await finishRun(database.db, claim, ending);
   const ms = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
+  const machine = machineCpu();
   const run = await getRun(database.db, claim.run.id);
   console.log(
     JSON.stringify({
@@ -55,8 +58,33 @@ try {
       failed: run?.failed,
       maxRssMb: process.resourceUsage().maxRSS / 1024,
       cpuMs: (cpu.user + cpu.system) / 1000,
+      ...(machine && machineBefore
+        ? {
+            machineBusyMs: machine.busyMs - machineBefore.busyMs,
+            machineStealMs: machine.stealMs - machineBefore.stealMs,
+          }
+        : {}),
     }),
   );
 } finally {
   await database.close();
+}
+
+/**
+ * CPU time of the whole machine so far (Roster, PostgreSQL, slapd and anything else), and the time
+ * the hypervisor gave to other guests (steal), from /proc/stat; null where there is none.
+ */
+function machineCpu(): { busyMs: number; stealMs: number } | null {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
+    // cpu  user nice system idle iowait irq softirq steal …, in clock ticks (USER_HZ = 100 on Linux).
+    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    const tick = 10;
+    return {
+      busyMs: ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0)) * tick,
+      stealMs: (steal ?? 0) * tick,
+    };
+  } catch {
+    return null;
+  }
 }

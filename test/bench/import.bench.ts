@@ -59,6 +59,9 @@ interface Measured {
   rssMb: number | null;
   /** CPU time of Roster's process (user + system) during the import. */
   cpuMs?: number;
+  /** CPU time of the whole machine during the import, and what the hypervisor took for other guests. */
+  machineBusyMs?: number;
+  machineStealMs?: number;
 }
 
 const mapping = { ...presetMapping("openldap"), pageSize: PAGE_SIZE };
@@ -111,6 +114,9 @@ try {
           entries: best.processed,
           rssMb: peakRss,
           cpuMs: best.cpuMs,
+          ...(best.machineBusyMs === undefined
+            ? {}
+            : { machineBusyMs: best.machineBusyMs, machineStealMs: best.machineStealMs ?? 0 }),
           runs,
           ...(step.target ? { target: step.target } : {}),
         },
@@ -269,6 +275,8 @@ interface ChildResult {
   processed: number;
   maxRssMb: number;
   cpuMs: number;
+  machineBusyMs?: number;
+  machineStealMs?: number;
 }
 
 async function measureImport(env: Record<string, string>, selection: Selection): Promise<ChildResult> {
@@ -284,7 +292,11 @@ async function measureImport(env: Record<string, string>, selection: Selection):
 function print(line: Measured, baselineMs: number): void {
   const rate = Math.round(line.entries / (line.ms / 1000)).toLocaleString("en-US");
   const rss = line.rssMb === null ? "" : `${Math.round(line.rssMb)} MB`;
-  const cpu = line.cpuMs === undefined ? "" : `  (Roster CPU ${seconds(line.cpuMs)} s)`;
+  const machine =
+    line.machineBusyMs === undefined
+      ? ""
+      : `, all processes ${seconds(line.machineBusyMs)} s${line.machineStealMs ? `, stolen ${seconds(line.machineStealMs)} s` : ""}`;
+  const cpu = line.cpuMs === undefined ? "" : `  (CPU: Roster ${seconds(line.cpuMs)} s${machine})`;
   console.log(
     `${line.label.padEnd(40)} ${seconds(line.ms).padStart(6)} s  ${`${rate}/s`.padStart(10)}  ${rss.padStart(7)}  ${ratio(line.ms, baselineMs)}${cpu}`,
   );
