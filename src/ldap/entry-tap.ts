@@ -31,7 +31,12 @@ interface MessageParser {
 
 interface ClientInternals {
   messageParser?: MessageParser;
-  messageDetailsByMessageId?: Map<string, { message?: { attributes?: unknown } }>;
+  messageDetailsByMessageId?: Map<string, PendingRequest>;
+}
+
+interface PendingRequest {
+  message?: { attributes?: unknown };
+  reject?: (err: Error) => void;
 }
 
 /** The entries of one paged search, decoded as they arrive. */
@@ -55,13 +60,38 @@ export class UndecodableEntryError extends Error {
   }
 }
 
+/**
+ * A message whose inner lengths do not fit inside it. ldapts 8 would loop on some of these until
+ * the process runs out of memory (a value set that claims more bytes than are left), so such a
+ * message never reaches it: the request it answers fails with this error instead.
+ */
+export class MalformedMessageError extends Error {
+  constructor(readonly messageId: number | null) {
+    super("The directory sent a message that is not valid LDAP (BER): its lengths do not add up.");
+  }
+}
+
 export function tapMessages(client: Client): MessageTap | null {
   const internals = client as unknown as ClientInternals;
   const parser = internals.messageParser;
   const pendingRequests = internals.messageDetailsByMessageId;
   if (!parser || typeof parser.read !== "function" || !(pendingRequests instanceof Map)) return null;
   const read = parser.read.bind(parser);
-  const toLdapts = (message: Buffer) => read(message, pendingRequests);
+  const passOn = (message: Buffer) => read(message, pendingRequests);
+  /** Hands a whole message to ldapts if it is well-formed; otherwise fails the request it answers. */
+  const toLdapts = (message: Buffer) => {
+    if (wellFormed(message, 0, message.length)) {
+      passOn(message);
+      return;
+    }
+    const messageId = messageIdOf(message);
+    const pending = messageId === null ? undefined : pendingRequests.get(String(messageId));
+    // Without a pending request nothing waits for the message: it is dropped.
+    if (pending?.reject) {
+      pendingRequests.delete(String(messageId));
+      pending.reject(new MalformedMessageError(messageId));
+    }
+  };
   const collectors = new Set<Collector>();
 
   const collectorFor = (messageId: number): Collector | undefined => {
@@ -70,21 +100,24 @@ export function tapMessages(client: Client): MessageTap | null {
     return undefined;
   };
 
-  const onMessage = (message: Buffer) => {
-    const head = collectors.size > 0 ? entryHead(message) : null;
+  // A message is bytes [start, end) of `data`: entries are decoded in place, without a Buffer each.
+  const onMessage = (data: Buffer, start: number, end: number) => {
+    const whole = () => (start === 0 && end === data.length ? data : data.subarray(start, end));
+    const head = collectors.size > 0 ? entryHead(data, start, end) : null;
     const collector = head ? collectorFor(head.messageId) : undefined;
     if (!head || !collector) {
-      toLdapts(message);
+      toLdapts(whole());
       return;
     }
-    collector.add(message, head.bodyAt);
+    collector.add(data, head.bodyAt, end);
     if (collector.pagePassed !== head.messageId) {
       collector.pagePassed = head.messageId;
-      toLdapts(message);
+      toLdapts(whole());
     }
   };
 
-  const frames = new MessageFrames(onMessage, toLdapts);
+  // Bytes that are not even framed as a message go to ldapts, which reports the protocol error.
+  const frames = new MessageFrames(onMessage, passOn);
   parser.read = (data) => frames.push(data);
   return {
     collect(attributes, bufferAttributes) {
@@ -119,7 +152,7 @@ class MessageFrames {
   private needed: number | null = null;
 
   constructor(
-    private readonly onMessage: (message: Buffer) => void,
+    private readonly onMessage: (data: Buffer, start: number, end: number) => void,
     private readonly onGarbage: (bytes: Buffer) => void,
   ) {}
 
@@ -159,23 +192,71 @@ class MessageFrames {
         this.needed = size;
         return;
       }
-      this.onMessage(at === 0 && size === data.length ? data : data.subarray(at, at + size));
+      this.onMessage(data, at, at + size);
       at += size;
     }
   }
 }
 
-/** The message id of a search result entry, and where the entry's body (its DN) starts; null for any other message. */
-function entryHead(message: Buffer): { messageId: number; bodyAt: number } | null {
+/**
+ * Whether every constructed element of the element at [start, end) is exactly tiled by elements
+ * that fit inside it, all the way down (primitive contents are not looked into).
+ */
+export function wellFormed(buf: Buffer, start: number, end: number): boolean {
+  // An explicit stack of the ends of the elements being walked: a hostile nesting can't overflow ours.
+  const ends = [end];
+  let at = start;
+  while (ends.length > 0) {
+    const parentEnd = ends[ends.length - 1] as number;
+    if (at === parentEnd) {
+      ends.pop();
+      continue;
+    }
+    const tag = buf[at] as number;
+    if ((tag & 0x1f) === 0x1f) return false; // multi-byte tag numbers: LDAP has none
+    const size = berElementSize(buf, at);
+    if (size === null || size < 0 || at + size > parentEnd) return false;
+    const header = (buf[at + 1] as number) < 0x80 ? 2 : 2 + ((buf[at + 1] as number) & 0x7f);
+    if ((tag & 0x20) !== 0 && size > header) {
+      ends.push(at + size);
+      at += header;
+    } else {
+      at += size;
+    }
+  }
+  return true;
+}
+
+/** The message id of a message whose header can be read, else null. */
+function messageIdOf(message: Buffer): number | null {
   try {
-    return readEntryHead(message);
+    const reader = new BerReader(message, 0, message.length);
+    reader.enter(SEQUENCE);
+    const idEnd = reader.enter(INTEGER);
+    if (idEnd - reader.at > 4) return null;
+    let messageId = 0;
+    for (let i = reader.at; i < idEnd; i += 1) messageId = messageId * 256 + (message[i] as number);
+    return messageId;
+  } catch {
+    return null;
+  }
+}
+
+/** The message id of a search result entry, and where the entry's body (its DN) starts; null for any other message. */
+function entryHead(data: Buffer, start: number, end: number): { messageId: number; bodyAt: number } | null {
+  try {
+    return readEntryHead(data, start, end);
   } catch {
     return null; // malformed: ldapts reads it and reports the error
   }
 }
 
-function readEntryHead(message: Buffer): { messageId: number; bodyAt: number } | null {
-  const reader = new BerReader(message, 0);
+function readEntryHead(
+  message: Buffer,
+  start: number,
+  end: number,
+): { messageId: number; bodyAt: number } | null {
+  const reader = new BerReader(message, start, end);
   reader.enter(SEQUENCE);
   if (reader.tag() !== INTEGER) return null;
   const idEnd = reader.enter(INTEGER);
@@ -202,10 +283,10 @@ class Collector {
     this.asBuffers = new Set(bufferAttributes.map((name) => name.toLowerCase()));
   }
 
-  add(message: Buffer, bodyAt: number): void {
+  add(message: Buffer, bodyAt: number, end: number): void {
     if (this.error) return;
     try {
-      this.entries.push(this.decode(message, bodyAt));
+      this.entries.push(this.decode(message, bodyAt, end));
     } catch (err) {
       this.error = new UndecodableEntryError(err);
     }
@@ -219,8 +300,8 @@ class Collector {
   }
 
   /** SearchResultEntry ::= [APPLICATION 4] SEQUENCE { objectName, attributes SEQUENCE OF { type, SET OF value } } */
-  private decode(message: Buffer, bodyAt: number): Entry {
-    const reader = new BerReader(message, bodyAt);
+  private decode(message: Buffer, bodyAt: number, end: number): Entry {
+    const reader = new BerReader(message, bodyAt, end);
     const dnEnd = reader.enter(OCTET_STRING);
     const entry: Entry = { dn: message.toString("utf8", reader.at, dnEnd) };
     reader.at = dnEnd;
@@ -320,18 +401,20 @@ function fillMissing(entry: Entry, name: string): void {
 
 /** A cursor over definite-length BER; `enter` checks the tag and returns where the element ends. */
 class BerReader {
+  /** Reads bytes [at, end) of `buffer`: one message of the chunk that brought it. */
   constructor(
     readonly buffer: Buffer,
     public at: number,
+    readonly end: number,
   ) {}
 
   tag(): number | undefined {
-    return this.buffer[this.at];
+    return this.at < this.end ? this.buffer[this.at] : undefined;
   }
 
   enter(tag: number): number {
     const buf = this.buffer;
-    if (buf[this.at] !== tag) throw new RangeError(`expected tag 0x${tag.toString(16)} at ${this.at}`);
+    if (this.tag() !== tag) throw new RangeError(`expected tag 0x${tag.toString(16)} at ${this.at}`);
     let at = this.at + 1;
     const first = buf[at] as number;
     at += 1;
@@ -344,7 +427,7 @@ class BerReader {
       at += octets;
     }
     const end = at + length;
-    if (end > buf.length) throw new RangeError(`element at ${this.at} overruns the message`);
+    if (end > this.end) throw new RangeError(`element at ${this.at} overruns the message`);
     this.at = at;
     return end;
   }

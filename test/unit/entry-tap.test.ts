@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { BerWriter, Client, type Entry, SearchEntry, SearchResponse } from "ldapts";
-import { tapMessages, UndecodableEntryError } from "../../src/ldap/entry-tap.ts";
+import {
+  MalformedMessageError,
+  tapMessages,
+  UndecodableEntryError,
+  wellFormed,
+} from "../../src/ldap/entry-tap.ts";
 
 type Value = string | Buffer;
 /** The parts of ldapts's message parser this test drives. */
@@ -110,7 +115,7 @@ interface Tapped {
 }
 
 /** A client with its tap, a pending search of `attributes` as message 7, and a log of what ldapts receives. */
-function tappedClient(attributes: string[]): Tapped {
+function tappedClient(attributes: string[], reject: (err: Error) => void = () => {}): Tapped {
   const client = new Client({ url: "ldap://127.0.0.1:1" });
   const internals = client as unknown as {
     messageParser: Parser;
@@ -119,7 +124,7 @@ function tappedClient(attributes: string[]): Tapped {
   internals.messageDetailsByMessageId.set(String(MESSAGE_ID), {
     message: { attributes },
     resolve: () => {},
-    reject: () => {},
+    reject,
   });
   const seen: string[] = [];
   internals.messageParser.on("message", (message: unknown) => {
@@ -137,6 +142,23 @@ function chunks(data: Buffer, size: number): Buffer[] {
   const out: Buffer[] = [];
   for (let at = 0; at < data.length; at += size) out.push(data.subarray(at, at + size));
   return out;
+}
+
+/**
+ * An entry whose attribute list, attribute, value set and value each claim 3 bytes more than they
+ * hold, consistently: only the end of the message itself tells that they overrun it.
+ */
+function overrunningEntry(): Buffer {
+  const bad = entryMessage(MESSAGE_ID, "uid=a,dc=example,dc=test", [["uid", ["a"]]]);
+  // … 30 L (list) 30 L (attribute) 04 03 "uid" 31 L (values) 04 01 "a"
+  const valueAt = bad.length - 3;
+  const starts = [valueAt - 11, valueAt - 9, valueAt - 2, valueAt];
+  assert.deepEqual(
+    starts.map((at) => bad[at]),
+    [0x30, 0x30, 0x31, 0x04],
+  );
+  for (const at of starts) bad[at + 1] = (bad[at + 1] as number) + 3;
+  return bad;
 }
 
 describe("the entry tap", () => {
@@ -198,6 +220,52 @@ describe("the entry tap", () => {
     closed.feed(stream);
     assert.deepEqual(closedSink?.take(), []);
     assert.equal(closed.seen.filter((s) => s.startsWith("entry")).length, 3);
+  });
+
+  test("an entry's lengths can't reach into the next message of the same chunk", () => {
+    const attributes = [...requested];
+    const tapped = tappedClient(attributes);
+    const sink = tapMessages(tapped.client)?.collect(attributes, buffers);
+    // (After a good entry: the first entry of a page goes to ldapts as well.)
+    const good = entryMessage(MESSAGE_ID, "uid=b,dc=example,dc=test", [["uid", ["b"]]]);
+    tapped.feed(Buffer.concat([good, overrunningEntry(), doneMessage(MESSAGE_ID)]));
+    assert.throws(() => sink?.take(), UndecodableEntryError);
+  });
+
+  test("a message whose lengths don't add up fails its request instead of reaching ldapts", () => {
+    // ldapts 8 itself loops on this entry until the process runs out of memory.
+    const rejected: Error[] = [];
+    const tapped = tappedClient([...requested], (err) => rejected.push(err));
+    assert.ok(tapMessages(tapped.client));
+    tapped.feed(Buffer.concat([overrunningEntry(), doneMessage(MESSAGE_ID)]));
+    assert.equal(rejected.length, 1);
+    assert.ok(rejected[0] instanceof MalformedMessageError);
+    assert.equal((rejected[0] as MalformedMessageError).messageId, MESSAGE_ID);
+    assert.deepEqual(tapped.seen, ["done"], "ldapts never saw the malformed entry");
+  });
+
+  test("well-formed: every nested element fits its parent exactly", () => {
+    for (const message of [
+      stream.subarray(0, 0),
+      doneMessage(3),
+      ...entries.map(([dn, a]) => entryMessage(1, dn, a)),
+    ]) {
+      assert.ok(wellFormed(message, 0, message.length));
+    }
+    assert.equal(wellFormed(overrunningEntry(), 0, overrunningEntry().length), false);
+    const short = entryMessage(1, "uid=a", [["uid", ["a"]]]);
+    short[short.length - 2] = 0; // the value claims 0 bytes: its set is no longer tiled
+    assert.equal(wellFormed(short, 0, short.length), false);
+    // Sequences nested a hundred thousand deep are walked without recursion.
+    const depth = 100_000;
+    const deep = Buffer.alloc(depth * 6);
+    for (let i = 0; i < depth; i += 1) {
+      deep.set([0x30, 0x84], i * 6);
+      deep.writeUInt32BE(deep.length - (i + 1) * 6, i * 6 + 2);
+    }
+    assert.ok(wellFormed(deep, 0, deep.length));
+    deep.writeUInt32BE(1, deep.length - 4); // the innermost claims a byte that isn't there
+    assert.equal(wellFormed(deep, 0, deep.length), false);
   });
 
   test("a malformed entry fails the search instead of being skipped", () => {
