@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
-import { Client, SizeLimitExceededError } from "ldapts";
+import { BerWriter, Client, SizeLimitExceededError } from "ldapts";
 import { bigGroupDirectory, readFixture, userFixture } from "../../src/dev/fixtures.ts";
 import { isSlapdAvailable, type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
 import { type DirectorySession, openDirectory } from "../../src/ldap/client.ts";
 import { dnEquals } from "../../src/ldap/dn.ts";
+import { berElementSize } from "../../src/ldap/entry-tap.ts";
 import { DirectoryError } from "../../src/ldap/errors.ts";
 import { buildSearchFilter } from "../../src/ldap/filter.ts";
 import { mapUser, userAttributes } from "../../src/ldap/mapping.ts";
@@ -283,6 +284,38 @@ describe("directory client against slapd", { skip: !isSlapdAvailable() && skipWi
       });
     });
 
+    describe("a server whose search answer's lengths don't add up", () => {
+      // ldapts 8 alone loops on this answer until the process runs out of memory.
+      let broken: net.Server;
+      let url: string;
+
+      before(async () => {
+        broken = net.createServer((socket) => answerWithOverrunningEntries(socket));
+        await new Promise<void>((resolve) => broken.listen(0, "127.0.0.1", resolve));
+        url = `ldap://127.0.0.1:${(broken.address() as net.AddressInfo).port}`;
+      });
+
+      after(async () => {
+        await new Promise((resolve) => broken.close(resolve));
+      });
+
+      test("fails the search with a protocol error, paged or not, and the process lives on", async () => {
+        const opened = await openDirectory(connectionTo(server, { urls: [url], operationTimeoutMs: 2000 }));
+        assert.ok(opened.ok, opened.ok ? "" : opened.error.detail);
+        try {
+          const isProtocolError = (err: unknown) =>
+            err instanceof DirectoryError && err.classified.kind === "protocol";
+          await assert.rejects(
+            collect(opened.session.searchPages(server.baseDn, "(uid=*)", "sub", ["uid"])),
+            isProtocolError,
+          );
+          await assert.rejects(opened.session.readEntry(server.baseDn, ["member"]), isProtocolError);
+        } finally {
+          await opened.session.close();
+        }
+      });
+    });
+
     test("rejects a URL that is not ldap:// or ldaps://", async () => {
       const opened = await openDirectory(connectionTo(server, { urls: ["http://127.0.0.1:80"] }));
       assert.equal(opened.ok, false);
@@ -290,3 +323,67 @@ describe("directory client against slapd", { skip: !isSlapdAvailable() && skipWi
     });
   });
 });
+
+/**
+ * A fake LDAP server: binds succeed; every search is answered with an entry whose attribute list,
+ * attribute, value set and value each claim 3 bytes more than the entry holds, then "done".
+ */
+function answerWithOverrunningEntries(socket: net.Socket): void {
+  let held = Buffer.alloc(0);
+  socket.on("error", () => {});
+  socket.on("data", (chunk) => {
+    held = Buffer.concat([held, chunk]);
+    for (;;) {
+      const size = berElementSize(held);
+      if (size === null || size < 0 || held.length < size) return;
+      const message = held.subarray(0, size);
+      held = held.subarray(size);
+      // 30 L 02 L <id> <operation>
+      const first = message[1] as number;
+      const at = 2 + (first & 0x80 ? first & 0x7f : 0);
+      const idLength = message[at + 1] as number;
+      const messageId = message.readUIntBE(at + 2, idLength);
+      const operation = message[at + 2 + idLength];
+      if (operation === 0x60) socket.write(result(messageId, 0x61));
+      else if (operation === 0x63)
+        socket.write(Buffer.concat([overrunningEntry(messageId), result(messageId, 0x65)]));
+    }
+  });
+}
+
+function result(messageId: number, operation: number): Buffer {
+  const writer = new BerWriter();
+  writer.startSequence();
+  writer.writeInt(messageId);
+  writer.startSequence(operation);
+  writer.writeEnumeration(0);
+  writer.writeString("");
+  writer.writeString("");
+  writer.endSequence();
+  writer.endSequence();
+  return writer.buffer;
+}
+
+function overrunningEntry(messageId: number): Buffer {
+  const writer = new BerWriter();
+  writer.startSequence();
+  writer.writeInt(messageId);
+  writer.startSequence(0x64);
+  writer.writeString("uid=a,dc=example,dc=test");
+  writer.startSequence();
+  writer.startSequence();
+  writer.writeString("uid");
+  writer.startSequence(0x31);
+  writer.writeString("a");
+  writer.endSequence();
+  writer.endSequence();
+  writer.endSequence();
+  writer.endSequence();
+  writer.endSequence();
+  const bad = writer.buffer;
+  // … 30 L (list) 30 L (attribute) 04 03 "uid" 31 L (values) 04 01 "a"
+  const valueAt = bad.length - 3;
+  for (const at of [valueAt - 11, valueAt - 9, valueAt - 2, valueAt])
+    bad[at + 1] = (bad[at + 1] as number) + 3;
+  return bad;
+}
