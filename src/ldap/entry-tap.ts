@@ -23,6 +23,11 @@ const SET = 0x31;
 const INTEGER = 0x02;
 const OCTET_STRING = 0x04;
 const SEARCH_RESULT_ENTRY = 0x64;
+/**
+ * The largest message held while it arrives: a group entry listing 100,000 members is ≈ 5 MB.
+ * Without a limit a server could make Roster hold up to the 4 GiB a BER length can claim.
+ */
+export const MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
 
 interface MessageParser {
   buffer?: Buffer;
@@ -31,6 +36,7 @@ interface MessageParser {
 
 interface ClientInternals {
   messageParser?: MessageParser;
+  socket?: { destroy(): void };
   messageDetailsByMessageId?: Map<string, PendingRequest>;
 }
 
@@ -65,9 +71,19 @@ export class UndecodableEntryError extends Error {
  * the process runs out of memory (a value set that claims more bytes than are left), so such a
  * message never reaches it: the request it answers fails with this error instead.
  */
+export class MessageTooLargeError extends Error {
+  constructor(readonly size: number) {
+    super(
+      `The directory sent a message of ${size.toLocaleString("en-US")} bytes, more than Roster reads (${MAX_MESSAGE_BYTES.toLocaleString("en-US")}); the connection was closed.`,
+    );
+    this.name = "MessageTooLargeError";
+  }
+}
+
 export class MalformedMessageError extends Error {
   constructor(readonly messageId: number | null) {
     super("The directory sent a message that is not valid LDAP (BER): its lengths do not add up.");
+    this.name = "MalformedMessageError";
   }
 }
 
@@ -117,7 +133,14 @@ export function tapMessages(client: Client): MessageTap | null {
   };
 
   // Bytes that are not even framed as a message go to ldapts, which reports the protocol error.
-  const frames = new MessageFrames(onMessage, passOn);
+  // A message too large to hold fails every request waiting on the connection, which is closed.
+  const tooLarge = (size: number) => {
+    const waiting = [...pendingRequests.values()];
+    pendingRequests.clear();
+    for (const pending of waiting) pending.reject?.(new MessageTooLargeError(size));
+    internals.socket?.destroy();
+  };
+  const frames = new MessageFrames(onMessage, passOn, tooLarge);
   parser.read = (data) => frames.push(data);
   return {
     collect(attributes, bufferAttributes) {
@@ -150,13 +173,17 @@ class MessageFrames {
   private heldBytes = 0;
   /** Size of the message being held, once its header is complete. */
   private needed: number | null = null;
+  /** Set once a message was too large: nothing more is read from this connection. */
+  private stopped = false;
 
   constructor(
     private readonly onMessage: (data: Buffer, start: number, end: number) => void,
     private readonly onGarbage: (bytes: Buffer) => void,
+    private readonly onTooLarge: (size: number) => void,
   ) {}
 
   push(data: Buffer): void {
+    if (this.stopped) return;
     if (this.heldBytes === 0) {
       this.split(data);
       return;
@@ -167,7 +194,7 @@ class MessageFrames {
       const joined = Buffer.concat(this.held, this.heldBytes);
       this.held = [joined];
       this.needed = berElementSize(joined);
-      if (this.needed === null) return;
+      if (this.needed === null || this.refuse(this.needed)) return;
     }
     if (this.needed !== -1 && this.heldBytes < this.needed) return;
     const whole = Buffer.concat(this.held, this.heldBytes);
@@ -186,6 +213,7 @@ class MessageFrames {
         this.onGarbage(at === 0 ? data : data.subarray(at));
         return;
       }
+      if (size !== null && this.refuse(size)) return;
       if (size === null || at + size > data.length) {
         this.held = [at === 0 ? data : data.subarray(at)];
         this.heldBytes = data.length - at;
@@ -195,6 +223,16 @@ class MessageFrames {
       this.onMessage(data, at, at + size);
       at += size;
     }
+  }
+
+  /** True (and the connection given up) when a message claims more than MAX_MESSAGE_BYTES. */
+  private refuse(size: number): boolean {
+    if (size <= MAX_MESSAGE_BYTES) return false;
+    this.stopped = true;
+    this.held = [];
+    this.heldBytes = 0;
+    this.onTooLarge(size);
+    return true;
   }
 }
 

@@ -259,6 +259,8 @@ function messageVerdict(err: unknown): Verdict | undefined {
         "The server closed the connection without answering. If its port expects ldaps:// (such as 636), use ldaps:// in the URL.",
     };
   }
+  // Its own words say how large, and what Roster did about it.
+  if (err.name === "MessageTooLargeError") return { kind: "protocol", message: text };
   if (err.name === "MessageParserError" || /invalid asn1|ber/i.test(text)) {
     return {
       kind: "protocol",

@@ -284,32 +284,51 @@ describe("directory client against slapd", { skip: !isSlapdAvailable() && skipWi
       });
     });
 
-    describe("a server whose search answer's lengths don't add up", () => {
-      // ldapts 8 alone loops on this answer until the process runs out of memory.
-      let broken: net.Server;
-      let url: string;
+    describe("a server whose search answers can't be read", () => {
+      const servers: net.Server[] = [];
+      const isProtocolError = (err: unknown) =>
+        err instanceof DirectoryError && err.classified.kind === "protocol";
 
-      before(async () => {
-        broken = net.createServer((socket) => answerWithOverrunningEntries(socket));
-        await new Promise<void>((resolve) => broken.listen(0, "127.0.0.1", resolve));
-        url = `ldap://127.0.0.1:${(broken.address() as net.AddressInfo).port}`;
-      });
+      async function fakeServer(answer: (messageId: number) => Buffer): Promise<string> {
+        const fake = net.createServer((socket) => answerSearches(socket, answer));
+        servers.push(fake);
+        await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+        return `ldap://127.0.0.1:${(fake.address() as net.AddressInfo).port}`;
+      }
 
       after(async () => {
-        await new Promise((resolve) => broken.close(resolve));
+        for (const fake of servers) await new Promise((resolve) => fake.close(resolve));
       });
 
-      test("fails the search with a protocol error, paged or not, and the process lives on", async () => {
+      test("lengths that overrun the entry: the search fails (paged or not) and the process lives on", async () => {
+        // ldapts 8 alone loops on this answer until the process runs out of memory.
+        const url = await fakeServer((id) => Buffer.concat([overrunningEntry(id), result(id, 0x65)]));
         const opened = await openDirectory(connectionTo(server, { urls: [url], operationTimeoutMs: 2000 }));
         assert.ok(opened.ok, opened.ok ? "" : opened.error.detail);
         try {
-          const isProtocolError = (err: unknown) =>
-            err instanceof DirectoryError && err.classified.kind === "protocol";
           await assert.rejects(
             collect(opened.session.searchPages(server.baseDn, "(uid=*)", "sub", ["uid"])),
             isProtocolError,
           );
           await assert.rejects(opened.session.readEntry(server.baseDn, ["member"]), isProtocolError);
+        } finally {
+          await opened.session.close();
+        }
+      });
+
+      test("a message claiming a gigabyte: the search fails at once, nothing is buffered", async () => {
+        const url = await fakeServer(() => Buffer.from([0x30, 0x84, 0x40, 0, 0, 0, 0x02, 0x01]));
+        const opened = await openDirectory(connectionTo(server, { urls: [url], operationTimeoutMs: 5000 }));
+        assert.ok(opened.ok, opened.ok ? "" : opened.error.detail);
+        try {
+          const started = performance.now();
+          await assert.rejects(
+            collect(opened.session.searchPages(server.baseDn, "(uid=*)", "sub", ["uid"])),
+            (err: unknown) =>
+              isProtocolError(err) &&
+              /1,073,741,830 bytes, more than Roster reads/.test((err as Error).message),
+          );
+          assert.ok(performance.now() - started < 2500, "failed before the operation timeout");
         } finally {
           await opened.session.close();
         }
@@ -324,11 +343,8 @@ describe("directory client against slapd", { skip: !isSlapdAvailable() && skipWi
   });
 });
 
-/**
- * A fake LDAP server: binds succeed; every search is answered with an entry whose attribute list,
- * attribute, value set and value each claim 3 bytes more than the entry holds, then "done".
- */
-function answerWithOverrunningEntries(socket: net.Socket): void {
+/** A fake LDAP server on `socket`: binds succeed; every search is answered with `answer(messageId)`. */
+function answerSearches(socket: net.Socket, answer: (messageId: number) => Buffer): void {
   let held = Buffer.alloc(0);
   socket.on("error", () => {});
   socket.on("data", (chunk) => {
@@ -345,8 +361,7 @@ function answerWithOverrunningEntries(socket: net.Socket): void {
       const messageId = message.readUIntBE(at + 2, idLength);
       const operation = message[at + 2 + idLength];
       if (operation === 0x60) socket.write(result(messageId, 0x61));
-      else if (operation === 0x63)
-        socket.write(Buffer.concat([overrunningEntry(messageId), result(messageId, 0x65)]));
+      else if (operation === 0x63) socket.write(answer(messageId));
     }
   });
 }
@@ -364,6 +379,7 @@ function result(messageId: number, operation: number): Buffer {
   return writer.buffer;
 }
 
+/** An entry whose attribute list, attribute, value set and value each claim 3 bytes more than it holds. */
 function overrunningEntry(messageId: number): Buffer {
   const writer = new BerWriter();
   writer.startSequence();

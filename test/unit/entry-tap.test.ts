@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { BerWriter, Client, type Entry, SearchEntry, SearchResponse } from "ldapts";
 import {
+  MAX_MESSAGE_BYTES,
   MalformedMessageError,
+  MessageTooLargeError,
   tapMessages,
   UndecodableEntryError,
   wellFormed,
@@ -242,6 +244,22 @@ describe("the entry tap", () => {
     assert.ok(rejected[0] instanceof MalformedMessageError);
     assert.equal((rejected[0] as MalformedMessageError).messageId, MESSAGE_ID);
     assert.deepEqual(tapped.seen, ["done"], "ldapts never saw the malformed entry");
+  });
+
+  test("a message claiming more than Roster holds fails every waiting request and is not buffered", () => {
+    const rejected: Error[] = [];
+    const tapped = tappedClient([...requested], (err) => rejected.push(err));
+    assert.ok(tapMessages(tapped.client));
+    const size = MAX_MESSAGE_BYTES + 1;
+    const header = Buffer.from([0x30, 0x84, 0, 0, 0, 0]);
+    header.writeUInt32BE(size - 6, 2);
+    tapped.feed(header.subarray(0, 3)); // the length arrives in two chunks
+    assert.equal(rejected.length, 0, "nothing is decided before the length is known");
+    tapped.feed(header.subarray(3));
+    assert.equal(rejected.length, 1);
+    assert.ok(rejected[0] instanceof MessageTooLargeError);
+    tapped.feed(stream); // whatever follows on this connection is not read
+    assert.deepEqual(tapped.seen, []);
   });
 
   test("well-formed: every nested element fits its parent exactly", () => {
