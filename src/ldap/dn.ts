@@ -152,6 +152,67 @@ function tryNormalize(text: string): string | null {
   return parsed === null ? null : formatDn(parsed);
 }
 
+export interface CachedDn {
+  /** The RDNs leaf first, as written (shared with other results: never modify them). */
+  rdns: ParsedDn;
+  /** What normalizeDn gives. */
+  key: string;
+  /** The parent: its normalized form, and formatDn of it; null for a DN of one RDN or none. */
+  parent: { key: string; text: string } | null;
+}
+
+interface CachedParent {
+  rdns: ParsedDn;
+  key: string;
+  text: string;
+}
+
+/**
+ * Parses DNs that mostly share a parent (the members of a group): each parent's text is parsed,
+ * normalized and formatted once. Gives exactly what parseDn, normalizeDn and formatDn give; null
+ * where parseDn would throw.
+ */
+export class DnCache {
+  private readonly parents = new Map<string, CachedParent | null>();
+
+  constructor(private readonly capacity = 10_000) {}
+
+  parse(text: string): CachedDn | null {
+    let first: { rdn: Rdn; restAt: number } | null;
+    try {
+      first = new DnParser(text).parseFirst();
+    } catch (err) {
+      if (err instanceof DnSyntaxError) return null;
+      throw err;
+    }
+    if (first === null) return { rdns: [], key: "", parent: null };
+    const firstKey = formatRdn(normalizeRdn(first.rdn));
+    if (first.restAt === -1) return { rdns: [first.rdn], key: firstKey, parent: null };
+    const parent = this.parent(text.slice(first.restAt));
+    if (parent === null) return null;
+    return {
+      rdns: [first.rdn, ...parent.rdns],
+      key: `${firstKey},${parent.key}`,
+      parent: { key: parent.key, text: parent.text },
+    };
+  }
+
+  private parent(text: string): CachedParent | null {
+    const known = this.parents.get(text);
+    if (known !== undefined) return known;
+    let parent: CachedParent | null = null;
+    try {
+      const rdns = parseDn(text);
+      // After a separator an RDN must follow: "uid=a," is not a DN even though "" is the root.
+      if (rdns.length > 0) parent = { rdns, key: normalizedRdns(rdns).join(","), text: formatDn(rdns) };
+    } catch (err) {
+      if (!(err instanceof DnSyntaxError)) throw err;
+    }
+    if (this.parents.size < this.capacity) this.parents.set(text, parent);
+    return parent;
+  }
+}
+
 /** A small recursive-descent parser; also accepts the legacy `;` separator and quoted values. */
 class DnParser {
   private pos = 0;
@@ -169,6 +230,20 @@ class DnParser {
       rdns.push(this.parseRdn());
     }
     return rdns;
+  }
+
+  /**
+   * The first RDN, and where the rest starts after its separator (-1 when it is the only one);
+   * null for the root. `parse()` of the rest then continues exactly where `parse()` would.
+   */
+  parseFirst(): { rdn: Rdn; restAt: number } | null {
+    this.skipSpaces();
+    if (this.atEnd()) return null;
+    const rdn = this.parseRdn();
+    if (this.atEnd()) return { rdn, restAt: -1 };
+    const separator = this.text[this.pos];
+    if (separator !== "," && separator !== ";") this.fail(`Expected ',' but found '${separator}'`);
+    return { rdn, restAt: this.pos + 1 };
   }
 
   private parseRdn(): Rdn {

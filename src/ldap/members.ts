@@ -5,7 +5,7 @@
 import type { Entry } from "ldapts";
 import { AndFilter, EqualityFilter, ExtensibleFilter, OrFilter } from "ldapts";
 import type { DirectorySession } from "./client.ts";
-import { DnSyntaxError, formatDn, normalizedRdns, type ParsedDn, parseDn, resolveBase } from "./dn.ts";
+import { DnCache, DnSyntaxError, normalizedRdns, type ParsedDn, parseDn, resolveBase } from "./dn.ts";
 import { DirectoryError } from "./errors.ts";
 import { type Filter, parseFilter } from "./filter.ts";
 import {
@@ -165,6 +165,8 @@ class MemberResolver {
   private readonly groupFilter: Filter;
   private readonly userAttributes: string[];
   private readonly groupAttributes: string[];
+  /** Member DNs share a few parents: each is parsed once. */
+  private readonly dns = new DnCache();
 
   constructor(
     private readonly session: DirectorySession,
@@ -215,7 +217,7 @@ class MemberResolver {
    */
   private async *resolveDns(groupDn: string, values: string[]): AsyncGenerator<MemberBatch> {
     const self = tryNormalize(groupDn) ?? groupDn;
-    const { buckets, oddities, invalid } = bucketByParent(values, self);
+    const { buckets, oddities, invalid } = bucketByParent(values, self, this.dns);
     if (invalid.length > 0) {
       const batch = emptyBatch(groupDn);
       batch.unresolved.push(
@@ -242,6 +244,8 @@ class MemberResolver {
   ): Promise<MemberBatch> {
     const batch = emptyBatch(groupDn);
     let pending = new Map(members.map((member) => [member.key, member]));
+    // The server usually spells a DN as the group does: found by its text, it needs no parsing.
+    const byValue = new Map(members.map((member) => [member.value, member]));
     const byRdn = (candidates: RdnMember[]) =>
       anyOf(
         type,
@@ -254,12 +258,12 @@ class MemberResolver {
         "one",
         this.userAttributes,
       );
-      pending = this.collect(users, pending, batch, "user");
+      pending = this.collect(users, pending, byValue, batch, "user");
       // Most members are users: only the few left over are looked for among groups.
       if (pending.size > 0) {
         const groupFilter = and(this.groupFilter, byRdn([...pending.values()]));
         const groups = await this.search(parent, groupFilter, "one", this.groupAttributes);
-        pending = this.collect(groups, pending, batch, "group");
+        pending = this.collect(groups, pending, byValue, batch, "group");
       }
     } catch (err) {
       if (!isNoSuchObject(err)) throw err;
@@ -285,13 +289,15 @@ class MemberResolver {
   private collect(
     entries: Entry[],
     pending: Map<string, RdnMember>,
+    byValue: ReadonlyMap<string, RdnMember>,
     batch: MemberBatch,
     kind: "user" | "group",
   ): Map<string, RdnMember> {
     for (const entry of entries) {
-      const key = tryNormalize(entry.dn);
-      const member = key === null ? undefined : pending.get(key);
-      if (member === undefined || key === null) continue;
+      const spelled = byValue.get(entry.dn);
+      const key = spelled?.key ?? this.dns.parse(entry.dn)?.key;
+      const member = key === undefined ? undefined : pending.get(key);
+      if (member === undefined || key === undefined) continue;
       pending.delete(key);
       this.add(entry, kind, batch, member.value);
     }
@@ -342,31 +348,29 @@ interface Bucket {
 }
 
 /** Groups DN members by parent and RDN attribute; multi-valued RDNs go to `oddities`. */
-function bucketByParent(values: string[], self: string) {
+function bucketByParent(values: string[], self: string, dns: DnCache) {
   const buckets = new Map<string, Bucket>();
   const oddities: string[] = [];
   const invalid: string[] = [];
   const seen = new Set<string>([self]);
   for (const raw of values) {
     const value = stripOptionalUid(raw.trim());
-    const parsed = tryParse(value);
-    if (parsed === null || parsed.length === 0) {
+    const parsed = dns.parse(value);
+    if (parsed === null || parsed.rdns.length === 0) {
       invalid.push(raw);
       continue;
     }
-    const rdns = normalizedRdns(parsed);
-    const key = rdns.join(",");
+    const { key, parent } = parsed;
     if (seen.has(key)) continue;
     seen.add(key);
-    const [rdn, ...rest] = parsed;
+    const rdn = parsed.rdns[0];
     const ava = rdn?.length === 1 ? rdn[0] : undefined;
-    if (ava === undefined || ava.hex || rest.length === 0) {
+    if (ava === undefined || ava.hex || parent === null) {
       oddities.push(value);
       continue;
     }
-    const parent = formatDn(rest);
-    const bucketKey = `${ava.type.toLowerCase()}\u0000${rdns.slice(1).join(",")}`;
-    const bucket = buckets.get(bucketKey) ?? { parent, type: ava.type, members: [] };
+    const bucketKey = `${ava.type.toLowerCase()}\u0000${parent.key}`;
+    const bucket = buckets.get(bucketKey) ?? { parent: parent.text, type: ava.type, members: [] };
     bucket.members.push({ value, key, rdnValue: ava.value });
     buckets.set(bucketKey, bucket);
   }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
+  DnCache,
   DnSyntaxError,
   dnEquals,
   escapeDnValue,
@@ -132,5 +133,70 @@ describe("hierarchy", () => {
       resolveBase("OU=People,DC=Example,DC=Test", "dc=example,dc=test"),
       "OU=People,DC=Example,DC=Test",
     );
+  });
+});
+
+describe("DnCache", () => {
+  // Valid and malformed DNs, several sharing parents, in the spellings servers and groups use.
+  const dns = [
+    "",
+    "   ",
+    "dc=test",
+    "uid=a,ou=people,dc=example,dc=test",
+    "UID=A,OU=People,DC=Example,DC=Test",
+    "uid=b , ou=people ,dc=example,dc=test",
+    "uid=c;ou=people;dc=example;dc=test",
+    "cn=O'Brien\\, Seán,ou=people,dc=example,dc=test",
+    "cn=O'Brien\\2C Seán,ou=people,dc=example,dc=test",
+    "cn=Pat Kim+uid=pkim,cn=Lee\\+Park,dc=test",
+    'cn="Smith, J",ou=people,dc=example,dc=test',
+    "cn=#04024869,ou=people,dc=example,dc=test",
+    "cn=Zoe\u0308,ou=Pe\u0301ople,dc=test",
+    "uid=a,",
+    "uid=a,  ",
+    "uid=a,,dc=test",
+    ",dc=test",
+    "uid=a,ou",
+    "uid=a,ou=people,dc=example,dc=test,",
+    "uid=a dc=test",
+    "=a,dc=test",
+    "uid=a\\,dc=test",
+    "uid=a\\",
+    "uid=\\zz,dc=test",
+  ];
+
+  test("gives exactly what parseDn, normalizeDn and formatDn give, cached or not", () => {
+    const cache = new DnCache();
+    for (const round of ["first", "cached"]) {
+      for (const text of dns) {
+        const cached = cache.parse(text);
+        const valid = isValidDn(text);
+        assert.equal(cached !== null, valid, `${round}: ${JSON.stringify(text)} valid`);
+        if (!cached) continue;
+        const parsed = parseDn(text);
+        assert.deepEqual(cached.rdns, parsed, `${round}: ${JSON.stringify(text)}`);
+        assert.equal(cached.key, normalizeDn(text), `${round}: ${JSON.stringify(text)}`);
+        assert.deepEqual(
+          cached.parent,
+          parsed.length > 1
+            ? { key: normalizeDn(formatDn(parsed.slice(1))), text: formatDn(parsed.slice(1)) }
+            : null,
+          `${round}: ${JSON.stringify(text)} parent`,
+        );
+      }
+    }
+  });
+
+  test("parses a shared parent once, and stops remembering parents at its capacity", () => {
+    const cache = new DnCache(2);
+    const first = cache.parse("uid=a,ou=people,dc=test");
+    const second = cache.parse("uid=b,ou=people,dc=test");
+    assert.ok(first && second);
+    assert.equal(first.rdns[1], second.rdns[1], "the parent's RDNs are shared, not parsed again");
+    for (let i = 0; i < 5; i += 1) assert.ok(cache.parse(`uid=a,ou=unit${i},dc=test`));
+    const third = cache.parse("uid=c,ou=unit4,dc=test");
+    const fourth = cache.parse("uid=d,ou=unit4,dc=test");
+    assert.notEqual(third?.rdns[1], fourth?.rdns[1], "past its capacity, parents are parsed each time");
+    assert.equal(third?.parent?.key, fourth?.parent?.key);
   });
 });
