@@ -192,7 +192,8 @@ export class DnCache {
     if (parent === null) return null;
     return {
       rdns: [first.rdn, ...parent.rdns],
-      key: `${firstKey},${parent.key}`,
+      // join, not a template: a flat string, where concatenation would keep a rope of three parts.
+      key: [firstKey, parent.key].join(","),
       parent: { key: parent.key, text: parent.text },
     };
   }
