@@ -66,11 +66,7 @@ export class UndecodableEntryError extends Error {
   }
 }
 
-/**
- * A message whose inner lengths do not fit inside it. ldapts 8 would loop on some of these until
- * the process runs out of memory (a value set that claims more bytes than are left), so such a
- * message never reaches it: the request it answers fails with this error instead.
- */
+/** A message longer than MAX_MESSAGE_BYTES: every request on its connection fails with this. */
 export class MessageTooLargeError extends Error {
   constructor(readonly size: number) {
     super(
@@ -80,6 +76,11 @@ export class MessageTooLargeError extends Error {
   }
 }
 
+/**
+ * A message whose inner lengths do not fit inside it. ldapts 8 would loop on some of these until
+ * the process runs out of memory (a value set that claims more bytes than are left), so such a
+ * message never reaches it: the request it answers fails with this error instead.
+ */
 export class MalformedMessageError extends Error {
   constructor(readonly messageId: number | null) {
     super("The directory sent a message that is not valid LDAP (BER): its lengths do not add up.");
@@ -132,7 +133,6 @@ export function tapMessages(client: Client): MessageTap | null {
     }
   };
 
-  // Bytes that are not even framed as a message go to ldapts, which reports the protocol error.
   // A message too large to hold fails every request waiting on the connection, which is closed.
   const tooLarge = (size: number) => {
     const waiting = [...pendingRequests.values()];
@@ -140,6 +140,7 @@ export function tapMessages(client: Client): MessageTap | null {
     for (const pending of waiting) pending.reject?.(new MessageTooLargeError(size));
     internals.socket?.destroy();
   };
+  // Bytes that are not even framed as a message go to ldapts, which reports the protocol error.
   const frames = new MessageFrames(onMessage, passOn, tooLarge);
   parser.read = (data) => frames.push(data);
   return {
@@ -243,38 +244,42 @@ class MessageFrames {
 export function wellFormed(buf: Buffer, start: number, end: number): boolean {
   // An explicit stack of the ends of the elements being walked: a hostile nesting can't overflow ours.
   const ends = [end];
-  let at = start;
-  while (ends.length > 0) {
-    const parentEnd = ends[ends.length - 1] as number;
-    if (at === parentEnd) {
-      ends.pop();
-      continue;
+  const reader = new BerReader(buf, start, end);
+  try {
+    while (ends.length > 0) {
+      const parentEnd = ends[ends.length - 1] as number;
+      if (reader.at === parentEnd) {
+        ends.pop();
+        continue;
+      }
+      const tag = reader.tag() as number;
+      if ((tag & 0x1f) === 0x1f) return false; // multi-byte tag numbers: LDAP has none
+      const elementEnd = reader.enter(tag); // reader.at: where its contents start
+      if (elementEnd > parentEnd) return false;
+      if ((tag & 0x20) !== 0 && reader.at < elementEnd) ends.push(elementEnd);
+      else reader.at = elementEnd;
     }
-    const tag = buf[at] as number;
-    if ((tag & 0x1f) === 0x1f) return false; // multi-byte tag numbers: LDAP has none
-    const size = berElementSize(buf, at);
-    if (size === null || size < 0 || at + size > parentEnd) return false;
-    const header = (buf[at + 1] as number) < 0x80 ? 2 : 2 + ((buf[at + 1] as number) & 0x7f);
-    if ((tag & 0x20) !== 0 && size > header) {
-      ends.push(at + size);
-      at += header;
-    } else {
-      at += size;
-    }
+  } catch {
+    return false; // a length that is indefinite, too long, or past the message
   }
   return true;
+}
+
+/** LDAPMessage ::= SEQUENCE { messageID INTEGER (0 .. 2^31 - 1), protocolOp … }: reads up to the operation. */
+function readMessageId(reader: BerReader): number {
+  reader.enter(SEQUENCE);
+  const idEnd = reader.enter(INTEGER);
+  if (idEnd - reader.at > 4) throw new RangeError(`message id longer than 4 bytes at ${reader.at}`);
+  let messageId = 0;
+  for (let i = reader.at; i < idEnd; i += 1) messageId = messageId * 256 + (reader.buffer[i] as number);
+  reader.at = idEnd;
+  return messageId;
 }
 
 /** The message id of a message whose header can be read, else null. */
 function messageIdOf(message: Buffer): number | null {
   try {
-    const reader = new BerReader(message, 0, message.length);
-    reader.enter(SEQUENCE);
-    const idEnd = reader.enter(INTEGER);
-    if (idEnd - reader.at > 4) return null;
-    let messageId = 0;
-    for (let i = reader.at; i < idEnd; i += 1) messageId = messageId * 256 + (message[i] as number);
-    return messageId;
+    return readMessageId(new BerReader(message, 0, message.length));
   } catch {
     return null;
   }
@@ -295,12 +300,7 @@ function readEntryHead(
   end: number,
 ): { messageId: number; bodyAt: number } | null {
   const reader = new BerReader(message, start, end);
-  reader.enter(SEQUENCE);
-  if (reader.tag() !== INTEGER) return null;
-  const idEnd = reader.enter(INTEGER);
-  let messageId = 0;
-  for (let i = reader.at; i < idEnd; i += 1) messageId = messageId * 256 + (message[i] as number);
-  reader.at = idEnd;
+  const messageId = readMessageId(reader);
   if (reader.tag() !== SEARCH_RESULT_ENTRY) return null;
   reader.enter(SEARCH_RESULT_ENTRY);
   return { messageId, bodyAt: reader.at };
@@ -454,12 +454,15 @@ class BerReader {
     const buf = this.buffer;
     if (this.tag() !== tag) throw new RangeError(`expected tag 0x${tag.toString(16)} at ${this.at}`);
     let at = this.at + 1;
+    // The header itself must lie inside the message, or its bytes would be read from elsewhere.
+    if (at >= this.end) throw new RangeError(`element at ${this.at} has no length`);
     const first = buf[at] as number;
     at += 1;
     let length = first;
     if (first >= 0x80) {
       const octets = first & 0x7f;
       if (octets === 0 || octets > 4) throw new RangeError(`unsupported length at ${this.at}`);
+      if (at + octets > this.end) throw new RangeError(`element at ${this.at} has a cut-off length`);
       length = 0;
       for (let i = 0; i < octets; i += 1) length = length * 256 + (buf[at + i] as number);
       at += octets;
