@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
-import { BerWriter, Client, SizeLimitExceededError } from "ldapts";
+import { Client, SizeLimitExceededError } from "ldapts";
 import { bigGroupDirectory, readFixture, userFixture } from "../../src/dev/fixtures.ts";
 import { isSlapdAvailable, type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
 import { type DirectorySession, openDirectory } from "../../src/ldap/client.ts";
@@ -10,6 +10,12 @@ import { berElementSize } from "../../src/ldap/entry-tap.ts";
 import { DirectoryError } from "../../src/ldap/errors.ts";
 import { buildSearchFilter } from "../../src/ldap/filter.ts";
 import { mapUser, userAttributes } from "../../src/ldap/mapping.ts";
+import {
+  BIND_RESPONSE,
+  overrunningEntry,
+  resultMessage,
+  SEARCH_RESULT_DONE,
+} from "../helpers/ldap-messages.ts";
 import { closedPort, collect, connectionTo, openldapMapping, skipWithoutSlapd } from "./support.ts";
 
 const USERS = 2500;
@@ -302,7 +308,9 @@ describe("directory client against slapd", { skip: !isSlapdAvailable() && skipWi
 
       test("lengths that overrun the entry: the search fails (paged or not) and the process lives on", async () => {
         // ldapts 8 alone loops on this answer until the process runs out of memory.
-        const url = await fakeServer((id) => Buffer.concat([overrunningEntry(id), result(id, 0x65)]));
+        const url = await fakeServer((id) =>
+          Buffer.concat([overrunningEntry(id), resultMessage(id, SEARCH_RESULT_DONE)]),
+        );
         const opened = await openDirectory(connectionTo(server, { urls: [url], operationTimeoutMs: 2000 }));
         assert.ok(opened.ok, opened.ok ? "" : opened.error.detail);
         try {
@@ -360,46 +368,8 @@ function answerSearches(socket: net.Socket, answer: (messageId: number) => Buffe
       const idLength = message[at + 1] as number;
       const messageId = message.readUIntBE(at + 2, idLength);
       const operation = message[at + 2 + idLength];
-      if (operation === 0x60) socket.write(result(messageId, 0x61));
+      if (operation === 0x60) socket.write(resultMessage(messageId, BIND_RESPONSE));
       else if (operation === 0x63) socket.write(answer(messageId));
     }
   });
-}
-
-function result(messageId: number, operation: number): Buffer {
-  const writer = new BerWriter();
-  writer.startSequence();
-  writer.writeInt(messageId);
-  writer.startSequence(operation);
-  writer.writeEnumeration(0);
-  writer.writeString("");
-  writer.writeString("");
-  writer.endSequence();
-  writer.endSequence();
-  return writer.buffer;
-}
-
-/** An entry whose attribute list, attribute, value set and value each claim 3 bytes more than it holds. */
-function overrunningEntry(messageId: number): Buffer {
-  const writer = new BerWriter();
-  writer.startSequence();
-  writer.writeInt(messageId);
-  writer.startSequence(0x64);
-  writer.writeString("uid=a,dc=example,dc=test");
-  writer.startSequence();
-  writer.startSequence();
-  writer.writeString("uid");
-  writer.startSequence(0x31);
-  writer.writeString("a");
-  writer.endSequence();
-  writer.endSequence();
-  writer.endSequence();
-  writer.endSequence();
-  writer.endSequence();
-  const bad = writer.buffer;
-  // … 30 L (list) 30 L (attribute) 04 03 "uid" 31 L (values) 04 01 "a"
-  const valueAt = bad.length - 3;
-  for (const at of [valueAt - 11, valueAt - 9, valueAt - 2, valueAt])
-    bad[at + 1] = (bad[at + 1] as number) + 3;
-  return bad;
 }

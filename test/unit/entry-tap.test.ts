@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { BerWriter, Client, type Entry, SearchEntry, SearchResponse } from "ldapts";
+import { Client, type Entry, SearchEntry, SearchResponse } from "ldapts";
 import {
   MAX_MESSAGE_BYTES,
   MalformedMessageError,
@@ -9,51 +9,20 @@ import {
   UndecodableEntryError,
   wellFormed,
 } from "../../src/ldap/entry-tap.ts";
+import {
+  entryMessage,
+  overrunningEntry,
+  resultMessage,
+  SEARCH_RESULT_DONE,
+  type Value,
+} from "../helpers/ldap-messages.ts";
 
-type Value = string | Buffer;
 /** The parts of ldapts's message parser this test drives. */
 interface Parser {
   read(data: Buffer, pending: unknown): void;
   on(event: "message", listener: (message: unknown) => void): void;
 }
 const GUID = Buffer.from("c0ffee00112233445566778899aabbff", "hex");
-
-function entryMessage(messageId: number, dn: string, attributes: [string, Value[]][]): Buffer {
-  const writer = new BerWriter();
-  writer.startSequence();
-  writer.writeInt(messageId);
-  writer.startSequence(0x64);
-  writer.writeString(dn);
-  writer.startSequence();
-  for (const [type, values] of attributes) {
-    writer.startSequence();
-    writer.writeString(type);
-    writer.startSequence(0x31);
-    for (const value of values) {
-      if (Buffer.isBuffer(value)) writer.writeBuffer(value, 0x04);
-      else writer.writeString(value);
-    }
-    writer.endSequence();
-    writer.endSequence();
-  }
-  writer.endSequence();
-  writer.endSequence();
-  writer.endSequence();
-  return writer.buffer;
-}
-
-function doneMessage(messageId: number): Buffer {
-  const writer = new BerWriter();
-  writer.startSequence();
-  writer.writeInt(messageId);
-  writer.startSequence(0x65);
-  writer.writeEnumeration(0);
-  writer.writeString("");
-  writer.writeString("");
-  writer.endSequence();
-  writer.endSequence();
-  return writer.buffer;
-}
 
 const requested = ["uid", "cn", "mail", "entryUUID", "objectGUID", "telephoneNumber", "member"];
 const buffers = ["objectGUID", "objectguid", "entryUUID", "entryuuid"];
@@ -93,9 +62,10 @@ const entries: [string, [string, Value[]][]][] = [
 ];
 
 const MESSAGE_ID = 7;
+const done = (messageId: number) => resultMessage(messageId, SEARCH_RESULT_DONE);
 const stream = Buffer.concat([
   ...entries.map(([dn, attributes]) => entryMessage(MESSAGE_ID, dn, attributes)),
-  doneMessage(MESSAGE_ID),
+  done(MESSAGE_ID),
 ]);
 
 /** What ldapts itself makes of the stream: its parser, then SearchEntry.toObject. */
@@ -144,23 +114,6 @@ function chunks(data: Buffer, size: number): Buffer[] {
   const out: Buffer[] = [];
   for (let at = 0; at < data.length; at += size) out.push(data.subarray(at, at + size));
   return out;
-}
-
-/**
- * An entry whose attribute list, attribute, value set and value each claim 3 bytes more than they
- * hold, consistently: only the end of the message itself tells that they overrun it.
- */
-function overrunningEntry(): Buffer {
-  const bad = entryMessage(MESSAGE_ID, "uid=a,dc=example,dc=test", [["uid", ["a"]]]);
-  // … 30 L (list) 30 L (attribute) 04 03 "uid" 31 L (values) 04 01 "a"
-  const valueAt = bad.length - 3;
-  const starts = [valueAt - 11, valueAt - 9, valueAt - 2, valueAt];
-  assert.deepEqual(
-    starts.map((at) => bad[at]),
-    [0x30, 0x30, 0x31, 0x04],
-  );
-  for (const at of starts) bad[at + 1] = (bad[at + 1] as number) + 3;
-  return bad;
 }
 
 describe("the entry tap", () => {
@@ -230,7 +183,7 @@ describe("the entry tap", () => {
     const sink = tapMessages(tapped.client)?.collect(attributes, buffers);
     // (After a good entry: the first entry of a page goes to ldapts as well.)
     const good = entryMessage(MESSAGE_ID, "uid=b,dc=example,dc=test", [["uid", ["b"]]]);
-    tapped.feed(Buffer.concat([good, overrunningEntry(), doneMessage(MESSAGE_ID)]));
+    tapped.feed(Buffer.concat([good, overrunningEntry(MESSAGE_ID), done(MESSAGE_ID)]));
     assert.throws(() => sink?.take(), UndecodableEntryError);
   });
 
@@ -239,7 +192,7 @@ describe("the entry tap", () => {
     const rejected: Error[] = [];
     const tapped = tappedClient([...requested], (err) => rejected.push(err));
     assert.ok(tapMessages(tapped.client));
-    tapped.feed(Buffer.concat([overrunningEntry(), doneMessage(MESSAGE_ID)]));
+    tapped.feed(Buffer.concat([overrunningEntry(MESSAGE_ID), done(MESSAGE_ID)]));
     assert.equal(rejected.length, 1);
     assert.ok(rejected[0] instanceof MalformedMessageError);
     assert.equal((rejected[0] as MalformedMessageError).messageId, MESSAGE_ID);
@@ -265,12 +218,12 @@ describe("the entry tap", () => {
   test("well-formed: every nested element fits its parent exactly", () => {
     for (const message of [
       stream.subarray(0, 0),
-      doneMessage(3),
+      done(3),
       ...entries.map(([dn, a]) => entryMessage(1, dn, a)),
     ]) {
       assert.ok(wellFormed(message, 0, message.length));
     }
-    assert.equal(wellFormed(overrunningEntry(), 0, overrunningEntry().length), false);
+    assert.equal(wellFormed(overrunningEntry(MESSAGE_ID), 0, overrunningEntry(MESSAGE_ID).length), false);
     const short = entryMessage(1, "uid=a", [["uid", ["a"]]]);
     short[short.length - 2] = 0; // the value claims 0 bytes: its set is no longer tiled
     assert.equal(wellFormed(short, 0, short.length), false);
@@ -295,7 +248,7 @@ describe("the entry tap", () => {
     // The attribute list claims more bytes than the entry holds.
     const listAt = bad.indexOf(Buffer.from([0x30]), bad.indexOf(Buffer.from("uid=a")) + 5);
     bad[listAt + 1] = (bad[listAt + 1] as number) + 5;
-    tapped.feed(Buffer.concat([good, bad, doneMessage(MESSAGE_ID)]));
+    tapped.feed(Buffer.concat([good, bad, done(MESSAGE_ID)]));
     assert.throws(() => sink?.take(), UndecodableEntryError);
   });
 });
