@@ -85,8 +85,8 @@ export function normalizedRdns(dn: ParsedDn): string[] {
 }
 
 export function dnEquals(a: string, b: string): boolean {
-  const left = tryNormalize(a);
-  return left !== null && left === tryNormalize(b);
+  const left = tryNormalizeDn(a);
+  return left !== null && left === tryNormalizeDn(b);
 }
 
 /** True when `dn` lies strictly below `base` (pass `includeSelf` to accept `base` itself). */
@@ -147,7 +147,8 @@ function tryParseNormalized(text: string): ParsedDn | null {
   }
 }
 
-function tryNormalize(text: string): string | null {
+/** normalizeDn, or null for a malformed DN. */
+export function tryNormalizeDn(text: string): string | null {
   const parsed = tryParseNormalized(text);
   return parsed === null ? null : formatDn(parsed);
 }

@@ -5,7 +5,7 @@
 import type { Entry } from "ldapts";
 import { AndFilter, EqualityFilter, ExtensibleFilter, OrFilter } from "ldapts";
 import type { DirectorySession } from "./client.ts";
-import { DnCache, DnSyntaxError, normalizedRdns, type ParsedDn, parseDn, resolveBase } from "./dn.ts";
+import { DnCache, resolveBase, tryNormalizeDn } from "./dn.ts";
 import { DirectoryError } from "./errors.ts";
 import { type Filter, parseFilter } from "./filter.ts";
 import {
@@ -134,7 +134,7 @@ export async function* expandGroup(
   groupDn: string,
   mapping: DirectoryMapping,
 ): AsyncGenerator<MemberBatch> {
-  const root = tryNormalize(groupDn);
+  const root = tryNormalizeDn(groupDn);
   if (root === null) {
     throw new DirectoryError({
       kind: "invalid_dn",
@@ -149,7 +149,7 @@ export async function* expandGroup(
     const values = await readMemberValues(session, dn, mapping.attrMember);
     for await (const batch of resolver.resolve(dn, values)) {
       for (const group of batch.groups) {
-        const key = tryNormalize(group.dn);
+        const key = tryNormalizeDn(group.dn);
         if (key !== null && !visited.has(key)) {
           visited.add(key);
           queue.push(group.dn);
@@ -216,7 +216,7 @@ class MemberResolver {
    * with one `(|(uid=a)(uid=b)…)` search one level under that parent, and matched back by DN.
    */
   private async *resolveDns(groupDn: string, values: string[]): AsyncGenerator<MemberBatch> {
-    const self = tryNormalize(groupDn) ?? groupDn;
+    const self = tryNormalizeDn(groupDn) ?? groupDn;
     const { buckets, oddities, invalid } = bucketByParent(values, self, this.dns);
     if (invalid.length > 0) {
       const batch = emptyBatch(groupDn);
@@ -467,20 +467,6 @@ function groupMissing(groupDn: string): DirectoryError {
 
 function isNoSuchObject(err: unknown): boolean {
   return err instanceof DirectoryError && err.classified.ldapCode === 32;
-}
-
-function tryParse(dn: string): ParsedDn | null {
-  try {
-    return parseDn(dn);
-  } catch (err) {
-    if (err instanceof DnSyntaxError) return null;
-    throw err;
-  }
-}
-
-function tryNormalize(dn: string): string | null {
-  const parsed = tryParse(dn);
-  return parsed === null ? null : normalizedRdns(parsed).join(",");
 }
 
 function usernameKey(username: string): string {
