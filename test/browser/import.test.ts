@@ -12,6 +12,7 @@ import {
   serve,
   tabTo,
 } from "../helpers/browser.ts";
+import { skipWithoutSlapd } from "../ldap/support.ts";
 import { addDirectory, importFixture, startFixtureSlapd, testWorker } from "../web/import-support.ts";
 
 let t: TestApp;
@@ -20,7 +21,7 @@ let site: Awaited<ReturnType<typeof serve>>;
 let server: SlapdServer;
 let worker: ImportWorker;
 
-const skip = !isSlapdAvailable() && "slapd is not installed (apt-get install slapd ldap-utils)";
+const skip = !isSlapdAvailable() && skipWithoutSlapd;
 
 before(async () => {
   if (skip) return;

@@ -16,8 +16,9 @@ import {
   replaceAttribute,
   startDirectory,
 } from "../helpers/directory-fixture.ts";
+import { skipWithoutSlapd } from "../ldap/support.ts";
 
-const skip = isSlapdAvailable() ? false : "slapd is not installed (apt-get install slapd ldap-utils)";
+const skip = isSlapdAvailable() ? false : skipWithoutSlapd;
 
 let database: TestDatabase;
 let t: TestApp;

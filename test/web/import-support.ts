@@ -17,6 +17,7 @@ import {
 } from "../../src/services/import/worker.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
+import { skipWithoutSlapd } from "../ldap/support.ts";
 
 export const BASE_DN = "dc=example,dc=test";
 export const groupDnOf = (cn: string) => `cn=${cn},ou=groups,${BASE_DN}`;
@@ -89,8 +90,7 @@ export function startFixtureSlapd(fixture: ImportFixture, options: SlapdOptions 
 }
 
 /** Why the import tests are skipped on this machine, or false when they run. */
-export const slapdMissing =
-  !isSlapdAvailable() && "slapd is not installed (apt-get install slapd ldap-utils)";
+export const slapdMissing = !isSlapdAvailable() && skipWithoutSlapd;
 
 /** Where every import test file starts: the fixture in a throwaway slapd, an app, an administrator and a directory. */
 export interface ImportTestBed {
