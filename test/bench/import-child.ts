@@ -4,7 +4,7 @@
  *
  *   BENCH_DATABASE_URL=… | BENCH_PGLITE_DIR=…, BENCH_KEY (hex), BENCH_DIRECTORY (id), BENCH_SELECTION (JSON)
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { openDatabase } from "../../src/db/client.ts";
@@ -35,6 +35,7 @@ try {
   const started = performance.now();
   const cpuBefore = process.cpuUsage();
   const machineBefore = machineCpu();
+  const programsBefore = programCpu();
   const ending = await executeRun(
     { db: database.db, secretBox: createSecretBox(Buffer.from(env.BENCH_KEY ?? "", "hex")), logger },
     claim,
@@ -44,6 +45,7 @@ try {
   const ms = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
   const machine = machineCpu();
+  const programs = programCpu();
   const run = await getRun(database.db, claim.run.id);
   console.log(
     JSON.stringify({
@@ -64,10 +66,46 @@ try {
             machineStealMs: machine.stealMs - machineBefore.stealMs,
           }
         : {}),
+      ...(programs && programsBefore
+        ? {
+            postgresMs: programs.postgres - programsBefore.postgres,
+            slapdMs: programs.slapd - programsBefore.slapd,
+          }
+        : {}),
     }),
   );
 } finally {
   await database.close();
+}
+
+/**
+ * CPU time so far of every PostgreSQL process (server, backends, autovacuum) and of slapd, from
+ * /proc/<pid>/stat; null where there is no /proc. A process that ends during the import takes its
+ * time with it (none does: the backends live as long as the connections).
+ */
+function programCpu(): { postgres: number; slapd: number } | null {
+  try {
+    const totals = { postgres: 0, slapd: 0 };
+    for (const pid of readdirSync("/proc")) {
+      if (!/^\d+$/.test(pid)) continue;
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      } catch {
+        continue; // ended meanwhile
+      }
+      // pid (comm) state … utime stime: fields 14 and 15, counted after the closing parenthesis.
+      const close = stat.lastIndexOf(")");
+      const comm = stat.slice(stat.indexOf("(") + 1, close);
+      const program = comm === "postgres" ? "postgres" : comm === "slapd" ? "slapd" : null;
+      if (!program) continue;
+      const fields = stat.slice(close + 2).split(" ");
+      totals[program] += (Number(fields[11]) + Number(fields[12])) * 10;
+    }
+    return totals;
+  } catch {
+    return null;
+  }
 }
 
 /**
