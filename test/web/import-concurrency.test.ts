@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { eq, sql } from "drizzle-orm";
 import { queryRows } from "../../src/db/client.ts";
-import { auditLog, directories, groups, importRuns } from "../../src/db/schema.ts";
+import { auditLog, directories, groups, importRuns, users } from "../../src/db/schema.ts";
+import { userDn } from "../../src/dev/fixtures.ts";
 import type { SlapdServer } from "../../src/dev/slapd.ts";
 import {
   claimNextRun,
@@ -14,9 +15,11 @@ import {
   recordProgress,
 } from "../../src/services/import/run-queue.ts";
 import type { Selection } from "../../src/services/import/types.ts";
+import { nameKey } from "../../src/services/names.ts";
 import { signedInAgent, type TestApp } from "../helpers/app.ts";
 import {
   addDirectory,
+  BASE_DN,
   closeImportTestBed,
   type ImportFixture,
   type ImportTestBed,
@@ -25,6 +28,7 @@ import {
   repointDirectory,
   runQueued,
   slapdMissing,
+  stableIdOf,
   startFixtureSlapd,
   testWorker,
 } from "./import-support.ts";
@@ -118,6 +122,51 @@ describe("runs shared by several workers", { skip }, () => {
     );
     assert.equal(members?.n, 2500);
     assert.equal(members?.distinct, 2500);
+  });
+
+  test("a user another run creates while a run inserts what it expects to be new is found, not duplicated", async () => {
+    await t.db.execute(sql`delete from group_members`);
+    await t.db.execute(sql`delete from users where directory_id is not null`);
+    const last = fixture.everyone.usernames.at(-1) ?? "";
+    const lastDn = userDn(fixture.everyone.usernames.length - 1, { baseDn: BASE_DN });
+    let theirs: number | undefined;
+    // After the first batch (all new) the run inserts without looking first; the last generated
+    // user, in its last batch, appears in between as another run would create it.
+    const worker = testWorker(t.db, t.config.encryptionKey, {
+      batchSize: 300,
+      hooks: {
+        afterBatch: async () => {
+          if (theirs !== undefined) return;
+          const [row] = await t.db
+            .insert(users)
+            .values({
+              kind: "external",
+              username: last,
+              usernameKey: nameKey(last),
+              directoryId,
+              externalId: stableIdOf(lastDn),
+              dn: lastDn,
+            })
+            .returning({ id: users.id });
+          theirs = row?.id;
+        },
+      },
+    });
+    const run = await queue({ mode: "query", text: "*", kind: "users" });
+    await runQueued(worker);
+    const done = await runRow(run.id);
+    assert.equal(done.status, "succeeded", done.error ?? "");
+    assert.equal(done.failed, 0);
+    assert.equal(done.created, people() - 1);
+    assert.equal(done.created + done.updated + done.unchanged, people());
+    assert.equal(await externalUsers(), people());
+    assert.equal(await duplicates(), 0);
+    const [kept] = await t.db
+      .select()
+      .from(users)
+      .where(eq(users.usernameKey, nameKey(last)));
+    assert.equal(kept?.id, theirs, "the row the other run created is the one synchronized");
+    assert.ok(kept?.lastSyncedAt, "and this run synchronized it");
   });
 
   test("a run whose worker died is taken over; the dead worker can write nothing more", async () => {
