@@ -420,8 +420,8 @@ export async function deletionImpact(db: Db, id: number): Promise<DeletionImpact
 }
 
 /**
- * Deletes a directory. Its external users stay, disabled, with their role assignments (the
- * foreign key sets their directory to null); its groups stay too.
+ * Deletes a directory. Its external users stay, disabled, with their role assignments (a trigger
+ * of migration 0004 sets their directory to null); its groups stay too (their foreign key does).
  */
 export async function deleteDirectory(
   db: Db,
