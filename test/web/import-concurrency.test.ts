@@ -129,26 +129,30 @@ describe("runs shared by several workers", { skip }, () => {
     await t.db.execute(sql`delete from users where directory_id is not null`);
     const last = fixture.everyone.usernames.at(-1) ?? "";
     const lastDn = userDn(fixture.everyone.usernames.length - 1, { baseDn: BASE_DN });
-    let theirs: number | undefined;
+    let theirs: Promise<number | undefined> | undefined;
     // After the first batch (all new) the run inserts without looking first; the last generated
-    // user, in its last batch, appears in between as another run would create it.
+    // user, in its last batch, appears in between as another run would create it. Two writers end
+    // batches at once: the hook inserts on the first call only, decided before it awaits anything.
+    const insertTheirs = async () => {
+      const [row] = await t.db
+        .insert(users)
+        .values({
+          kind: "external",
+          username: last,
+          usernameKey: nameKey(last),
+          directoryId,
+          externalId: stableIdOf(lastDn),
+          dn: lastDn,
+        })
+        .returning({ id: users.id });
+      return row?.id;
+    };
     const worker = testWorker(t.db, t.config.encryptionKey, {
       batchSize: 300,
       hooks: {
         afterBatch: async () => {
-          if (theirs !== undefined) return;
-          const [row] = await t.db
-            .insert(users)
-            .values({
-              kind: "external",
-              username: last,
-              usernameKey: nameKey(last),
-              directoryId,
-              externalId: stableIdOf(lastDn),
-              dn: lastDn,
-            })
-            .returning({ id: users.id });
-          theirs = row?.id;
+          theirs ??= insertTheirs();
+          await theirs;
         },
       },
     });
@@ -165,7 +169,7 @@ describe("runs shared by several workers", { skip }, () => {
       .select()
       .from(users)
       .where(eq(users.usernameKey, nameKey(last)));
-    assert.equal(kept?.id, theirs, "the row the other run created is the one synchronized");
+    assert.equal(kept?.id, await theirs, "the row the other run created is the one synchronized");
     assert.ok(kept?.lastSyncedAt, "and this run synchronized it");
   });
 
