@@ -97,3 +97,10 @@ export async function queryRows<T>(db: Db, query: SQL): Promise<T[]> {
   const result = (await db.execute(query)) as unknown;
   return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
 }
+
+/** The SQLSTATE of a failed query (drizzle wraps the driver's error: the code is on its cause), if any. */
+export function sqlState(err: unknown): string | undefined {
+  const candidate = (err as { cause?: { code?: unknown }; code?: unknown }) ?? {};
+  const code = candidate.cause?.code ?? candidate.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}

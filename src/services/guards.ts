@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { type Db, queryRows } from "../db/client.ts";
+import { type Db, queryRows, sqlState } from "../db/client.ts";
 import { PERMISSIONS } from "./permissions.ts";
 
 /** A change the service won't make, with the words to show the administrator. */
@@ -30,11 +30,9 @@ export async function attempt<T>(db: Db, work: (tx: Db) => Promise<T>): Promise<
   }
 }
 
-/** PostgreSQL's unique_violation, wrapped by drizzle (the SQLSTATE is on the cause). */
+/** PostgreSQL's unique_violation. */
 export function isUniqueViolation(err: unknown): boolean {
-  const code =
-    (err as { cause?: { code?: string }; code?: string })?.cause?.code ?? (err as { code?: string })?.code;
-  return code === "23505";
+  return sqlState(err) === "23505";
 }
 
 /**

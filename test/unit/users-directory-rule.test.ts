@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { eq, sql } from "drizzle-orm";
-import { type Db, queryRows } from "../../src/db/client.ts";
+import { type Db, queryRows, sqlState } from "../../src/db/client.ts";
 import { directories, users } from "../../src/db/schema.ts";
 import { presetMapping } from "../../src/ldap/presets.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/database.ts";
@@ -48,14 +48,23 @@ describe("users.directory_id (checked per statement)", () => {
     };
   }
 
-  async function sqlState(work: Promise<unknown>): Promise<string | undefined> {
+  /** The SQLSTATE the work fails with; undefined when it succeeds. */
+  async function failure(work: Promise<unknown>): Promise<string | undefined> {
     try {
       await work;
     } catch (err) {
-      const e = err as { code?: string; cause?: { code?: string } };
-      return e.cause?.code ?? e.code;
+      return sqlState(err);
     }
     return undefined;
+  }
+
+  /** A promise and the function that resolves it: one transaction waits for the test's signal. */
+  function signal(): { promise: Promise<void>; send: () => void } {
+    let send!: () => void;
+    const promise = new Promise<void>((resolve) => {
+      send = resolve;
+    });
+    return { promise, send };
   }
 
   const stored = () =>
@@ -70,12 +79,12 @@ describe("users.directory_id (checked per statement)", () => {
     await db.insert(users).values([external("ann", directory), external("bob", null)]);
 
     assert.equal(
-      await sqlState(db.insert(users).values([external("cy", directory), external("dee", missing)])),
+      await failure(db.insert(users).values([external("cy", directory), external("dee", missing)])),
       "23503",
       "one row naming a missing directory fails the statement",
     );
     assert.equal(
-      await sqlState(db.update(users).set({ directoryId: missing }).where(eq(users.username, "bob"))),
+      await failure(db.update(users).set({ directoryId: missing }).where(eq(users.username, "bob"))),
       "23503",
     );
     await db.update(users).set({ directoryId: directory }).where(eq(users.username, "bob"));
@@ -106,20 +115,14 @@ describe("users.directory_id (checked per statement)", () => {
     onServer,
     async () => {
       const directory = await addDirectory();
-      let inserted!: () => void;
-      const insertDone = new Promise<void>((resolve) => {
-        inserted = resolve;
-      });
-      let release!: () => void;
-      const commit = new Promise<void>((resolve) => {
-        release = resolve;
-      });
+      const inserted = signal();
+      const commit = signal();
       const writer = db.transaction(async (tx) => {
         await tx.insert(users).values([external("ann", directory), external("bob", directory)]);
-        inserted();
-        await commit;
+        inserted.send();
+        await commit.promise;
       });
-      await insertDone;
+      await inserted.promise;
       let deleted = false;
       const deletion = db
         .delete(directories)
@@ -129,7 +132,7 @@ describe("users.directory_id (checked per statement)", () => {
         });
       await new Promise((resolve) => setTimeout(resolve, 300));
       const waited = !deleted;
-      release();
+      commit.send();
       await writer;
       await deletion;
       assert.ok(waited, "the deletion waits for the writer's lock on the directory");
@@ -142,23 +145,17 @@ describe("users.directory_id (checked per statement)", () => {
 
   test("a writer that comes after a deletion it waited for fails, and writes nothing", onServer, async () => {
     const directory = await addDirectory();
-    let release!: () => void;
-    const commit = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let deletedUncommitted!: () => void;
-    const deletedYet = new Promise<void>((resolve) => {
-      deletedUncommitted = resolve;
-    });
+    const deleted = signal();
+    const commit = signal();
     const deletion = db.transaction(async (tx) => {
       await tx.delete(directories).where(eq(directories.id, directory));
-      deletedUncommitted();
-      await commit;
+      deleted.send();
+      await commit.promise;
     });
-    await deletedYet;
-    const writing = sqlState(db.insert(users).values(external("ann", directory)));
+    await deleted.promise;
+    const writing = failure(db.insert(users).values(external("ann", directory)));
     await new Promise((resolve) => setTimeout(resolve, 300));
-    release();
+    commit.send();
     await deletion;
     assert.equal(await writing, "23503");
     assert.deepEqual(await stored(), []);

@@ -5,7 +5,7 @@
  */
 import { sql } from "drizzle-orm";
 import type { Logger } from "pino";
-import type { Db } from "../../db/client.ts";
+import { type Db, sqlState } from "../../db/client.ts";
 import { type DirectorySession, type Entry, openDirectory } from "../../ldap/client.ts";
 import { normalizeDn } from "../../ldap/dn.ts";
 import { DirectoryError } from "../../ldap/errors.ts";
@@ -141,12 +141,6 @@ function failureMessage(err: unknown): string {
 
 function firstLine(text: string): string {
   return text.split("\n")[0]?.slice(0, 300) ?? "";
-}
-
-function sqlState(err: unknown): string | undefined {
-  const candidate = (err as { cause?: { code?: unknown }; code?: unknown }) ?? {};
-  const code = candidate.cause?.code ?? candidate.code;
-  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
 function isDatabaseError(err: unknown): boolean {
