@@ -4,7 +4,7 @@
  * commits, then remembers the ids (a rolled-back batch leaves nothing behind to forget).
  */
 import { sql } from "drizzle-orm";
-import { copyInto, copyText, type Db, queryRows } from "../../db/client.ts";
+import { type Db, queryRows } from "../../db/client.ts";
 import type { LdapGroup, LdapUser } from "../../ldap/types.ts";
 import { isUniqueViolation } from "../guards.ts";
 import {
@@ -249,58 +249,11 @@ async function insertNewUsers(
   users: DesiredUser[],
 ): Promise<Map<string, number>> {
   try {
-    return await tx.transaction((savepoint) => copyUsers(savepoint as Db, directoryId, users));
+    return await tx.transaction((savepoint) => insertUsers(savepoint as Db, directoryId, users, "fail"));
   } catch (err) {
     if (!isUniqueViolation(err)) throw err;
     return insertUsers(tx, directoryId, users, "skip");
   }
-}
-
-const COPIED_USER_COLUMNS = [
-  "id",
-  "kind",
-  "username",
-  "username_key",
-  "full_name",
-  "email",
-  "department",
-  "phone",
-  "search_text",
-  "enabled",
-  "disabled_by_directory",
-  "directory_id",
-  "external_id",
-  "dn",
-  "last_synced_at",
-];
-
-/**
- * Inserts users none of whom exists yet, by COPY (PostgreSQL's cheapest way in), and returns stable
- * id → Roster id; fails with a unique violation when one exists after all. The ids are drawn from
- * the table's own sequence first, since COPY returns nothing (and takes them as given, identity or
- * not).
- */
-async function copyUsers(tx: Db, directoryId: number, users: DesiredUser[]): Promise<Map<string, number>> {
-  const inserted = new Map<string, number>();
-  if (users.length === 0) return inserted;
-  const [reserved] = await queryRows<{ now: string; ids: string }>(
-    tx,
-    sql`select now()::text as now,
-          array_to_string(array(select nextval(pg_get_serial_sequence('users', 'id'))
-                                from generate_series(1, ${users.length})), ',') as ids`,
-  );
-  if (!reserved) throw new Error("no ids reserved");
-  const ids = reserved.ids.split(",");
-  const directory = String(directoryId);
-  const lines = users.map((user, i) => {
-    const id = ids[i] as string;
-    inserted.set(user.externalId, Number(id));
-    // A user created disabled was disabled by the directory: enabling it there enables it here.
-    const enabled = user.enabled ? "t\tf" : "f\tt";
-    return `${id}\texternal\t${copyText(user.username)}\t${copyText(user.usernameKey)}\t${copyText(user.fullName)}\t${copyText(user.email)}\t${copyText(user.department)}\t${copyText(user.phone)}\t${copyText(userSearchText(user))}\t${enabled}\t${directory}\t${copyText(user.externalId)}\t${copyText(user.dn)}\t${reserved.now}`;
-  });
-  await copyInto(tx, "users", COPIED_USER_COLUMNS, lines);
-  return inserted;
 }
 
 /**
