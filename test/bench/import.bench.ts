@@ -15,8 +15,8 @@
  * runs before each run of the imports (and at the start), so a slow moment can't flatter a ratio.
  * Exits non-zero when a target is missed: fresh import into PostgreSQL ≤ 3× the baseline, unchanged
  * re-import ≤ 2.5×, peak RSS of a PostgreSQL import ≤ 300 MB. BENCH_STEPS (default
- * fresh,group,unchanged,group-unchanged) chooses which of the four imports run, in that order; a
- * re-import whose import did not run is an import.
+ * fresh,group,unchanged,group-unchanged) chooses which of the four imports run, always in that order;
+ * a re-import needs its import (unchanged needs fresh, group-unchanged needs group).
  */
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -43,7 +43,7 @@ const PAGE_SIZE = 1000;
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 const DRIVERS = (process.env.BENCH_DRIVERS ?? "postgres,pglite").split(",") as ("postgres" | "pglite")[];
-const STEPS = (process.env.BENCH_STEPS ?? "fresh,group,unchanged,group-unchanged").split(",");
+const STEPS = chosenSteps(process.env.BENCH_STEPS ?? "fresh,group,unchanged,group-unchanged");
 const TARGETS = { fresh: 3, unchanged: 2.5, rssMb: 300 };
 // The Node flags `npm start` runs Roster with (package.json), unless BENCH_NODE_FLAGS says otherwise.
 // --heap-growing-percent=100 lets the heap grow to twice what is live before a full collection
@@ -176,6 +176,23 @@ try {
   for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
   await server?.stop();
   await rm(scratch, { recursive: true, force: true });
+}
+
+function chosenSteps(list: string): string[] {
+  const steps = list.split(",").map((step) => step.trim());
+  const known = ["fresh", "group", "unchanged", "group-unchanged"];
+  const unknown = steps.filter((step) => !known.includes(step));
+  if (unknown.length > 0)
+    throw new Error(`BENCH_STEPS: unknown ${unknown.join(", ")} (known: ${known.join(", ")})`);
+  // A re-import of what was never imported would be an import, measured against the re-import's target.
+  for (const [reimport, first] of [
+    ["unchanged", "fresh"],
+    ["group-unchanged", "group"],
+  ] as const) {
+    if (steps.includes(reimport) && !steps.includes(first))
+      throw new Error(`BENCH_STEPS: ${reimport} needs ${first} before it`);
+  }
+  return steps;
 }
 
 async function startDirectory(): Promise<SlapdServer> {
