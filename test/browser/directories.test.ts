@@ -3,7 +3,7 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { directories } from "../../src/db/schema.ts";
 import { bigGroupDirectory } from "../../src/dev/fixtures.ts";
-import { isSlapdAvailable, type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
+import { type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
 import {
   createDirectory,
   type DirectorySettings,
@@ -20,6 +20,7 @@ import {
   serve,
   tabTo,
 } from "../helpers/browser.ts";
+import { skipWithoutSlapd } from "../ldap/support.ts";
 
 const ADMIN_PASSWORD = "a long enough password";
 
@@ -40,7 +41,7 @@ function settingsFor(name: string): DirectorySettings {
 const MANY = 120;
 
 describe("Settings › Directories in a browser", {
-  skip: !isSlapdAvailable() && "slapd is not installed",
+  skip: skipWithoutSlapd,
 }, () => {
   let t: TestApp;
   let browser: Browser;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
-import { isSlapdAvailable, type SlapdServer } from "../../src/dev/slapd.ts";
+import type { SlapdServer } from "../../src/dev/slapd.ts";
 import type { ImportWorker } from "../../src/services/import/worker.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 import {
@@ -21,7 +21,7 @@ let site: Awaited<ReturnType<typeof serve>>;
 let server: SlapdServer;
 let worker: ImportWorker;
 
-const skip = !isSlapdAvailable() && skipWithoutSlapd;
+const skip = skipWithoutSlapd;
 
 before(async () => {
   if (skip) return;

@@ -1,5 +1,5 @@
 /** Shared set-up for the LDAP layer's integration tests. */
-import type { SlapdServer } from "../../src/dev/slapd.ts";
+import { isSlapdAvailable, type SlapdServer } from "../../src/dev/slapd.ts";
 import { presetMapping } from "../../src/ldap/presets.ts";
 import type { DirectoryConnection, DirectoryMapping } from "../../src/ldap/types.ts";
 
@@ -48,4 +48,6 @@ export async function collect<T>(pages: AsyncIterable<T[]>): Promise<T[]> {
   return all;
 }
 
-export const skipWithoutSlapd = "slapd is not installed (apt-get install slapd ldap-utils)";
+/** Why a test that needs slapd is skipped on this machine; false where slapd is installed. */
+export const skipWithoutSlapd =
+  !isSlapdAvailable() && "slapd is not installed (apt-get install slapd ldap-utils)";

@@ -4,14 +4,14 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import { auditLog, directories } from "../../src/db/schema.ts";
 import { bigGroupDirectory, groupEntry, userDn } from "../../src/dev/fixtures.ts";
-import { generateTestCa, isSlapdAvailable, type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
+import { generateTestCa, type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
-import { closedPort } from "../ldap/support.ts";
+import { closedPort, skipWithoutSlapd } from "../ldap/support.ts";
 
 const USERS = 1200;
 const WRONG_PASSWORD = "Wrong-Pässword-55e1";
 
-describe("Test connection against slapd", { skip: !isSlapdAvailable() && "slapd is not installed" }, () => {
+describe("Test connection against slapd", { skip: skipWithoutSlapd }, () => {
   let t: TestApp;
   let admin: Awaited<ReturnType<typeof signedInAgent>>;
   let server: SlapdServer;

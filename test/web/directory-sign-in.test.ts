@@ -3,7 +3,6 @@ import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import supertest from "supertest";
 import { directories, roleAssignments, users } from "../../src/db/schema.ts";
-import { isSlapdAvailable } from "../../src/dev/slapd.ts";
 import { createDirectoryAuthenticator } from "../../src/services/directory-sign-in.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
 import { createTestApp, csrfTokenOf, type TestApp, testConfig } from "../helpers/app.ts";
@@ -18,7 +17,7 @@ import {
 } from "../helpers/directory-fixture.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
 
-const skip = isSlapdAvailable() ? false : skipWithoutSlapd;
+const skip = skipWithoutSlapd;
 
 let database: TestDatabase;
 let t: TestApp;

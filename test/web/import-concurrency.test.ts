@@ -17,6 +17,7 @@ import {
 import type { Selection } from "../../src/services/import/types.ts";
 import { nameKey } from "../../src/services/names.ts";
 import { signedInAgent, type TestApp } from "../helpers/app.ts";
+import { skipWithoutSlapd } from "../ldap/support.ts";
 import {
   addDirectory,
   BASE_DN,
@@ -27,7 +28,6 @@ import {
   postForm,
   repointDirectory,
   runQueued,
-  slapdMissing,
   stableIdOf,
   startFixtureSlapd,
   testWorker,
@@ -39,7 +39,7 @@ let server: SlapdServer;
 let fixture: ImportFixture;
 let directoryId: number;
 
-const skip = slapdMissing;
+const skip = skipWithoutSlapd;
 
 before(async () => {
   if (skip) return;

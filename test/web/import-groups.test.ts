@@ -8,6 +8,7 @@ import type { SlapdServer } from "../../src/dev/slapd.ts";
 import type { ImportWorker } from "../../src/services/import/worker.ts";
 import { nameKey } from "../../src/services/names.ts";
 import { signedInAgent, type TestApp } from "../helpers/app.ts";
+import { skipWithoutSlapd } from "../ldap/support.ts";
 import {
   addDirectory,
   closeImportTestBed,
@@ -18,7 +19,6 @@ import {
   postForm,
   rowsOf,
   runQueued,
-  slapdMissing,
   testWorker,
   text,
 } from "./import-support.ts";
@@ -31,7 +31,7 @@ let worker: ImportWorker;
 let directoryId: number;
 let posixDirectoryId: number;
 
-const skip = slapdMissing;
+const skip = skipWithoutSlapd;
 
 before(async () => {
   if (skip) return;

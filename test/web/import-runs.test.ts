@@ -16,6 +16,7 @@ import { createRun } from "../../src/services/import/run-queue.ts";
 import type { ImportWorker } from "../../src/services/import/worker.ts";
 import { nameKey, searchTextOf } from "../../src/services/names.ts";
 import { createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { skipWithoutSlapd } from "../ldap/support.ts";
 import {
   addDirectory,
   asFragment,
@@ -26,7 +27,6 @@ import {
   postForm,
   rowsOf,
   runQueued,
-  slapdMissing,
   stableIdOf,
   testWorker,
   text,
@@ -41,7 +41,7 @@ let directoryId: number;
 let otherDirectoryId: number;
 let viewerRoleId: number;
 
-const skip = slapdMissing;
+const skip = skipWithoutSlapd;
 
 before(async () => {
   if (skip) return;

@@ -6,6 +6,7 @@ import { importRuns, users } from "../../src/db/schema.ts";
 import type { SlapdServer } from "../../src/dev/slapd.ts";
 import { nameKey, searchTextOf } from "../../src/services/names.ts";
 import { createUser, csrfTokenOf, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { skipWithoutSlapd } from "../ldap/support.ts";
 import {
   addDirectory,
   asFragment,
@@ -15,7 +16,6 @@ import {
   openImportTestBed,
   postForm,
   rowsOf,
-  slapdMissing,
   stableIdOf,
   text,
 } from "./import-support.ts";
@@ -28,7 +28,7 @@ let directoryId: number;
 let otherDirectoryId: number;
 let adminId: number;
 
-const skip = slapdMissing;
+const skip = skipWithoutSlapd;
 
 before(async () => {
   if (skip) return;

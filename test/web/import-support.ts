@@ -7,7 +7,7 @@ import type supertest from "supertest";
 import type { Db } from "../../src/db/client.ts";
 import { directories } from "../../src/db/schema.ts";
 import { bigGroupDirectory, ldifEntry, posixGroupEntry, readFixture } from "../../src/dev/fixtures.ts";
-import { isSlapdAvailable, type SlapdOptions, type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
+import { type SlapdOptions, type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
 import { presetMapping } from "../../src/ldap/presets.ts";
 import type { DirectoryMapping } from "../../src/ldap/types.ts";
 import {
@@ -17,7 +17,6 @@ import {
 } from "../../src/services/import/worker.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
-import { skipWithoutSlapd } from "../ldap/support.ts";
 
 export const BASE_DN = "dc=example,dc=test";
 export const groupDnOf = (cn: string) => `cn=${cn},ou=groups,${BASE_DN}`;
@@ -88,9 +87,6 @@ export async function importFixture(bigGroupSize = 2500): Promise<ImportFixture>
 export function startFixtureSlapd(fixture: ImportFixture, options: SlapdOptions = {}): Promise<SlapdServer> {
   return startSlapd({ ldif: fixture.ldif, ...options });
 }
-
-/** Why the import tests are skipped on this machine, or false when they run. */
-export const slapdMissing = !isSlapdAvailable() && skipWithoutSlapd;
 
 /** Where every import test file starts: the fixture in a throwaway slapd, an app, an administrator and a directory. */
 export interface ImportTestBed {

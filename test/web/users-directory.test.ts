@@ -9,7 +9,6 @@ import {
   roleAssignments,
   users,
 } from "../../src/db/schema.ts";
-import { isSlapdAvailable } from "../../src/dev/slapd.ts";
 import { createDirectoryAuthenticator } from "../../src/services/directory-sign-in.ts";
 import { nameKey } from "../../src/services/names.ts";
 import { verifyPassword } from "../../src/services/passwords.ts";
@@ -36,7 +35,7 @@ import {
 } from "../helpers/directory-fixture.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
 
-const skip = isSlapdAvailable() ? false : skipWithoutSlapd;
+const skip = skipWithoutSlapd;
 
 let database: TestDatabase;
 let t: TestApp;
