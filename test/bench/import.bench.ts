@@ -43,7 +43,8 @@ const PAGE_SIZE = 1000;
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 const DRIVERS = (process.env.BENCH_DRIVERS ?? "postgres,pglite").split(",") as ("postgres" | "pglite")[];
-const STEPS = chosenSteps(process.env.BENCH_STEPS ?? "fresh,group,unchanged,group-unchanged");
+const STEP_NAMES = ["fresh", "group", "unchanged", "group-unchanged"];
+const STEPS = chosenSteps(process.env.BENCH_STEPS ?? STEP_NAMES.join(","));
 const TARGETS = { fresh: 3, unchanged: 2.5, rssMb: 300 };
 // The Node flags `npm start` runs Roster with (package.json), unless BENCH_NODE_FLAGS says otherwise.
 // --heap-growing-percent=100 lets the heap grow to twice what is live before a full collection
@@ -180,10 +181,9 @@ try {
 
 function chosenSteps(list: string): string[] {
   const steps = list.split(",").map((step) => step.trim());
-  const known = ["fresh", "group", "unchanged", "group-unchanged"];
-  const unknown = steps.filter((step) => !known.includes(step));
+  const unknown = steps.filter((step) => !STEP_NAMES.includes(step));
   if (unknown.length > 0)
-    throw new Error(`BENCH_STEPS: unknown ${unknown.join(", ")} (known: ${known.join(", ")})`);
+    throw new Error(`BENCH_STEPS: unknown ${unknown.join(", ")} (known: ${STEP_NAMES.join(", ")})`);
   // A re-import of what was never imported would be an import, measured against the re-import's target.
   for (const [reimport, first] of [
     ["unchanged", "fresh"],
