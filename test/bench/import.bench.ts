@@ -167,9 +167,17 @@ try {
     }
     console.log("");
   }
+  // The targets are PostgreSQL's: without its lines (not chosen, or not reachable) they were not measured.
+  const postgresLines = measured.find((m) => m.driver === "postgres")?.lines ?? [];
+  const unmeasured = (["fresh", "unchanged"] as const).filter(
+    (target) => STEPS.includes(target) && !postgresLines.some((line) => line.target === target),
+  );
   if (misses.length > 0) {
     console.log(`Targets missed:\n  ${misses.join("\n  ")}`);
     process.exitCode = 1;
+  } else if (unmeasured.length > 0) {
+    console.log(`Targets not measured (they are PostgreSQL's): ${unmeasured.join(", ")}.`);
+    if (DRIVERS.includes("postgres")) process.exitCode = 1;
   } else {
     console.log("All targets met.");
   }
