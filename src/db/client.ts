@@ -33,8 +33,40 @@ export async function openDatabase(options: {
   return options.databaseUrl ? openPostgres(options.databaseUrl) : openPglite(options.dataDir);
 }
 
+type PostgresOptions = postgres.Options<Record<string, postgres.PostgresType>>;
+
+/**
+ * The URL and options postgres.js needs for a connection URL written as libpq takes it. libpq lets
+ * the URL name a Unix socket's directory, as `?host=/var/run/postgresql` or as the percent-encoded
+ * host `postgres://%2Fvar%2Frun%2Fpostgresql/roster`; postgres.js takes a socket only as an option,
+ * and would send `host` to the server as a setting (refused: "unrecognized configuration parameter").
+ */
+export function postgresConnection(url: string): { url: string; host?: string; port?: number } {
+  const parsed = new URL(url);
+  const authorityHost = decodeURIComponent(parsed.hostname);
+  const host = parsed.searchParams.get("host") || (authorityHost.startsWith("/") ? authorityHost : null);
+  // A port that isn't a number stays in the URL, for the server to refuse by name.
+  const portText = parsed.searchParams.get("port") ?? "";
+  const port = /^\d+$/.test(portText) ? Number(portText) : null;
+  if (host === null && port === null) return { url };
+  parsed.searchParams.delete("host");
+  if (port !== null) parsed.searchParams.delete("port");
+  if (authorityHost.startsWith("/")) parsed.hostname = "localhost";
+  return { url: parsed.toString(), ...(host ? { host } : {}), ...(port !== null ? { port } : {}) };
+}
+
+/** postgres.js for a libpq-style connection URL (see `postgresConnection`). */
+export function connectPostgres(url: string, options: PostgresOptions = {}) {
+  const { url: driverUrl, ...where } = postgresConnection(url);
+  return postgres(driverUrl, { ...options, ...where });
+}
+
 function openPostgres(url: string): Database {
-  const client = postgres(url, { max: 10, onnotice: () => {}, connection: { application_name: "roster" } });
+  const client = connectPostgres(url, {
+    max: 10,
+    onnotice: () => {},
+    connection: { application_name: "roster" },
+  });
   const db = drizzlePostgres({ client, schema }) as unknown as Db;
   return {
     kind: "postgres",

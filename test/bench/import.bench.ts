@@ -25,8 +25,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import postgres from "postgres";
-import { type Database, openDatabase } from "../../src/db/client.ts";
+import { connectPostgres, type Database, openDatabase } from "../../src/db/client.ts";
 import { directories } from "../../src/db/schema.ts";
 import { groupDn, groupEntry, userDn, userEntries, writeLdif } from "../../src/dev/fixtures.ts";
 import { type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
@@ -262,7 +261,7 @@ async function prepareDatabase(
   let database: Database;
   let env: Record<string, string>;
   if (driver === "postgres") {
-    const admin = postgres(POSTGRES_URL, { max: 1, onnotice: () => {}, connect_timeout: 3 });
+    const admin = connectPostgres(POSTGRES_URL, { max: 1, onnotice: () => {}, connect_timeout: 3 });
     try {
       await admin`select 1`;
     } catch {

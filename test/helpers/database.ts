@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
-import postgres from "postgres";
-import { type Database, openDatabase } from "../../src/db/client.ts";
+import { connectPostgres, type Database, openDatabase } from "../../src/db/client.ts";
 import { ensurePredefinedRoles } from "../../src/services/permissions.ts";
 
 export interface TestDatabase extends Database {
@@ -20,7 +19,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     return { ...database, destroy: () => database.close() };
   }
   const name = `roster_test_${randomBytes(6).toString("hex")}`;
-  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  const admin = connectPostgres(serverUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create database ${name}`);
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
