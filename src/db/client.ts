@@ -44,14 +44,15 @@ type PostgresOptions = postgres.Options<Record<string, postgres.PostgresType>>;
 export function postgresConnection(url: string): { url: string; host?: string; port?: number } {
   const parsed = new URL(url);
   const authorityHost = decodeURIComponent(parsed.hostname);
-  const host = parsed.searchParams.get("host") || (authorityHost.startsWith("/") ? authorityHost : null);
+  const socketInAuthority = authorityHost.startsWith("/");
+  const host = parsed.searchParams.get("host") || (socketInAuthority ? authorityHost : null);
   // A port that isn't a number stays in the URL, for the server to refuse by name.
   const portText = parsed.searchParams.get("port") ?? "";
   const port = /^\d+$/.test(portText) ? Number(portText) : null;
   if (host === null && port === null) return { url };
   parsed.searchParams.delete("host");
   if (port !== null) parsed.searchParams.delete("port");
-  if (authorityHost.startsWith("/")) parsed.hostname = "localhost";
+  if (socketInAuthority) parsed.hostname = "localhost";
   return { url: parsed.toString(), ...(host ? { host } : {}), ...(port !== null ? { port } : {}) };
 }
 

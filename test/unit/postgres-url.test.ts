@@ -37,9 +37,14 @@ test("DATABASE_URL may reach the server through its Unix socket", {
     t.skip("the server has no Unix socket");
     return;
   }
-  const url = new URL(serverUrl ?? "");
-  const socketUrl = `postgres://${url.username}@localhost${url.pathname}?host=${directory}&port=${url.port || 5432}`;
-  const database = await openDatabase({ databaseUrl: socketUrl, dataDir: null });
+  // The same server, user, password and database, through the socket.
+  const socketUrl = new URL(serverUrl ?? "");
+  const port = socketUrl.port || "5432";
+  socketUrl.hostname = "localhost";
+  socketUrl.port = "";
+  socketUrl.searchParams.set("host", directory);
+  socketUrl.searchParams.set("port", port);
+  const database = await openDatabase({ databaseUrl: socketUrl.toString(), dataDir: null });
   try {
     const { rows } = await database.pool.query("select inet_server_addr() as address, 1 + 1 as two");
     // A connection through a Unix socket has no server address.
