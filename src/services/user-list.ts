@@ -174,10 +174,11 @@ function tables(scope: Scope): Table[] {
  * One statement for a page and the counts beside the filters. Each table contributes its first
  * `limit` rows after the cursor and the runs are merged.
  *
- * Without a search, each table's key index (or for internal rows their own index) is walked in
- * order, and each count is an index-only scan. With one, each table's matches are collected first, up to DENSE_MATCHES + 1 —
- * MATERIALIZED, so the planner can't trade the trigram index for a walk along the name index that
- * may pass most of the table before it finds a match. When the collection is complete it is
+ * Without a search, each table's key index (for internal users, their own partial index) is walked
+ * in order; internal rows are counted on that index and external ones are the table's total less
+ * those, both index-only scans. With one, each table's matches are collected first, up to
+ * DENSE_MATCHES + 1 — MATERIALIZED, so the planner can't trade the trigram index for a walk along
+ * the name index that may pass most of the table before it finds a match. When the collection is complete it is
  * counted and sorted; when it overflowed, the walk is the right plan after all, and a gate (a
  * one-time filter on the collection's size) runs it instead.
  */
@@ -216,7 +217,7 @@ export function listQuery(query: ListQuery, limit: number): SQL {
     // Past DENSE_MATCHES the collection is a sample, so its counts are lower bounds ("3,300+").
     for (const kind of KINDS) {
       counts.push(
-        sql`(select count(*)::int from ${found} where kind = ${kind}) as ${countColumn(table, kind)}`,
+        sql`(select count(*)::int from ${found} where ${kindIs(kind)}) as ${countColumn(table, kind)}`,
       );
     }
     counts.push(sql`${size} > ${DENSE_MATCHES} as ${sql.raw(`${table.name}_overflow`)}`);
