@@ -111,25 +111,31 @@ export function tapMessages(client: Client): MessageTap | null {
   };
   const collectors = new Set<Collector>();
 
+  // The entries of a page arrive one after another with one message id: its collector is kept.
+  let last: { messageId: number; collector: Collector } | null = null;
   const collectorFor = (messageId: number): Collector | undefined => {
+    if (last?.messageId === messageId && collectors.has(last.collector)) return last.collector;
     const attributes = pendingRequests.get(String(messageId))?.message?.attributes;
-    for (const collector of collectors) if (collector.attributes === attributes) return collector;
+    for (const collector of collectors) {
+      if (collector.attributes !== attributes) continue;
+      last = { messageId, collector };
+      return collector;
+    }
     return undefined;
   };
 
   // A message is bytes [start, end) of `data`: entries are decoded in place, without a Buffer each.
   const onMessage = (data: Buffer, start: number, end: number) => {
-    const whole = () => (start === 0 && end === data.length ? data : data.subarray(start, end));
     const head = collectors.size > 0 ? entryHead(data, start, end) : null;
     const collector = head ? collectorFor(head.messageId) : undefined;
     if (!head || !collector) {
-      toLdapts(whole());
+      toLdapts(part(data, start, end));
       return;
     }
     collector.add(data, head.bodyAt, end);
     if (collector.pagePassed !== head.messageId) {
       collector.pagePassed = head.messageId;
-      toLdapts(whole());
+      toLdapts(part(data, start, end));
     }
   };
 
@@ -153,6 +159,11 @@ export function tapMessages(client: Client): MessageTap | null {
       };
     },
   };
+}
+
+/** Bytes [start, end) of data, without a new Buffer when that is all of it. */
+function part(data: Buffer, start: number, end: number): Buffer {
+  return start === 0 && end === data.length ? data : data.subarray(start, end);
 }
 
 /** Bytes in the BER element starting at buf[at] (tag, length, content); null while the header is incomplete, -1 when it is not one LDAP uses. */
@@ -396,8 +407,14 @@ const NOT_TEXT = 2;
 function values(reader: BerReader, binary: boolean): Entry[string] {
   const message = reader.buffer;
   const setEnd = reader.enter(SET);
-  const bounds: number[] = [];
-  let kind = binary ? NOT_TEXT : ASCII;
+  if (reader.at === setEnd) return [];
+  const firstEnd = reader.enter(OCTET_STRING);
+  const firstStart = reader.at;
+  reader.at = firstEnd;
+  let kind = binary ? NOT_TEXT : textKind(message, firstStart, firstEnd);
+  // One value, as nearly every attribute of a user has: decoded without the arrays below.
+  if (firstEnd === setEnd) return valueAs(kind, message, firstStart, firstEnd);
+  const bounds: number[] = [firstStart, firstEnd];
   while (reader.at < setEnd) {
     const end = reader.enter(OCTET_STRING);
     bounds.push(reader.at, end);
@@ -407,15 +424,15 @@ function values(reader: BerReader, binary: boolean): Entry[string] {
   if (reader.at !== setEnd) throw new RangeError("value set overruns the attribute");
   const decoded: (string | Buffer)[] = [];
   for (let i = 0; i < bounds.length; i += 2) {
-    const start = bounds[i] as number;
-    const end = bounds[i + 1] as number;
-    if (kind === ASCII) decoded.push(message.toString("latin1", start, end));
-    else if (kind === UTF8)
-      decoded.push(message.toString("utf8", hasBom(message, start, end) ? start + 3 : start, end));
-    else decoded.push(message.subarray(start, end));
+    decoded.push(valueAs(kind, message, bounds[i] as number, bounds[i + 1] as number));
   }
-  if (decoded.length === 1) return decoded[0] as string | Buffer;
   return decoded as string[] | Buffer[];
+}
+
+function valueAs(kind: number, message: Buffer, start: number, end: number): string | Buffer {
+  if (kind === ASCII) return message.toString("latin1", start, end);
+  if (kind === UTF8) return message.toString("utf8", hasBom(message, start, end) ? start + 3 : start, end);
+  return message.subarray(start, end);
 }
 
 /** ASCII, other valid UTF-8 (checked by Node), or neither. */

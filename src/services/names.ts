@@ -42,12 +42,21 @@ export function likePattern(text: string): string {
  * import.
  */
 export function searchTextOf(...parts: (string | null | undefined)[]): string {
-  const texts = parts.filter((p): p is string => Boolean(p)).map(searchFold);
-  return texts
-    .filter((text, i) =>
-      texts.every((other, j) => j === i || !other.includes(text) || (other.length === text.length && i < j)),
-    )
-    .join("\n");
+  // Written as loops: an import calls this for every user it writes.
+  const texts: string[] = [];
+  for (const part of parts) if (part) texts.push(searchFold(part));
+  let joined = "";
+  for (let i = 0; i < texts.length; i += 1) {
+    const text = texts[i] as string;
+    // Left out when another part contains it; of equal parts the first is kept.
+    let covered = false;
+    for (let j = 0; j < texts.length && !covered; j += 1) {
+      const other = texts[j] as string;
+      covered = j !== i && other.includes(text) && (other.length !== text.length || j < i);
+    }
+    if (!covered) joined = joined === "" ? text : `${joined}\n${text}`;
+  }
+  return joined;
 }
 
 // Control characters and the characters that break LDAP filters, DNs, paths and markup.
