@@ -70,6 +70,9 @@ export const directories = pgTable("directories", {
  * place where "same username" is decided, so the database rejects `Alice` beside `alice`.
  * External users are keyed on (directory, externalId) — the DN is only a cache.
  */
+/** The part of users' search_text on the trigram index: all but the email after the tab. */
+export const USER_INDEXED_SEARCH = sql.raw(`split_part("search_text", E'\\t', 1)`);
+
 export const users = pgTable(
   "users",
   {
@@ -81,7 +84,10 @@ export const users = pgTable(
     email: text("email").notNull().default(""),
     department: text("department").notNull().default(""),
     phone: text("phone").notNull().default(""),
-    /** Lower-cased username, full name and email, for case-insensitive substring search. */
+    /**
+     * Username, full name and the email's local part, a tab, then the whole email: all folded, for
+     * substring search (userSearchText). The trigram index covers what precedes the tab.
+     */
     searchText: text("search_text").notNull().default(""),
     enabled: boolean("enabled").notNull().default(true),
     /**
@@ -115,11 +121,21 @@ export const users = pgTable(
     // hundred thousand, and an index on every row's kind and name cost it ≈ 12% of PostgreSQL's work.
     // The list walks users_username_key_idx for external users, which are nearly every row.
     index("users_internal_username_key_idx").on(t.usernameKey).where(sql`${t.kind} = 'internal'`),
-    index("users_search_text_trgm_idx").using("gin", sql`${t.searchText} gin_trgm_ops`),
+    // Not the email after the tab: its domain is every user's, and half the keys an import wrote here.
+    index("users_search_text_trgm_idx").using("gin", sql`${USER_INDEXED_SEARCH} gin_trgm_ops`),
     check("users_external_has_id", sql`${t.kind} = 'internal' or ${t.externalId} is not null`),
     check("users_disabled_by_directory_is_disabled", sql`not (${t.disabledByDirectory} and ${t.enabled})`),
   ],
 );
+
+/**
+ * Every email domain users have had (kept by triggers on users, migration 0006; a domain no user has
+ * any more may stay). A search reads users' emails only when its text has an "@" or lies inside one
+ * of these, so most searches stay on the trigram index.
+ */
+export const emailDomains = pgTable("email_domains", {
+  domain: text("domain").primaryKey(),
+});
 
 export const groups = pgTable(
   "groups",

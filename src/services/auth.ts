@@ -2,7 +2,7 @@ import { count, eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { roleAssignments, roles, users } from "../db/schema.ts";
 import { type Actor, recordAudit, SYSTEM_ACTOR } from "./audit.ts";
-import { nameKey, normalizeName, searchTextOf } from "./names.ts";
+import { nameKey, normalizeName, userSearchText } from "./names.ts";
 import { hashPassword, verifyAgainstDummy, verifyPassword } from "./passwords.ts";
 
 export type User = typeof users.$inferSelect;
@@ -72,7 +72,7 @@ export async function insertInternalUser(db: Db, input: NewInternalUser): Promis
       usernameKey: nameKey(username),
       fullName,
       email,
-      searchText: searchTextOf(username, fullName, email),
+      searchText: userSearchText(username, fullName, email),
       passwordHash: await hashPassword(input.password),
     })
     .returning();

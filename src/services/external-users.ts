@@ -35,7 +35,7 @@ import { expandGroup } from "../ldap/members.ts";
 import type { DirectoryMapping, LdapGroup, LdapUser } from "../ldap/types.ts";
 import type { User } from "./auth.ts";
 import { sameDn, signInAfterSync } from "./import/classify.ts";
-import { nameKey, searchTextOf } from "./names.ts";
+import { nameKey, searchTextOf, userSearchText } from "./names.ts";
 
 export type Group = typeof groups.$inferSelect;
 
@@ -229,7 +229,7 @@ function syncedValues(entry: LdapUser) {
     email,
     department: entry.department ?? "",
     phone: entry.phone ?? "",
-    searchText: searchTextOf(entry.username, entry.fullName, email),
+    searchText: userSearchText(entry.username, entry.fullName, email),
     dn: entry.dn,
   };
 }

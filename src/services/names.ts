@@ -32,7 +32,29 @@ export function searchFold(text: string): string {
 
 /** A LIKE pattern finding the text anywhere in a search text; LIKE's own metacharacters are literal. */
 export function likePattern(text: string): string {
-  return `%${searchFold(text).replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  return likeFolded(searchFold(text));
+}
+
+/** likePattern for text already folded (folding twice is not always a no-op). */
+export function likeFolded(folded: string): string {
+  return `%${folded.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/**
+ * A user's search text: the username, the full name and the email's local part, then a tab and the
+ * whole email. The trigram index covers what precedes the tab (USER_INDEXED_SEARCH): an email domain
+ * is shared by thousands of users, and its trigrams were half of what an import wrote to that index.
+ * Searches that reach into a domain read the whole text (user-search.ts). All folded.
+ */
+export function userSearchText(
+  username: string,
+  fullName: string | null | undefined,
+  email: string | null | undefined,
+): string {
+  if (!email) return searchTextOf(username, fullName);
+  const at = email.lastIndexOf("@");
+  const local = at === -1 ? email : email.slice(0, at);
+  return `${searchTextOf(username, fullName, local)}\t${searchFold(email).replaceAll("\t", " ")}`;
 }
 
 /**
@@ -44,7 +66,8 @@ export function likePattern(text: string): string {
 export function searchTextOf(...parts: (string | null | undefined)[]): string {
   // Written as loops: an import calls this for every user it writes.
   const texts: string[] = [];
-  for (const part of parts) if (part) texts.push(searchFold(part));
+  // A tab ends what the users' trigram index covers (userSearchText): inside a part it is a space.
+  for (const part of parts) if (part) texts.push(searchFold(part).replaceAll("\t", " "));
   let joined = "";
   for (let i = 0; i < texts.length; i += 1) {
     const text = texts[i] as string;

@@ -1,6 +1,7 @@
 import { type SQL, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../db/client.ts";
 import { likePattern } from "./names.ts";
+import { patternLiteral, searchReachesEmails, userSearchCondition } from "./user-search.ts";
 
 /**
  * The Users application's one list of users and groups: filtered by kind, searched
@@ -180,9 +181,10 @@ function tables(scope: Scope): Table[] {
  * DENSE_MATCHES + 1 — MATERIALIZED, so the planner can't trade the trigram index for a walk along
  * the name index that may pass most of the table before it finds a match. When the collection is complete it is
  * counted and sorted; when it overflowed, the walk is the right plan after all, and a gate (a
- * one-time filter on the collection's size) runs it instead.
+ * one-time filter on the collection's size) runs it instead. Users match as userSearchCondition
+ * says, given `reachesEmails` (searchReachesEmails' answer for the search).
  */
-export function listQuery(query: ListQuery, limit: number): SQL {
+export function listQuery(query: ListQuery, limit: number, reachesEmails = false): SQL {
   const scope = scopeOf(query.filter);
   const direction = directionOf(query);
   const order = direction.ascending ? ASC : DESC;
@@ -210,10 +212,14 @@ export function listQuery(query: ListQuery, limit: number): SQL {
       if (table.shown) parts.push(walk(sql`true`));
       continue;
     }
+    const match =
+      table.name === "users"
+        ? userSearchCondition(query.search, reachesEmails)
+        : sql`search_text like ${pattern}`;
     const found = sql.raw(`${table.name}_found`);
     const size = sql`(select count(*) from ${found})`;
     ctes.push(sql`${found} as materialized (select id, ${table.key} as key, kind from ${from}
-        where search_text like ${pattern} limit ${DENSE_MATCHES + 1})`);
+        where ${match} limit ${DENSE_MATCHES + 1})`);
     // Past DENSE_MATCHES the collection is a sample, so its counts are lower bounds ("3,300+").
     for (const kind of KINDS) {
       counts.push(
@@ -226,7 +232,7 @@ export function listQuery(query: ListQuery, limit: number): SQL {
         where ${size} <= ${DENSE_MATCHES} and ${kindCondition}
           and ${keysetCondition(sql`key`, table.rank, direction)}
         order by key ${order} limit ${limit})`);
-    parts.push(walk(sql`${size} > ${DENSE_MATCHES} and search_text like ${pattern}`));
+    parts.push(walk(sql`${size} > ${DENSE_MATCHES} and ${match}`));
   }
   const withClause = ctes.length > 0 ? sql`with ${sql.join(ctes, sql`, `)} ` : sql``;
   return sql`${withClause}select counts.*, page.rank, page.id, page.key
@@ -248,16 +254,6 @@ function countColumn(table: Table, kind: (typeof KINDS)[number]): SQL {
   return sql.raw(`${kind}_${table.name}`);
 }
 
-/**
- * The pattern as an SQL literal rather than a bound parameter: a prepared statement may settle on
- * one generic plan for every pattern, blind to how many rows each matches, and that choice is the
- * whole difference between 1 ms and 100 ms here. With standard-conforming strings (the default
- * since PostgreSQL 9.1, and required by Roster) only the quote needs doubling; text holds no NUL.
- */
-function patternLiteral(pattern: string): SQL {
-  return sql.raw(`'${pattern.replaceAll("\0", "").replaceAll("'", "''")}'`);
-}
-
 interface IdRow {
   rank: 0 | 1;
   id: number;
@@ -266,7 +262,8 @@ interface IdRow {
 
 export async function listEntries(db: Db, query: ListQuery): Promise<ListPage> {
   const pageSize = query.pageSize ?? PAGE_SIZE;
-  const result = await queryRows<ResultRow>(db, listQuery(query, pageSize + 1));
+  const reachesEmails = query.search ? await searchReachesEmails(db, query.search) : false;
+  const result = await queryRows<ResultRow>(db, listQuery(query, pageSize + 1, reachesEmails));
   const counts = countsOf(result[0]);
   const rows = result
     .filter((r) => r.id !== null && r.rank !== null && r.key !== null)

@@ -4,7 +4,7 @@ import { directories, groupMembers, groups, sessions, users } from "../db/schema
 import { type Actor, recordAudit } from "./audit.ts";
 import type { User } from "./auth.ts";
 import { attempt, ensureManagersRemain, isUniqueViolation, type Outcome, Refusal } from "./guards.ts";
-import { nameKey, normalizeName, searchTextOf } from "./names.ts";
+import { nameKey, normalizeName, userSearchText } from "./names.ts";
 import { hashPassword } from "./passwords.ts";
 import { changesBetween } from "./roles.ts";
 
@@ -81,7 +81,7 @@ function accountValues(username: string, input: AccountFields) {
     email,
     department: input.department.trim(),
     phone: input.phone.trim(),
-    searchText: searchTextOf(username, fullName, email),
+    searchText: userSearchText(username, fullName, email),
   };
 }
 

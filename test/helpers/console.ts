@@ -13,7 +13,7 @@ import {
   users,
 } from "../../src/db/schema.ts";
 import { presetMapping } from "../../src/ldap/presets.ts";
-import { nameKey, searchTextOf } from "../../src/services/names.ts";
+import { nameKey, searchTextOf, userSearchText } from "../../src/services/names.ts";
 
 type Agent = ReturnType<typeof supertest.agent>;
 
@@ -146,7 +146,7 @@ export async function makeExternalUser(
       usernameKey: nameKey(input.username),
       fullName: input.fullName ?? "",
       email: input.email ?? "",
-      searchText: searchTextOf(input.username, input.fullName, input.email),
+      searchText: userSearchText(input.username, input.fullName, input.email),
       directoryId: input.directoryId,
       externalId: input.externalId ?? `id-${input.username}`,
       dn: input.dn ?? `uid=${input.username},ou=people,dc=example,dc=test`,

@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
 import { sql } from "drizzle-orm";
+import { queryRows } from "../../src/db/client.ts";
 import { groups, users } from "../../src/db/schema.ts";
 import { likePattern, searchFold, searchTextOf } from "../../src/services/names.ts";
+import { listEntries } from "../../src/services/user-list.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 
 describe("searchFold", () => {
@@ -68,5 +70,55 @@ describe("migration 0003 (search texts folded in SQL)", () => {
       groupRows.map((g) => g.searchText),
       names.map((name) => searchTextOf(name)),
     );
+  });
+});
+
+// Migration 0006 lists the email domains of rows written before it, in SQL; their search texts
+// (without a tab) stay on the index whole, so they are found by their domain too.
+describe("migration 0006 (email domains off the trigram index)", () => {
+  let t: TestApp;
+  before(async () => {
+    t = await createTestApp();
+  });
+  after(() => t?.close());
+
+  test("lists the old rows' domains, folded, and finds the rows by them", async () => {
+    const emails = ["Émile.Zola@Écrivains.fr", "søren@łódź.example", "plain@example.test", ""];
+    for (const [i, email] of emails.entries()) {
+      const username = `old${i}`;
+      // As searchTextOf wrote users' search texts before: the email whole, no tab.
+      await t.db.insert(users).values({
+        kind: "internal",
+        username,
+        usernameKey: username,
+        email,
+        searchText: searchTextOf(username, email),
+      });
+    }
+    await t.db.execute(sql`delete from email_domains`);
+    const migration = await readFile(
+      new URL("../../drizzle/0006_users_search_domains.sql", import.meta.url),
+      "utf8",
+    );
+    // Only its data statement: the table, index and triggers are there already.
+    const data = migration
+      .split("--> statement-breakpoint")
+      .map((statement) => statement.replace(/^\s*--.*$/gm, "").trim())
+      .filter((statement) => statement.startsWith("INSERT"));
+    assert.equal(data.length, 1);
+    for (const statement of data) await t.db.execute(sql.raw(statement));
+    const domains = await queryRows<{ domain: string }>(
+      t.db,
+      sql`select domain from email_domains order by 1`,
+    );
+    assert.deepEqual(
+      domains.map((row) => row.domain),
+      ["ecrivains.fr", "example.test", "lodz.example"],
+    );
+    const found = async (search: string) =>
+      (await listEntries(t.db, { filter: "all", search, sort: "name" })).entries.map((e) => e.name);
+    assert.deepEqual(await found("ecrivains"), ["old0"]);
+    assert.deepEqual(await found("łódź.EXAMPLE"), ["old1"]);
+    assert.deepEqual(await found("n@example.t"), ["old2"]);
   });
 });

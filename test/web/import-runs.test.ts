@@ -14,7 +14,7 @@ import {
 import type { SlapdServer } from "../../src/dev/slapd.ts";
 import { createRun } from "../../src/services/import/run-queue.ts";
 import type { ImportWorker } from "../../src/services/import/worker.ts";
-import { nameKey, searchTextOf } from "../../src/services/names.ts";
+import { nameKey, userSearchText } from "../../src/services/names.ts";
 import { createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
 import {
@@ -140,7 +140,7 @@ describe("importing users", { skip }, () => {
     assert.equal(sobrien?.fullName, "O'Brien, Seán");
     assert.equal(sobrien?.email, "sobrien@example.test");
     assert.equal(sobrien?.dn, "cn=O'Brien\\2C Seán,ou=people,dc=example,dc=test");
-    assert.equal(sobrien?.searchText, searchTextOf("sobrien", "O'Brien, Seán", "sobrien@example.test"));
+    assert.equal(sobrien?.searchText, userSearchText("sobrien", "O'Brien, Seán", "sobrien@example.test"));
     assert.equal(sobrien?.passwordHash, null);
     const granted = await t.db
       .select()

@@ -4,7 +4,7 @@ import { eq } from "drizzle-orm";
 import supertest from "supertest";
 import { importRuns, users } from "../../src/db/schema.ts";
 import type { SlapdServer } from "../../src/dev/slapd.ts";
-import { nameKey, searchTextOf } from "../../src/services/names.ts";
+import { nameKey, userSearchText } from "../../src/services/names.ts";
 import { createUser, csrfTokenOf, signedInAgent, type TestApp } from "../helpers/app.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
 import {
@@ -56,7 +56,7 @@ async function prepareStore() {
     usernameKey: nameKey(username),
     fullName: fields.fullName,
     email: fields.email,
-    searchText: searchTextOf(username, fields.fullName, fields.email),
+    searchText: userSearchText(username, fields.fullName, fields.email),
     directoryId: dirId,
     externalId: stableIdOf(fields.dn),
     dn: fields.dn,

@@ -76,7 +76,7 @@ describe("synchronize now", { skip }, () => {
     assert.match(message, /department “Wonderland” → “Looking Glass”/);
     const saved = await userNamed(t.db, "alice");
     assert.equal(saved?.email, "alice.liddell@example.test");
-    assert.match(saved?.searchText ?? "", /alice\.liddell@example\.test/);
+    assert.match(saved?.searchText ?? "", /\talice\.liddell@example\.test$/);
     assert.match(decode(page.text), /Last synchronized \d{4}-/);
     const audit = await lastAudit(t.db);
     assert.equal(audit?.action, "user.sync");

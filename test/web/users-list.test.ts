@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { sql } from "drizzle-orm";
+import { queryRows } from "../../src/db/client.ts";
 import { users } from "../../src/db/schema.ts";
-import { nameKey, searchTextOf } from "../../src/services/names.ts";
+import { nameKey, searchTextOf, userSearchText } from "../../src/services/names.ts";
 import {
   DENSE_MATCHES,
   decodeCursor,
@@ -316,3 +317,62 @@ function previousHref(html: string): string | null {
   const match = /id="page-previous" href="([^"]+)"/.exec(html);
   return match?.[1] ? match[1].replace(/&amp;/g, "&") : null;
 }
+
+describe("searching users by email", () => {
+  const names = ["kim", "bob", "eve"];
+  before(async () => {
+    const directory = await makeDirectory(t.db, "Email LDAP");
+    await makeExternalUser(t.db, {
+      username: "kim",
+      directoryId: directory.id,
+      fullName: "Ana Kim",
+      email: "Ana.Kim123@Rare.Example",
+    });
+    await makeExternalUser(t.db, { username: "bob", directoryId: directory.id, email: "bob@corp.example" });
+    await makeExternalUser(t.db, {
+      username: "eve",
+      directoryId: directory.id,
+      email: "eve@sub.corp.example",
+    });
+  });
+  after(async () => {
+    await t.db.execute(sql`delete from users where username in ('kim', 'bob', 'eve')`);
+  });
+
+  const found = async (search: string) =>
+    (await listEntries(t.db, query({ search, filter: "external-users" }))).entries
+      .map((e) => e.name)
+      .filter((name) => names.includes(name));
+
+  test("finds a user by the domain, by part of it, by the local part and across the @", async () => {
+    assert.deepEqual(await found("rare.example"), ["kim"], "the whole domain");
+    assert.deepEqual(await found("RARE"), ["kim"], "part of the domain only");
+    assert.deepEqual(await found("corp.example"), ["bob", "eve"]);
+    assert.deepEqual(await found("@corp"), ["bob"], "an @ then the start of the domain");
+    assert.deepEqual(await found("kim123@rare.ex"), ["kim"], "across the @");
+    assert.deepEqual(await found("3@r"), ["kim"], "a short local part before the @");
+    assert.deepEqual(await found("ana.kim123"), ["kim"], "the local part");
+    assert.deepEqual(await found("example"), ["bob", "eve", "kim"]);
+    assert.deepEqual(await found("corp.examplex"), []);
+    assert.deepEqual(await found("kim@rare"), [], "the @ must follow the local part");
+  });
+
+  test("the search text: the domain only after the tab, and every domain listed once", async () => {
+    const [kim] = await t.db.select().from(users).where(sql`username = 'kim'`);
+    // The username is in the full name; the index covers what precedes the tab.
+    assert.equal(kim?.searchText, "ana kim\nana.kim123\tana.kim123@rare.example");
+    const domains = await queryRows<{ domain: string }>(t.db, sql`select domain from email_domains`);
+    const listed = domains.map((row) => row.domain);
+    for (const domain of ["corp.example", "rare.example", "sub.corp.example"])
+      assert.equal(listed.filter((d) => d === domain).length, 1, domain);
+  });
+
+  test("a changed email's new domain is found", async () => {
+    await t.db.execute(
+      sql`update users set email = 'bob@new.example', search_text = ${userSearchText("bob", "", "bob@new.example")}
+          where username = 'bob'`,
+    );
+    assert.deepEqual(await found("new.example"), ["bob"]);
+    assert.deepEqual(await found("corp.example"), ["eve"]);
+  });
+});

@@ -5,7 +5,7 @@
  */
 import { normalizeDn } from "../../ldap/dn.ts";
 import type { LdapGroup, LdapUser } from "../../ldap/types.ts";
-import { nameKey, searchTextOf } from "../names.ts";
+import { nameKey, searchTextOf, userSearchText } from "../names.ts";
 
 /** A user row as the import compares it. */
 export interface StoredUser {
@@ -90,8 +90,8 @@ export function desiredUser(user: LdapUser): DesiredUser {
 }
 
 /** What the case-insensitive user search looks at: computed only for rows that are written. */
-export function userSearchText(user: Pick<DesiredUser, "username" | "fullName" | "email">): string {
-  return searchTextOf(user.username, user.fullName, user.email);
+export function userSearch(user: Pick<DesiredUser, "username" | "fullName" | "email">): string {
+  return userSearchText(user.username, user.fullName, user.email);
 }
 
 export function desiredGroup(group: LdapGroup): DesiredGroup {

@@ -2,6 +2,7 @@
 import { sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
 import { likePattern } from "../names.ts";
+import { searchReachesEmails, userSearchCondition } from "../user-search.ts";
 import type { RoleSource } from "./types.ts";
 
 export interface RoleSourceOption extends RoleSource {
@@ -17,6 +18,7 @@ export async function findRoleSources(db: Db, text: string): Promise<RoleSourceO
   const needle = text.trim();
   if (needle === "") return [];
   const pattern = likePattern(needle);
+  const userMatch = userSearchCondition(needle, await searchReachesEmails(db, needle));
   const rows = await queryRows<{
     type: "user" | "group";
     id: number;
@@ -27,7 +29,7 @@ export async function findRoleSources(db: Db, text: string): Promise<RoleSourceO
     db,
     sql`(select 'user' as type, u.id, u.username as name, u.full_name as detail,
           (select count(*)::int from role_assignments a where a.user_id = u.id) as assignments
-        from users u where u.search_text like ${pattern} order by u.username_key limit ${PICKER_LIMIT})
+        from users u where ${userMatch} order by u.username_key limit ${PICKER_LIMIT})
         union all
         (select 'group' as type, g.id, g.name, g.description as detail,
           (select count(*)::int from role_assignments a where a.group_id = g.id) as assignments

@@ -20,7 +20,7 @@ import {
   type StoredUser,
   sameDn,
   signInAfterSync,
-  userSearchText,
+  userSearch,
 } from "./classify.ts";
 import { boolArray, intArray, jsonRows, lookupGroups, lookupUsers, textArray } from "./store.ts";
 import { emptyCounts, type OutcomeCounts, type ReportedEntry, type RoleSource } from "./types.ts";
@@ -181,7 +181,7 @@ async function applyUserUpdates(
       email: user.email,
       department: user.department,
       phone: user.phone,
-      search: userSearchText(user),
+      search: userSearch(user),
       // The stored spelling of an unchanged DN is kept: no write for a server's change of case.
       dn: external && !sameDn(target.dn, user.dn) ? user.dn : target.dn,
       ext: external ? user.externalId : target.externalId,
@@ -280,7 +280,7 @@ async function insertUsers(
         from unnest(${textArray(column((u) => u.username))}::text[], ${textArray(column((u) => u.usernameKey))}::text[],
           ${textArray(column((u) => u.fullName))}::text[], ${textArray(column((u) => u.email))}::text[],
           ${textArray(column((u) => u.department))}::text[], ${textArray(column((u) => u.phone))}::text[],
-          ${textArray(column(userSearchText))}::text[], ${textArray(column((u) => u.dn))}::text[],
+          ${textArray(column(userSearch))}::text[], ${textArray(column((u) => u.dn))}::text[],
           ${textArray(column((u) => u.externalId))}::text[], ${boolArray(column((u) => u.enabled))}::boolean[])
           as v(username, key, full_name, email, department, phone, search, dn, ext, enabled)
         ${conflicts === "skip" ? sql`on conflict do nothing` : sql``}
