@@ -360,7 +360,7 @@ class Collector {
       const typeEnd = reader.enter(OCTET_STRING);
       const type = this.typeAt(position, message, reader.at, typeEnd);
       reader.at = typeEnd;
-      entry[type.name] = reader.at < attributeEnd ? values(reader, type.binary) : [];
+      if (!type.ignored) entry[type.name] = reader.at < attributeEnd ? values(reader, type.binary) : [];
       reader.at = attributeEnd;
     }
     if (reader.at !== attributesEnd) throw new RangeError("attribute list overruns the entry");
@@ -377,6 +377,7 @@ class Collector {
       bytes: Buffer.from(message.subarray(start, end)), // a copy: the message itself can go
       name,
       binary: this.asBuffers.has(lower) || lower.endsWith(";binary"),
+      ignored: lower === "dn" || lower === "__proto__",
     };
     this.typesAt[position] = type;
     return type;
@@ -388,6 +389,11 @@ interface AttributeType {
   name: string;
   /** Values kept as Buffers whatever they hold. */
   binary: boolean;
+  /**
+   * Not an attribute but a name that would overwrite the entry's DN or, as `__proto__`, replace
+   * its prototype: neither is a valid attribute description (RFC 4512), so a hostile server's.
+   */
+  ignored: boolean;
 }
 
 function sameBytes(bytes: Buffer, message: Buffer, start: number, end: number): boolean {

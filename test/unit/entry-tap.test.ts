@@ -160,6 +160,29 @@ describe("the entry tap", () => {
     assert.deepEqual(big?.["userCertificate;binary"], Buffer.from([1, 2, 3]));
   });
 
+  test("an attribute named dn or __proto__ can't overwrite the DN or the entry's prototype", () => {
+    const attributes = ["uid", "cn"];
+    const tapped = tappedClient(attributes);
+    const sink = tapMessages(tapped.client)?.collect(attributes, []);
+    const dn = "uid=mallory,ou=people,dc=example,dc=test";
+    tapped.feed(
+      Buffer.concat([
+        entryMessage(MESSAGE_ID, dn, [
+          ["uid", ["mallory"]],
+          ["__proto__", ["x", "y"]],
+          ["DN", ["uid=admin,dc=example,dc=test"]],
+          ["cn", ["Mallory"]],
+        ]),
+        done(MESSAGE_ID),
+      ]),
+    );
+    const [entry] = sink?.take() ?? [];
+    assert.equal(entry?.dn, dn);
+    assert.equal(Object.getPrototypeOf(entry), Object.prototype);
+    assert.deepEqual(Object.keys(entry ?? {}), ["dn", "uid", "cn"]);
+    assert.equal(entry?.cn, "Mallory", "the attributes after them are still read");
+  });
+
   test("entries of other requests, and every entry once the search is closed, go to ldapts", () => {
     const pending = [...requested];
     const tapped = tappedClient(pending);
