@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import supertest from "supertest";
 import { importRuns, users } from "../../src/db/schema.ts";
 import type { SlapdServer } from "../../src/dev/slapd.ts";
 import { nameKey, userSearchText } from "../../src/services/names.ts";
-import { createUser, csrfTokenOf, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { createTestApp, createUser, csrfTokenOf, signedInAgent, type TestApp } from "../helpers/app.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
 import {
   addDirectory,
@@ -475,6 +477,81 @@ describe("choosing what to import", { skip }, () => {
     const [run] = await t.db.select().from(importRuns).where(eq(importRuns.id, id));
     assert.deepEqual(run?.selection, { mode: "query", text: "*", kind: "both" });
     assert.equal(run?.total, 2530);
+  });
+
+  test("a browser that follows the 303 at once finds the new selection, even when the session store is slow", async () => {
+    // A browser follows a redirect as soon as its headers arrive. Slow down every session write, so
+    // that a redirect sent before the session is saved would show the page without the selection.
+    const pool = t.database.pool;
+    const slow = await createTestApp({
+      config: { sessionSecret: t.config.sessionSecret, encryptionKey: t.config.encryptionKey },
+      database: {
+        ...t.database,
+        pool: {
+          async query(sql, params) {
+            if (/insert into\s+"?session"?/i.test(sql)) await new Promise((done) => setTimeout(done, 300));
+            return pool.query(sql, params);
+          },
+        },
+      },
+    });
+    const listening = slow.app.listen(0, "127.0.0.1");
+    await once(listening, "listening");
+    try {
+      const { port } = listening.address() as AddressInfo;
+      const origin = `http://127.0.0.1:${port}`;
+      const cookies = new Map<string, string>();
+      const go = async (path: string, form?: Record<string, string>) => {
+        const res = await fetch(`${origin}${path}`, {
+          method: form ? "POST" : "GET",
+          redirect: "manual",
+          headers: {
+            cookie: [...cookies].map(([name, value]) => `${name}=${value}`).join("; "),
+            ...(form ? { "content-type": "application/x-www-form-urlencoded" } : {}),
+          },
+          body: form ? new URLSearchParams(form).toString() : null,
+        });
+        for (const line of res.headers.getSetCookie()) {
+          const [pair = ""] = line.split(";");
+          const at = pair.indexOf("=");
+          cookies.set(pair.slice(0, at), pair.slice(at + 1));
+        }
+        return res;
+      };
+      const login = await (await go("/login")).text();
+      const signedIn = await go("/login", {
+        username: "admin",
+        password: "correct horse battery staple",
+        _csrf: csrfTokenOf(login),
+      });
+      assert.equal(signedIn.status, 303);
+      await signedIn.body?.cancel();
+      const page = url({ kind: "both", q: "*" });
+      const csrf = csrfTokenOf(await (await go(page)).text());
+      const chosen = await go("/imports/selection", {
+        _csrf: csrf,
+        directory: String(directoryId),
+        kind: "both",
+        q: "*",
+        page: "1",
+        total: "2530",
+        action: "select-matches",
+      });
+      assert.equal(chosen.status, 303);
+      // Follow on the headers alone, before the body has ended, as a browser does.
+      const next = await go(chosen.headers.get("location") ?? "");
+      const html = await next.text();
+      await chosen.text();
+      assert.match(text(html), /All 2,530 matches of “\*” are selected/);
+      assert.match(
+        html,
+        /id="selection-status" tabindex="-1" autofocus/,
+        "focus goes to the selection status",
+      );
+    } finally {
+      listening.close();
+      await slow.close();
+    }
   });
 
   test("selection and import refuse anonymous visitors and users without permission", async () => {

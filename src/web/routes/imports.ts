@@ -48,7 +48,7 @@ import {
 import { PERMISSIONS } from "../../services/permissions.ts";
 import type { SecretBox } from "../../services/secrets.ts";
 import { requirePermission } from "../auth-middleware.ts";
-import { redirectAfterPost } from "../flash.ts";
+import { redirectAfterPost, redirectWhenSaved } from "../flash.ts";
 import type { FieldErrors } from "../forms.ts";
 import { render, wantsPartial } from "../render.ts";
 
@@ -134,7 +134,8 @@ export function importsRoutes(deps: ImportRouteDeps): Router {
     const focus = choices.goto ? "results" : choices.action === "find-source" ? "copy" : "selection";
     if (!error && !wantsPartial(req)) {
       if (focus !== "results") req.session.importFocus = focus;
-      return res.redirect(303, searchUrl(target));
+      // The next page reads the selection and the focus hint: it must not load the session before they are saved.
+      return redirectWhenSaved(req, res, searchUrl(target));
     }
     const view = await searchView(deps, req, target, { focus, errors: error ? { pick: error } : {} });
     res.set(choices.goto ? "HX-Push-Url" : "HX-Replace-Url", searchUrl(target));
