@@ -24,6 +24,7 @@ import {
   recordProgress,
   setTotal,
 } from "./run-queue.ts";
+import { directoryHasUsers } from "./store.ts";
 import { mapBatches, readAhead } from "./stream.ts";
 import {
   emptyCounts,
@@ -255,6 +256,8 @@ class RunImporter {
    * more than one core) while the next page is read from the directory.
    */
   private async importUsers(pages: AsyncIterable<Entry[]>): Promise<void> {
+    // A directory's first import is nearly all new users: its first batches need no lookup either.
+    if (!(await directoryHasUsers(this.deps.db, this.directoryId))) this.mostlyNew = true;
     const batches = readAhead(
       mapBatches(pages, this.batchSize, (e) => mapUser(e, this.mapping)),
       1,

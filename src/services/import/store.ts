@@ -46,6 +46,15 @@ export function intArray(ids: Iterable<number>): string {
   return `{${[...ids].join(",")}}`;
 }
 
+/** Whether Roster holds any user of the directory (the leading column of its stable-id index). */
+export async function directoryHasUsers(db: Db, directoryId: number): Promise<boolean> {
+  const [row] = await queryRows<{ found: boolean }>(
+    db,
+    sql`select exists (select 1 from users where directory_id = ${directoryId}) as found`,
+  );
+  return row?.found === true;
+}
+
 export async function lookupUsers(
   db: Db,
   directoryId: number,
