@@ -410,3 +410,36 @@ describe("the run page", { skip }, () => {
     }
   });
 });
+
+describe("a directory's first import", { skip }, () => {
+  test("inserts at once, and still synchronizes an internal user whose username it meets", async () => {
+    // A bed of its own: here the directory must hold no user yet, and the run must be the first.
+    const own = await openImportTestBed();
+    const ownWorker = testWorker(own.t.db, own.t.config.encryptionKey, { batchSize: 500 });
+    try {
+      const internal = await createUser(own.t.db, { username: "Meta", fullName: "Old Name" });
+      await createRun(own.t.db, {
+        directory: { id: own.directoryId, name: "Example LDAP" },
+        actor: { id: null, name: "admin" },
+        query: "(|(uid=meta)(uid=pkim))",
+        selection: { mode: "query", text: "(|(uid=meta)(uid=pkim))", kind: "users" },
+        copyRolesFrom: null,
+        total: null,
+      });
+      assert.equal(await runQueued(ownWorker), 1);
+      const [run] = await own.t.db.select().from(importRuns);
+      assert.equal(run?.status, "succeeded");
+      assert.deepEqual(run && counts(run), { created: 1, updated: 1, unchanged: 0, skipped: 0, failed: 0 });
+      const stored = await own.t.db.select().from(users).where(eq(users.usernameKey, "meta"));
+      assert.equal(stored.length, 1, "no second user for the taken username");
+      assert.equal(stored[0]?.id, internal.id);
+      assert.equal(stored[0]?.kind, "internal");
+      assert.equal(stored[0]?.fullName, "Star*Paren(s)\\Back");
+      const [pkim] = await own.t.db.select().from(users).where(eq(users.usernameKey, "pkim"));
+      assert.equal(pkim?.kind, "external");
+      assert.equal(pkim?.directoryId, own.directoryId);
+    } finally {
+      await closeImportTestBed(own, ownWorker);
+    }
+  });
+});
