@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { eq } from "drizzle-orm";
 import { pino } from "pino";
@@ -102,4 +104,20 @@ export async function signedInAgent(
     .expect(303);
   const home = await agent.get("/");
   return { agent, csrf: csrfTokenOf(home.text) };
+}
+
+/** Serves an Express app on a free loopback port (for a browser, or a client that must see the response as it arrives). */
+export async function serve(app: { listen: (port: number, host: string, cb: () => void) => Server }) {
+  const server = await new Promise<Server>((resolve) => {
+    const s = app.listen(0, "127.0.0.1", () => resolve(s));
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }

@@ -1,7 +1,8 @@
-import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { AxeBuilder } from "@axe-core/playwright";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+
+// Browser tests serve the app as the other HTTP tests that need a real socket do.
+export { serve } from "./app.ts";
 
 const CHROMIUM_FLAGS = [
   "--headless",
@@ -29,22 +30,6 @@ export async function newContext(browser: Browser, javaScript: boolean): Promise
   const context = await browser.newContext({ javaScriptEnabled: javaScript });
   if (!javaScript) scriptless.add(context);
   return context;
-}
-
-/** Serves an Express app on a free loopback port for the browser. */
-export async function serve(app: { listen: (port: number, host: string, cb: () => void) => Server }) {
-  const server = await new Promise<Server>((resolve) => {
-    const s = app.listen(0, "127.0.0.1", () => resolve(s));
-  });
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 /** Fails with the list of axe violations (WCAG 2.1 A/AA and best practices) on the page as it is now. */

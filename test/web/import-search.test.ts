@@ -1,13 +1,18 @@
 import assert from "node:assert/strict";
-import { once } from "node:events";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import supertest from "supertest";
 import { importRuns, users } from "../../src/db/schema.ts";
 import type { SlapdServer } from "../../src/dev/slapd.ts";
 import { nameKey, userSearchText } from "../../src/services/names.ts";
-import { createTestApp, createUser, csrfTokenOf, signedInAgent, type TestApp } from "../helpers/app.ts";
+import {
+  createTestApp,
+  createUser,
+  csrfTokenOf,
+  serve,
+  signedInAgent,
+  type TestApp,
+} from "../helpers/app.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
 import {
   addDirectory,
@@ -495,14 +500,11 @@ describe("choosing what to import", { skip }, () => {
         },
       },
     });
-    const listening = slow.app.listen(0, "127.0.0.1");
-    await once(listening, "listening");
+    const site = await serve(slow.app);
     try {
-      const { port } = listening.address() as AddressInfo;
-      const origin = `http://127.0.0.1:${port}`;
       const cookies = new Map<string, string>();
       const go = async (path: string, form?: Record<string, string>) => {
-        const res = await fetch(`${origin}${path}`, {
+        const res = await fetch(`${site.url}${path}`, {
           method: form ? "POST" : "GET",
           redirect: "manual",
           headers: {
@@ -549,7 +551,7 @@ describe("choosing what to import", { skip }, () => {
         "focus goes to the selection status",
       );
     } finally {
-      listening.close();
+      await site.close();
       await slow.close();
     }
   });
