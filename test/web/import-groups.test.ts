@@ -48,17 +48,19 @@ before(async () => {
 });
 after(() => closeImportTestBed(bed, worker));
 
-/** Ticks the groups a search finds, imports them and runs the worker. */
-async function importGroups(q: string, options: { directory?: number; copyFrom?: string } = {}) {
+/** Ticks the groups (or entries of `kind`) a search finds, imports them and runs the worker. */
+async function importGroups(
+  q: string,
+  options: { directory?: number; copyFrom?: string; kind?: "groups" | "both" } = {},
+) {
   const { agent, csrf } = await signedInAgent(t.app, "admin");
   const directory = String(options.directory ?? directoryId);
-  const rows = rowsOf(
-    (await agent.get(`/imports/new?${new URLSearchParams({ directory, kind: "groups", q })}`)).text,
-  );
+  const kind = options.kind ?? "groups";
+  const rows = rowsOf((await agent.get(`/imports/new?${new URLSearchParams({ directory, kind, q })}`)).text);
   assert.ok(rows.length > 0, `no group matches ${q}`);
   const res = await postForm(agent, "/imports", csrf, {
     directory,
-    kind: "groups",
+    kind,
     q,
     page: "1",
     shown: rows.map((r) => r.info),
@@ -192,6 +194,22 @@ describe("importing groups", { skip }, () => {
     assert.deepEqual(await membersOf("unicode-team"), ["Zoë.Upper", "đorđe", "李小龙"]);
     const report = await agent.get(`/imports/${run.id}?outcome=skipped`);
     assert.match(text(report.text), /ghost .* No user has this username\./);
+  });
+
+  test("a member the run has already imported is counted once: entries processed match the outcomes", async () => {
+    // đorđe is chosen and is a member of unicode-team; 李小龙 and Zoë.Upper come in as members, ghost is unknown.
+    const { run, agent } = await importGroups("(|(uid=đorđe)(cn=unicode-team))", {
+      directory: posixDirectoryId,
+      kind: "both",
+    });
+    assert.equal(run.status, "succeeded");
+    assert.equal(run.processed, 5, "đorđe, the group, 李小龙, Zoë.Upper and ghost");
+    assert.equal(run.total, 5);
+    assert.equal(run.created + run.updated + run.unchanged + run.skipped + run.failed, run.processed);
+    assert.match(
+      text((await agent.get(`/imports/${run.id}`)).text),
+      /Finished: 5 of 5 entries processed \(100%\)/,
+    );
   });
 
   test("members removed in the directory leave the group on the next import; the users stay", async () => {

@@ -369,10 +369,15 @@ class RunImporter {
           dn: member.value,
           reason: `Listed as a member of ${batch.groupDn}, but not imported: ${member.reason}`,
         }));
+        // A member this run has already handled (chosen itself, or in another group) is linked, not
+        // counted again: the run's entries are each directory entry once, as its outcomes are.
+        const repeats =
+          repeatedEntries(batch.users, this.importedUsers) +
+          repeatedEntries(batch.groups, this.importedGroups);
         return {
-          processed: batch.users.length + batch.groups.length + batch.unresolved.length,
+          processed: batch.users.length + batch.groups.length + batch.unresolved.length - repeats,
           counts: addCounts(addCounts(users.counts, groups.counts), { skipped: unresolved.length }),
-          totalGrowth: this.newMemberCount(groups, batch.groups),
+          totalGrowth: this.newMemberCount(groups, batch.groups) - repeats,
           entries: [...users.entries, ...groups.entries, ...unresolved],
           users,
           groups,
@@ -632,6 +637,20 @@ function addCounts(a: OutcomeCounts, b: Partial<OutcomeCounts>): OutcomeCounts {
     skipped: a.skipped + (b.skipped ?? 0),
     failed: a.failed + (b.failed ?? 0),
   };
+}
+
+/** Entries of a batch this run has handled before, or that the batch lists twice. */
+function repeatedEntries(
+  entries: readonly { externalId: string }[],
+  handled: ReadonlyMap<string, number | null>,
+): number {
+  const seen = new Set<string>();
+  let repeats = 0;
+  for (const { externalId } of entries) {
+    if (handled.has(externalId) || seen.has(externalId)) repeats += 1;
+    else seen.add(externalId);
+  }
+  return repeats;
 }
 
 function mergeInto(target: Map<string, number | null>, source: Map<string, number | null>): void {
