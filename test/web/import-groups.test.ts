@@ -71,7 +71,7 @@ async function importGroups(
   await runQueued(worker);
   const [run] = await t.db.select().from(importRuns).where(eq(importRuns.id, id));
   if (!run) throw new Error("no run");
-  return { run, agent };
+  return { run, agent, csrf };
 }
 
 async function groupNamed(db: Db, name: string) {
@@ -194,6 +194,29 @@ describe("importing groups", { skip }, () => {
     assert.deepEqual(await membersOf("unicode-team"), ["Zoë.Upper", "đorđe", "李小龙"]);
     const report = await agent.get(`/imports/${run.id}?outcome=skipped`);
     assert.match(text(report.text), /ghost .* No user has this username\./);
+  });
+
+  test("a group import run again (no total known at the start) shows its members in the total while it runs", async () => {
+    const { run: first, agent, csrf } = await importGroups("everyone");
+    const res = await postForm(agent, "/imports", csrf, { rerun: String(first.id) }).expect(303);
+    const id = Number(/(\d+)$/.exec(res.headers.location ?? "")?.[1]);
+    const seen: string[] = [];
+    const watching = testWorker(t.db, t.config.encryptionKey, {
+      batchSize: 1000,
+      hooks: {
+        afterBatch: async () => {
+          const [row] = await t.db.select().from(importRuns).where(eq(importRuns.id, id));
+          seen.push(`${row?.processed} of ${row?.total}`);
+        },
+      },
+    });
+    await runQueued(watching);
+    await watching.stop();
+    const [again] = await t.db.select().from(importRuns).where(eq(importRuns.id, id));
+    assert.equal(again?.status, "succeeded");
+    assert.equal(again?.unchanged, 2501);
+    // The group first, then its members a thousand at a time; the group itself is report-only.
+    assert.deepEqual(seen, ["1 of 2501", "1001 of 2501", "2001 of 2501", "2501 of 2501", "2501 of 2501"]);
   });
 
   test("a member the run has already imported is counted once: entries processed match the outcomes", async () => {

@@ -202,14 +202,19 @@ class RunImporter {
           : selection.kind === "users"
             ? (["user"] as const)
             : (["group"] as const);
-      if (this.claim.run.total === null) void this.countInBackground(selection.text, kinds);
+      // Never rejects. Groups wait for it: their members add to the total, which must be there first.
+      const counted = this.claim.run.total === null ? this.countInBackground(selection.text, kinds) : null;
       for (const kind of kinds) {
         const filter = importFilter(kind, selection.text, this.mapping);
         if (!filter.ok) throw new Error(`The search is not valid any more: ${filter.message}`);
         const pages = searchEntries(this.session, this.mapping, kind, filter.filter, { signal: this.signal });
         if (kind === "user") await this.importUsers(pages);
-        else await this.importGroups(pages);
+        else {
+          await counted;
+          await this.importGroups(pages);
+        }
       }
+      await counted;
     } else {
       const users = selection.entries.filter((e) => e.kind === "user");
       const groups = selection.entries.filter((e) => e.kind === "group");

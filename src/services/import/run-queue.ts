@@ -166,7 +166,10 @@ export async function recordProgress(
       skipped: sql`${importRuns.skipped} + ${counts.skipped}`,
       failed: sql`${importRuns.failed} + ${counts.failed}`,
       ...(progress.totalGrowth
-        ? { total: sql`coalesce(${importRuns.total}, ${importRuns.processed}) + ${progress.totalGrowth}` }
+        ? {
+            // Without a total yet, what is known: the entries processed, this batch's included.
+            total: sql`coalesce(${importRuns.total}, ${importRuns.processed} + ${progress.processed}) + ${progress.totalGrowth}`,
+          }
         : {}),
       heartbeatAt: sql`now()`,
     })
