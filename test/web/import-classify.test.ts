@@ -21,7 +21,7 @@ import {
   selectionForRun,
   selectPage,
 } from "../../src/services/import/selection.ts";
-import { mapBatches, readAhead } from "../../src/services/import/stream.ts";
+import { forEachConcurrently, mapBatches, readAhead } from "../../src/services/import/stream.ts";
 import type { SelectedEntry } from "../../src/services/import/types.ts";
 
 const DIRECTORY = 1;
@@ -294,7 +294,70 @@ describe("streaming helpers", () => {
       { values: [90], invalid: [], size: 1 },
     ]);
   });
+
+  test("forEachConcurrently runs at most `limit` works at once and awaits them all", async () => {
+    let running = 0;
+    let most = 0;
+    const done: number[] = [];
+    await forEachConcurrently(source([1, 2, 3, 4, 5]), 2, async (n) => {
+      running += 1;
+      most = Math.max(most, running);
+      await sleep(5 * (6 - n));
+      running -= 1;
+      done.push(n);
+    });
+    assert.equal(most, 2);
+    assert.deepEqual([...done].sort(), [1, 2, 3, 4, 5]);
+  });
+
+  test("forEachConcurrently throws a work's failure that came while it waited for the next item", async () => {
+    // The source is slow: work 1 fails while the next item is still on its way, as a batch that
+    // fails while the directory sends its next page. The failure must not be lost.
+    const started: number[] = [];
+    let finishedSecond = false;
+    async function* slow() {
+      yield 1;
+      await sleep(40);
+      yield 2;
+      await sleep(40);
+      yield 3;
+    }
+    await assert.rejects(
+      forEachConcurrently(slow(), 2, async (n) => {
+        started.push(n);
+        if (n === 1) {
+          await sleep(5);
+          throw new Error("batch 1 failed");
+        }
+        await sleep(20);
+        finishedSecond = true;
+      }),
+      /batch 1 failed/,
+    );
+    assert.deepEqual(started, [1], "nothing more is started after a failure");
+    assert.equal(finishedSecond, false);
+  });
+
+  test("forEachConcurrently waits for the works still running before it throws", async () => {
+    let secondDone = false;
+    await assert.rejects(
+      forEachConcurrently(source([1, 2]), 2, async (n) => {
+        if (n === 1) {
+          await sleep(5); // the second has started by then
+          throw new Error("first failed");
+        }
+        await sleep(30);
+        secondDone = true;
+      }),
+      /first failed/,
+    );
+    assert.equal(secondDone, true);
+  });
 });
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 describe("the filter built from the search box", () => {
   const mapping = presetMapping("openldap");

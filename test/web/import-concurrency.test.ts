@@ -299,3 +299,47 @@ describe("a directory that goes away in the middle of a run", { skip }, () => {
     assert.equal(await duplicates(), 0);
   });
 });
+
+describe("a database error in one batch", { skip }, () => {
+  test("the run fails with the error instead of finishing without that batch, and running it again completes it", async () => {
+    await t.db.execute(sql`delete from group_members`);
+    await t.db.execute(sql`delete from users where directory_id is not null`);
+    // One user in the middle of the directory can't be written: its batch fails, not retryably,
+    // while the run reads the next pages. A run that lost it would end "succeeded" without them.
+    const victim = fixture.everyone.usernames[1300] ?? "";
+    assert.match(victim, /^[a-z0-9.]+$/);
+    await t.db.execute(
+      sql.raw(`create function refuse_one_user() returns trigger language plpgsql as $$
+        begin
+          if new.username = '${victim}' then raise exception 'refused by the test'; end if;
+          return new;
+        end $$`),
+    );
+    await t.db.execute(
+      sql`create trigger refuse_one_user before insert on users for each row execute function refuse_one_user()`,
+    );
+    const run = await queue({ mode: "query", text: "*", kind: "users" }, { total: people() });
+    try {
+      await runQueued(testWorker(t.db, t.config.encryptionKey, { batchSize: 400 }));
+    } finally {
+      await t.db.execute(sql`drop trigger refuse_one_user on users`);
+      await t.db.execute(sql`drop function refuse_one_user()`);
+    }
+    const failed = await runRow(run.id);
+    assert.equal(failed.status, "failed");
+    assert.match(failed.error ?? "", /^A database error stopped the import \(P0001\): refused by the test/);
+    assert.ok(failed.created < people(), `not all (${failed.created})`);
+    assert.equal(failed.processed, failed.created);
+    assert.equal(await externalUsers(), failed.created, "what the counters say is what was written");
+
+    const { agent, csrf } = await signedInAgent(t.app, "admin");
+    const res = await postForm(agent, "/imports", csrf, { rerun: String(run.id) }).expect(303);
+    const again = await runRow(Number(/(\d+)$/.exec(res.headers.location ?? "")?.[1]));
+    await runQueued(testWorker(t.db, t.config.encryptionKey, { batchSize: 400 }));
+    const completed = await runRow(again.id);
+    assert.equal(completed.status, "succeeded");
+    assert.equal(completed.created, people() - failed.created);
+    assert.equal(await externalUsers(), people());
+    assert.equal(await duplicates(), 0);
+  });
+});

@@ -25,7 +25,7 @@ import {
   setTotal,
 } from "./run-queue.ts";
 import { directoryHasUsers } from "./store.ts";
-import { mapBatches, readAhead } from "./stream.ts";
+import { forEachConcurrently, mapBatches, readAhead } from "./stream.ts";
 import {
   emptyCounts,
   type OutcomeCounts,
@@ -267,13 +267,11 @@ class RunImporter {
       mapBatches(pages, this.batchSize, (e) => mapUser(e, this.mapping)),
       1,
     );
-    const writing = new Set<Promise<void>>();
-    try {
-      for await (const batch of batches) {
-        while (writing.size >= this.writers) await Promise.race(writing);
-        const ids = batch.values.map((user) => user.externalId);
-        for (const id of ids) this.usersInFlight.add(id);
-        const write = this.commit(
+    await forEachConcurrently(batches, this.writers, async (batch) => {
+      const ids = batch.values.map((user) => user.externalId);
+      for (const id of ids) this.usersInFlight.add(id);
+      try {
+        await this.commit(
           async (tx) => {
             const context = { ...this.context(), insertFirst: this.mostlyNew };
             const result = await upsertUsers(tx, context, batch.values);
@@ -286,18 +284,11 @@ class RunImporter {
             };
           },
           ({ result }) => mergeInto(this.importedUsers, result.ids),
-        ).finally(() => {
-          for (const id of ids) this.usersInFlight.delete(id);
-          writing.delete(write);
-        });
-        // Awaited through `writing`; this only keeps a failure from being reported as unhandled meanwhile.
-        write.catch(() => {});
-        writing.add(write);
+        );
+      } finally {
+        for (const id of ids) this.usersInFlight.delete(id);
       }
-      await Promise.all(writing);
-    } finally {
-      await Promise.allSettled(writing);
-    }
+    });
   }
 
   // ——— groups ———

@@ -65,6 +65,37 @@ export async function* mapBatches<I, T>(
   if (batch.size > 0) yield batch;
 }
 
+/**
+ * Runs `work` for each item of `source` as it comes, with at most `limit` running at once: the next
+ * item is read while they run. Every work started is awaited. The first failure stops the reading
+ * and is thrown once the works still running have ended, however long after it happened: a batch
+ * that failed while the reader waited for the directory is never lost.
+ */
+export async function forEachConcurrently<T>(
+  source: AsyncIterable<T>,
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  const running = new Set<Promise<void>>();
+  const failures: unknown[] = [];
+  try {
+    for await (const item of source) {
+      while (running.size >= limit && failures.length === 0) await Promise.race(running);
+      if (failures.length > 0) break;
+      // Settles without rejecting: a failure is kept for the reader, never left unhandled.
+      const task: Promise<void> = work(item)
+        .catch((err: unknown) => {
+          failures.push(err);
+        })
+        .finally(() => running.delete(task));
+      running.add(task);
+    }
+  } finally {
+    await Promise.all(running);
+  }
+  if (failures.length > 0) throw failures[0];
+}
+
 /** Runs `work` over items with at most `limit` in flight, keeping the results in order. */
 export async function mapLimited<T, R>(
   items: readonly T[],
