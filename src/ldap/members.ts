@@ -126,7 +126,7 @@ export async function* transitiveUserMembers(
 
 /**
  * Walks a group and its nested groups breadth-first, yielding each group's direct members in
- * batches. A visited set makes cycles (A ⊃ B ⊃ A) terminate; a group met again is still reported
+ * batches (at least one per group, empty for a group without members). A visited set makes cycles (A ⊃ B ⊃ A) terminate; a group met again is still reported
  * as a member, just not expanded twice.
  */
 export async function* expandGroup(
@@ -147,6 +147,7 @@ export async function* expandGroup(
   const queue = [groupDn];
   for (let dn = queue.shift(); dn !== undefined; dn = queue.shift()) {
     const values = await readMemberValues(session, dn, mapping.attrMember);
+    let yielded = false;
     for await (const batch of resolver.resolve(dn, values)) {
       for (const group of batch.groups) {
         const key = tryNormalizeDn(group.dn);
@@ -155,8 +156,12 @@ export async function* expandGroup(
           queue.push(group.dn);
         }
       }
+      yielded = true;
       yield batch;
     }
+    // A group without members (emptied in the directory, or listing only itself) is still reported:
+    // the reader learns that it has none, and drops the members it had.
+    if (!yielded) yield emptyBatch(dn);
   }
 }
 

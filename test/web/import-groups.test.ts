@@ -235,6 +235,44 @@ describe("importing groups", { skip }, () => {
     );
   });
 
+  test("a group emptied in the directory loses all its members on the next import", async () => {
+    const dn = groupDnOf("emptied-team");
+    const people = ["emptied1", "emptied2"].map((uid) => `uid=${uid},ou=people,${server.baseDn}`);
+    const admin = new Client({ url: server.url });
+    await admin.bind(server.rootDn, server.rootPassword);
+    try {
+      for (const [i, person] of people.entries()) {
+        await admin.add(person, {
+          objectClass: "inetOrgPerson",
+          uid: `emptied${i + 1}`,
+          cn: `Emptied ${i + 1}`,
+          sn: "Emptied",
+        });
+      }
+      await admin.add(dn, {
+        objectClass: "posixGroup",
+        cn: "emptied-team",
+        gidNumber: "5002",
+        memberUid: ["emptied1", "emptied2"],
+      });
+      await importGroups("emptied-team", { directory: posixDirectoryId });
+      assert.deepEqual(await membersOf("emptied-team"), ["emptied1", "emptied2"]);
+      await admin.modify(
+        dn,
+        new Change({ operation: "delete", modification: new Attribute({ type: "memberUid" }) }),
+      );
+      const { run, agent } = await importGroups("emptied-team", { directory: posixDirectoryId });
+      assert.equal(run.status, "succeeded");
+      assert.equal(run.updated, 1);
+      assert.deepEqual(await membersOf("emptied-team"), []);
+      const report = await agent.get(`/imports/${run.id}?outcome=updated`);
+      assert.match(text(report.text), /emptied-team .* 2 members removed\./);
+    } finally {
+      for (const entry of [dn, ...people]) await admin.del(entry).catch(() => {});
+      await admin.unbind();
+    }
+  });
+
   test("members removed in the directory leave the group on the next import; the users stay", async () => {
     const admin = new Client({ url: server.url });
     await admin.bind(server.rootDn, server.rootPassword);
