@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { eq, sql } from "drizzle-orm";
+import { eq, inArray, sql } from "drizzle-orm";
 import { queryRows } from "../../src/db/client.ts";
 import { auditLog, directories, groups, importRuns, users } from "../../src/db/schema.ts";
 import { userDn } from "../../src/dev/fixtures.ts";
@@ -201,6 +201,49 @@ describe("runs shared by several workers", { skip }, () => {
       LostClaimError,
     );
     assert.equal((await runRow(run.id)).processed, done.processed);
+  });
+
+  test("a run taken over starts its total afresh: an earlier attempt's group members are not counted twice", async () => {
+    const everyone = {
+      dn: fixture.everyone.groupDn,
+      kind: "group" as const,
+      name: "everyone",
+      externalId: "e",
+    };
+    const picked = await queue({ mode: "entries", entries: [everyone] }, { total: 1 });
+    const byQuery = await queue({ mode: "query", text: "everyone", kind: "groups" }, { total: 1 });
+    try {
+      for (const run of [picked, byQuery]) {
+        const first = await claimNextRun(t.db, "w1", 30_000);
+        assert.equal(first?.run.id, run.id);
+        if (!first) throw new Error("unreachable");
+        // The group's batch: itself, and its 2,500 members to come.
+        await t.db.transaction((tx) =>
+          recordProgress(tx as never, first, {
+            processed: 1,
+            counts: { created: 1, updated: 0, unchanged: 0, skipped: 0, failed: 0 },
+            totalGrowth: 2500,
+            entries: [],
+          }),
+        );
+        assert.equal((await runRow(run.id)).total, 2501);
+        await t.db
+          .update(importRuns)
+          .set({ heartbeatAt: sql`now() - interval '1 hour'` })
+          .where(eq(importRuns.id, run.id));
+        const second = await claimNextRun(t.db, "w2", 30_000);
+        assert.equal(second?.run.id, run.id);
+        assert.equal(second?.run.processed, 0);
+      }
+      assert.equal((await runRow(picked.id)).total, 1, "the entries chosen");
+      assert.equal(
+        (await runRow(byQuery.id)).total,
+        null,
+        "unknown until the worker has counted the matches again",
+      );
+    } finally {
+      await t.db.delete(importRuns).where(inArray(importRuns.id, [picked.id, byQuery.id]));
+    }
   });
 
   test(`a run abandoned ${MAX_ATTEMPTS} times is given up with its reason`, async () => {

@@ -95,6 +95,10 @@ export async function claimNextRun(db: Db, workerId: string, staleAfterMs: numbe
         attempts: sql`${importRuns.attempts} + 1`,
         startedAt: sql`coalesce(${importRuns.startedAt}, now())`,
         processed: 0,
+        // An earlier attempt's groups made the total grow by their members: it starts afresh too.
+        // Chosen entries are known; matches of a query are counted again by the worker.
+        total: sql`case when ${importRuns.selection}->>'mode' = 'entries' then jsonb_array_length(${importRuns.selection}->'entries')
+                        when ${importRuns.attempts} = 0 then ${importRuns.total} end`,
         created: 0,
         updated: 0,
         unchanged: 0,
