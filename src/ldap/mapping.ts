@@ -6,7 +6,10 @@
 import type { Entry } from "ldapts";
 import type { DirectoryMapping, LdapGroup, LdapUser } from "./types.ts";
 
-export type MapResult<T> = { ok: true; value: T } | { ok: false; dn: string; reason: string };
+/** A failure names the entry's stable id when it has one (its other attributes are what is wrong). */
+export type MapResult<T> =
+  | { ok: true; value: T }
+  | { ok: false; dn: string; reason: string; externalId?: string };
 
 /** Binary attributes that identify entries; ldapts must be told to keep them as Buffers. */
 export const BINARY_ID_ATTRIBUTES = ["objectGUID", "objectSid"] as const;
@@ -44,12 +47,17 @@ export function bufferAttributes(mapping: DirectoryMapping): string[] {
 
 export function mapUser(entry: Entry, mapping: DirectoryMapping): MapResult<LdapUser> {
   const attributes = new EntryAttributes(entry);
-  const username = cleanText(attributes.first(mapping.attrUsername), LIMITS.username)?.normalize("NFC");
-  if (!username)
-    return { ok: false, dn: entry.dn, reason: `The entry has no ${mapping.attrUsername} (username).` };
   const externalId = attributes.uniqueId(mapping.attrUniqueId);
   if (!externalId)
     return { ok: false, dn: entry.dn, reason: `The entry has no ${mapping.attrUniqueId} (unique id).` };
+  const username = cleanText(attributes.first(mapping.attrUsername), LIMITS.username)?.normalize("NFC");
+  if (!username)
+    return {
+      ok: false,
+      dn: entry.dn,
+      reason: `The entry has no ${mapping.attrUsername} (username).`,
+      externalId,
+    };
   const fullName = cleanText(attributes.first(mapping.attrFullName), LIMITS.fullName)?.normalize("NFC");
   return {
     ok: true,
@@ -69,12 +77,17 @@ export function mapUser(entry: Entry, mapping: DirectoryMapping): MapResult<Ldap
 
 export function mapGroup(entry: Entry, mapping: DirectoryMapping): MapResult<LdapGroup> {
   const attributes = new EntryAttributes(entry);
-  const name = cleanText(attributes.first(mapping.attrGroupName), LIMITS.username)?.normalize("NFC");
-  if (!name)
-    return { ok: false, dn: entry.dn, reason: `The entry has no ${mapping.attrGroupName} (group name).` };
   const externalId = attributes.uniqueId(mapping.attrUniqueId);
   if (!externalId)
     return { ok: false, dn: entry.dn, reason: `The entry has no ${mapping.attrUniqueId} (unique id).` };
+  const name = cleanText(attributes.first(mapping.attrGroupName), LIMITS.username)?.normalize("NFC");
+  if (!name)
+    return {
+      ok: false,
+      dn: entry.dn,
+      reason: `The entry has no ${mapping.attrGroupName} (group name).`,
+      externalId,
+    };
   const members = attributes.memberValues(mapping.attrMember);
   return {
     ok: true,

@@ -119,11 +119,12 @@ describe("mapUser", () => {
     assert.equal(mapped.department, null);
   });
 
-  test("refuses entries without a username or a unique id, saying which", () => {
+  test("refuses entries without a username or a unique id, saying which (and naming the id it has)", () => {
     assert.deepEqual(mapUser({ dn: "uid=x", entryUUID: "1" }, openldap), {
       ok: false,
       dn: "uid=x",
       reason: "The entry has no uid (username).",
+      externalId: "1",
     });
     assert.deepEqual(mapUser({ dn: "uid=x", uid: "x" }, openldap), {
       ok: false,

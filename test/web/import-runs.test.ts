@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { and, eq, sql } from "drizzle-orm";
+import { Attribute, Change, Client } from "ldapts";
 import supertest from "supertest";
 import { queryRows } from "../../src/db/client.ts";
 import {
@@ -242,6 +243,44 @@ describe("importing users", { skip }, () => {
     assert.equal(run.unchanged, run.processed - run.skipped);
     assert.deepEqual(await snapshot(), before, "not even a timestamp changed");
     assert.equal(await assignments(), assignmentsBefore);
+  });
+
+  test("a chosen user that can no longer be imported is reported once, as skipped with its reason", async () => {
+    const dn = `cn=Soon Nameless,ou=people,${server.baseDn}`;
+    const admin = new Client({ url: server.url });
+    await admin.bind(server.rootDn, server.rootPassword);
+    try {
+      await admin.add(dn, { objectClass: "inetOrgPerson", cn: "Soon Nameless", sn: "Nameless", uid: "soon" });
+      const { searchEntries } = await admin.search(dn, { scope: "base", attributes: ["entryUUID"] });
+      const externalId = String(searchEntries[0]?.entryUUID ?? "");
+      // Chosen while it had a username; by the time the run reads it, it has none.
+      const run = await createRun(t.db, {
+        directory: { id: directoryId, name: "Example LDAP" },
+        actor: { id: null, name: "admin" },
+        query: "soon",
+        selection: { mode: "entries", entries: [{ dn, kind: "user", name: "soon", externalId }] },
+        copyRolesFrom: null,
+        total: 1,
+      });
+      await admin.modify(
+        dn,
+        new Change({ operation: "delete", modification: new Attribute({ type: "uid" }) }),
+      );
+      await runQueued(worker);
+      const [done] = await t.db.select().from(importRuns).where(eq(importRuns.id, run.id));
+      assert.equal(done?.status, "succeeded");
+      assert.deepEqual(
+        { processed: done?.processed, skipped: done?.skipped, failed: done?.failed },
+        { processed: 1, skipped: 1, failed: 0 },
+      );
+      const { agent } = await signedInAgent(t.app, "admin");
+      const report = text((await agent.get(`/imports/${run.id}`)).text);
+      assert.match(report, /Can't be imported: The entry has no uid \(username\)\./);
+      assert.doesNotMatch(report, /no longer in the directory/);
+    } finally {
+      await admin.del(dn).catch(() => {});
+      await admin.unbind();
+    }
   });
 
   test("roles of a chosen user are copied onto every imported user", async () => {

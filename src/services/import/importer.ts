@@ -283,7 +283,10 @@ class RunImporter {
               result,
             };
           },
-          ({ result }) => mergeInto(this.importedUsers, result.ids),
+          ({ result }) => {
+            mergeInto(this.importedUsers, result.ids);
+            markHandled(this.importedUsers, batch.invalid);
+          },
         );
       } finally {
         for (const id of ids) this.usersInFlight.delete(id);
@@ -316,6 +319,7 @@ class RunImporter {
             const id = this.rememberGroup(group, result);
             if (id !== null) roots.push({ id, dn: group.dn });
           }
+          markHandled(this.importedGroups, batch.invalid);
         },
       );
     }
@@ -647,6 +651,11 @@ function repeatedEntries(
     else seen.add(externalId);
   }
   return repeats;
+}
+
+/** Entries reported as not importable are handled too: not looked for again, not reported twice. */
+function markHandled(handled: Map<string, number | null>, invalid: readonly { externalId?: string }[]): void {
+  for (const { externalId } of invalid) if (externalId !== undefined) handled.set(externalId, null);
 }
 
 function mergeInto(target: Map<string, number | null>, source: Map<string, number | null>): void {

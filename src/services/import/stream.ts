@@ -34,7 +34,8 @@ export async function* readAhead<T>(source: AsyncIterable<T>, depth = 1): AsyncG
 
 export interface MappedBatch<T> {
   values: T[];
-  invalid: { dn: string; reason: string }[];
+  /** Items that could not be mapped, with the entry's stable id when it has one. */
+  invalid: { dn: string; reason: string; externalId?: string }[];
   /** Items read, mapped or not. */
   size: number;
 }
@@ -47,14 +48,19 @@ export interface MappedBatch<T> {
 export async function* mapBatches<I, T>(
   pages: AsyncIterable<I[]>,
   size: number,
-  map: (item: I) => { ok: true; value: T } | { ok: false; dn: string; reason: string },
+  map: (item: I) => { ok: true; value: T } | { ok: false; dn: string; reason: string; externalId?: string },
 ): AsyncGenerator<MappedBatch<T>> {
   let batch: MappedBatch<T> = { values: [], invalid: [], size: 0 };
   for await (const page of pages) {
     for (const item of page) {
       const mapped = map(item);
       if (mapped.ok) batch.values.push(mapped.value);
-      else batch.invalid.push({ dn: mapped.dn, reason: mapped.reason });
+      else
+        batch.invalid.push(
+          mapped.externalId === undefined
+            ? { dn: mapped.dn, reason: mapped.reason }
+            : { dn: mapped.dn, reason: mapped.reason, externalId: mapped.externalId },
+        );
       batch.size += 1;
       if (batch.size >= size) {
         yield batch;

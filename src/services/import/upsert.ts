@@ -94,8 +94,7 @@ export async function upsertUsers(
         fail(
           result,
           "user",
-          user.username,
-          user.dn,
+          { name: user.username, dn: user.dn, externalId: user.externalId },
           "Another import kept changing this user; run the import again.",
         );
       }
@@ -347,8 +346,7 @@ export async function upsertGroups(
         fail(
           result,
           "group",
-          group.name,
-          group.dn,
+          { name: group.name, dn: group.dn, externalId: group.externalId },
           "Another import kept changing this group; run the import again.",
         );
       }
@@ -592,7 +590,14 @@ function pickFresh<T extends { externalId: string; dn: string }>(
   return fresh;
 }
 
-function fail(result: BatchResult, kind: "user" | "group", name: string, dn: string, reason: string): void {
+function fail(
+  result: BatchResult,
+  kind: "user" | "group",
+  entry: { name: string; dn: string; externalId: string },
+  reason: string,
+): void {
+  // Handled, though not imported: a run's report lists each entry once.
+  result.ids.set(entry.externalId, null);
   result.counts.failed += 1;
-  result.entries.push({ outcome: "failed", kind, name, dn, reason });
+  result.entries.push({ outcome: "failed", kind, name: entry.name, dn: entry.dn, reason });
 }
