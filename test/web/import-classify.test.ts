@@ -1,6 +1,7 @@
 /** The pure parts of importing: matching and diffing, the selection, the streaming helpers, filters. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { DirectoryError } from "../../src/ldap/errors.ts";
 import { presetMapping } from "../../src/ldap/presets.ts";
 import type { LdapUser } from "../../src/ldap/types.ts";
 import {
@@ -12,6 +13,7 @@ import {
   type StoredUser,
 } from "../../src/services/import/classify.ts";
 import { importFilter } from "../../src/services/import/directory-search.ts";
+import { failureMessage } from "../../src/services/import/importer.ts";
 import { planSearch } from "../../src/services/import/search.ts";
 import {
   applyPageChoices,
@@ -385,5 +387,28 @@ describe("the filter built from the search box", () => {
       message:
         "The LDAP filter is not valid: Unbalanced parenthesis: this '(' is never closed at position 1.",
     });
+  });
+});
+
+describe("why a run stopped", () => {
+  test("a directory that went away stopped answering; one that answered with an error did not", () => {
+    const lost = new DirectoryError({
+      kind: "unreachable",
+      message: "The connection to the server was lost.",
+      detail: "ECONNRESET",
+    });
+    assert.equal(
+      failureMessage(lost),
+      "The directory stopped answering: The connection to the server was lost.",
+    );
+    const gone = new DirectoryError({
+      kind: "no_such_object",
+      message: "The group cn=x,dc=example,dc=test no longer exists in the directory.",
+      detail: "no such object",
+    });
+    assert.equal(
+      failureMessage(gone),
+      "Reading the directory failed: The group cn=x,dc=example,dc=test no longer exists in the directory.",
+    );
   });
 });

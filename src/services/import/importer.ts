@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import { type Db, sqlState } from "../../db/client.ts";
 import { type DirectorySession, type Entry, openDirectory } from "../../ldap/client.ts";
 import { normalizeDn } from "../../ldap/dn.ts";
-import { DirectoryError } from "../../ldap/errors.ts";
+import { DirectoryError, type LdapErrorKind } from "../../ldap/errors.ts";
 import { mapGroup, mapUser } from "../../ldap/mapping.ts";
 import { expandGroup, type MemberBatch } from "../../ldap/members.ts";
 import type { DirectoryMapping, LdapGroup } from "../../ldap/types.ts";
@@ -129,8 +129,15 @@ function stopReason(err: unknown, controller: AbortController): StopReason | nul
   return null;
 }
 
-function failureMessage(err: unknown): string {
-  if (err instanceof DirectoryError) return `The directory stopped answering: ${err.classified.message}`;
+/** Directory errors that mean the directory went away, rather than answered with an error. */
+const STOPPED_ANSWERING = new Set<LdapErrorKind>(["unreachable", "refused", "dns", "timeout", "unavailable"]);
+
+/** How a run that stopped on an error says why, on its page and in the audit log. */
+export function failureMessage(err: unknown): string {
+  if (err instanceof DirectoryError) {
+    const gone = STOPPED_ANSWERING.has(err.classified.kind);
+    return `${gone ? "The directory stopped answering" : "Reading the directory failed"}: ${err.classified.message}`;
+  }
   if (err instanceof StoredSecretError) return err.message;
   const code = sqlState(err);
   if (code !== undefined || isDatabaseError(err)) {
