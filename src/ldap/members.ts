@@ -43,6 +43,11 @@ export interface MemberBatch {
   groups: LdapGroup[];
   /** Values that are neither a user nor a group under the mapping's filters (or could not be mapped). */
   unresolved: UnresolvedMember[];
+  /**
+   * On a group's first batch: how many member values it has, every range read (a search result
+   * of Active Directory holds only the first 1,500).
+   */
+  memberValues?: number;
 }
 
 /** The group at `dn`, or null when there is no such entry or it does not match the group filter. */
@@ -156,12 +161,13 @@ export async function* expandGroup(
           queue.push(group.dn);
         }
       }
+      if (!yielded) batch.memberValues = values.length;
       yielded = true;
       yield batch;
     }
     // A group without members (emptied in the directory, or listing only itself) is still reported:
     // the reader learns that it has none, and drops the members it had.
-    if (!yielded) yield emptyBatch(dn);
+    if (!yielded) yield { ...emptyBatch(dn), memberValues: values.length };
   }
 }
 

@@ -219,6 +219,71 @@ describe("importing groups", { skip }, () => {
     assert.deepEqual(seen, ["1 of 2501", "1001 of 2501", "2001 of 2501", "2501 of 2501", "2501 of 2501"]);
   });
 
+  test("members of a nested group skipped for a conflict are in the total while the run goes on", async () => {
+    const outer = groupDnOf("outer-team");
+    const inner = groupDnOf("inner-team");
+    const people = ["inner1", "inner2"].map((uid) => `uid=${uid},ou=people,${server.baseDn}`);
+    // Another directory's group holds the name inner-team: the nested group is skipped, its members not.
+    await t.db.insert(groups).values({
+      kind: "external",
+      name: "inner-team",
+      nameKey: "inner-team",
+      directoryId: posixDirectoryId,
+      externalId: "another-directory-inner-team",
+    });
+    const admin = new Client({ url: server.url });
+    await admin.bind(server.rootDn, server.rootPassword);
+    try {
+      for (const [i, person] of people.entries()) {
+        await admin.add(person, {
+          objectClass: "inetOrgPerson",
+          uid: `inner${i + 1}`,
+          cn: `Inner ${i + 1}`,
+          sn: "Inner",
+        });
+      }
+      await admin.add(inner, { objectClass: "groupOfNames", cn: "inner-team", member: people });
+      await admin.add(outer, { objectClass: "groupOfNames", cn: "outer-team", member: [inner] });
+      const seen: string[] = [];
+      const watching = testWorker(t.db, t.config.encryptionKey, {
+        hooks: {
+          afterBatch: async (claim) => {
+            const [row] = await t.db.select().from(importRuns).where(eq(importRuns.id, claim.run.id));
+            seen.push(`${row?.processed} of ${row?.total}`);
+          },
+        },
+      });
+      const { agent, csrf } = await signedInAgent(t.app, "admin");
+      const rows = rowsOf(
+        (
+          await agent.get(
+            `/imports/new?${new URLSearchParams({ directory: String(directoryId), kind: "groups", q: "outer-team" })}`,
+          )
+        ).text,
+      );
+      await postForm(agent, "/imports", csrf, {
+        directory: String(directoryId),
+        kind: "groups",
+        q: "outer-team",
+        page: "1",
+        shown: rows.map((r) => r.info),
+        pick: rows.map((r) => r.key),
+        copyFrom: "",
+      }).expect(303);
+      try {
+        await runQueued(watching);
+      } finally {
+        await watching.stop();
+      }
+      // outer-team; its member inner-team (skipped); outer-team finished; inner-team's two members.
+      assert.deepEqual(seen, ["1 of 2", "2 of 2", "2 of 2", "4 of 4"]);
+    } finally {
+      for (const entry of [outer, inner, ...people]) await admin.del(entry).catch(() => {});
+      await admin.unbind();
+      await t.db.delete(groups).where(eq(groups.nameKey, "inner-team"));
+    }
+  });
+
   test("a member the run has already imported is counted once: entries processed match the outcomes", async () => {
     // đorđe is chosen and is a member of unicode-team; 李小龙 and Zoë.Upper come in as members, ghost is unknown.
     const { run, agent } = await importGroups("(|(uid=đorđe)(cn=unicode-team))", {

@@ -175,6 +175,8 @@ class RunImporter {
   /** Groups imported but not yet expanded: their report waits for their members. */
   private readonly pendingGroups = new Map<number, GroupState>();
   private readonly finishedGroups = new Set<number>();
+  /** Normalized DN → members the total was given for the group when it was met. */
+  private readonly membersCounted = new Map<string, number>();
   private createdReported = 0;
   /** Stable ids of users in batches being written right now (by this run's other writer). */
   private readonly usersInFlight = new Set<string>();
@@ -384,7 +386,8 @@ class RunImporter {
         return {
           processed: batch.users.length + batch.groups.length + batch.unresolved.length - repeats,
           counts: addCounts(addCounts(users.counts, groups.counts), { skipped: unresolved.length }),
-          totalGrowth: this.newMemberCount(groups, batch.groups) - repeats,
+          totalGrowth:
+            this.newMemberCount(groups, batch.groups) - repeats + this.memberCountCorrection(batch),
           entries: [...users.entries, ...groups.entries, ...unresolved],
           users,
           groups,
@@ -468,8 +471,22 @@ class RunImporter {
   /** Members of groups met for the first time: the progress bar's total grows by them. */
   private newMemberCount(result: GroupBatchResult, groups: readonly LdapGroup[]): number {
     let growth = 0;
-    for (const group of groups) if (result.decisions.has(group.externalId)) growth += group.memberCount;
+    for (const group of groups) {
+      if (!result.decisions.has(group.externalId)) continue;
+      growth += group.memberCount;
+      this.membersCounted.set(normalizeDn(group.dn), group.memberCount);
+    }
     return growth;
+  }
+
+  /**
+   * A group's first member batch knows how many members it really has: the total grows by those
+   * it did not count yet (all past the first 1,500 of an Active Directory group; all of a group
+   * skipped whose members are still imported).
+   */
+  private memberCountCorrection(batch: MemberBatch): number {
+    if (batch.memberValues === undefined) return 0;
+    return batch.memberValues - (this.membersCounted.get(normalizeDn(batch.groupDn)) ?? 0);
   }
 
   /** Entries chosen one by one that the directory no longer has. */
@@ -575,6 +592,7 @@ async function* coalesceMembers(
       users: [...batch.users],
       groups: [...batch.groups],
       unresolved: [...batch.unresolved],
+      ...(batch.memberValues === undefined ? {} : { memberValues: batch.memberValues }),
     };
     pendingKey = key;
   }
