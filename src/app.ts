@@ -65,6 +65,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(express.urlencoded({ extended: false, limit: "256kb", parameterLimit: 5000 }));
   // Forms with a file input (the directory form's CA certificate) come as multipart.
   app.use(multipartForms({ limit: 256 * 1024, maxFields: 5000 }));
+  app.use(refuseNulCharacters);
   app.use(sessions(config, database, logger));
   app.use(...csrfProtection());
   app.use(takeFlash);
@@ -175,6 +176,26 @@ function csrfProtection(): RequestHandler[] {
   return [exposeToken, csrfSynchronisedProtection];
 }
 
+/**
+ * A NUL character (U+0000) can't be stored in PostgreSQL's text or jsonb, nor sent to a directory
+ * as part of a name: a request carrying one in its address or form is refused before any route
+ * sees it, instead of failing deep inside one. No keyboard types it; a crafted request or a paste can.
+ */
+const refuseNulCharacters: RequestHandler = (req, _res, next) => {
+  if (holdsNul(req.query) || holdsNul(req.body)) {
+    next(Object.assign(new Error("request with a NUL character"), { status: 400, code: "ENULCHAR" }));
+    return;
+  }
+  next();
+};
+
+function holdsNul(value: unknown, depth = 0): boolean {
+  if (typeof value === "string") return value.includes("\u0000");
+  if (depth > 8 || value === null || typeof value !== "object") return false;
+  if (Buffer.isBuffer(value)) return false; // an uploaded file's bytes are checked where they are read
+  return Object.entries(value).some(([key, v]) => key.includes("\u0000") || holdsNul(v, depth + 1));
+}
+
 const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
   const status = Number(err?.status ?? err?.statusCode ?? 500);
   if (status >= 500) req.log.error({ err }, "request failed");
@@ -198,6 +219,14 @@ function errorPage(status: number, code: string | undefined, reference: string) 
       status,
       heading: "You don't have permission to do this",
       message: "Your account has no role that allows this page. Ask an administrator if you need it.",
+    };
+  }
+  if (code === "ENULCHAR") {
+    return {
+      status: 400,
+      heading: "That text has a character Roster can't accept",
+      message:
+        "What you sent contains a NUL character (U+0000), which can't be stored or searched for. Go back, remove it (retype the text rather than pasting it) and try again.",
     };
   }
   if (status === 413) {

@@ -107,4 +107,22 @@ describe("headers and error pages", () => {
     assert.equal(res.status, 413);
     assert.match(res.text, /too much data/);
   });
+
+  test("refuses a NUL character in an address or a form with 400 and a page that says so, not a crash", async () => {
+    const { agent, csrf } = await signedInAgent(t.app, "admin");
+    const refused = [
+      await agent.get("/users?q=a%00b"),
+      await agent.get("/imports/new?kind=users&q=a%00*"),
+      await agent
+        .post("/imports/selection")
+        .type("form")
+        .send({ _csrf: csrf, q: "a", copyQ: "x\u0000", action: "find-source" }),
+      await supertest(t.app).post("/login").type("form").send({ username: "admin\u0000", password: "y" }),
+    ];
+    for (const res of refused) {
+      assert.equal(res.status, 400);
+      assert.match(res.text, /That text has a character Roster can(’|'|&#39;)t accept/);
+    }
+    assert.equal((await agent.get("/users?q=ab")).status, 200, "the same request without it is served");
+  });
 });
