@@ -434,6 +434,13 @@ describe("choosing what to import", { skip }, () => {
       res.text,
       /<a href="#field-pick">Choose at least one user or group to import, or select all matches\.<\/a>/,
     );
+    // Beside the results too, not only in the summary at the top.
+    assert.match(
+      res.text,
+      /<p class="error" id="field-pick-error"><span class="visually-hidden">Error:<\/span> Choose at least one user or group to import, or select all matches\.<\/p>/,
+    );
+    // With htmx (a boosted form), the address stays the search's, not /imports (the runs list).
+    assert.equal(res.headers["hx-replace-url"], `/imports/new?directory=${directoryId}&kind=users&q=alpha`);
     assert.equal((await t.db.select().from(importRuns)).length, 0);
   });
 

@@ -173,6 +173,8 @@ export function importsRoutes(deps: ImportRouteDeps): Router {
           ? { directory: "Choose the directory to import from." }
           : { pick: "Choose at least one user or group to import, or select all matches." };
       const view = await searchView(deps, req, params, { errors });
+      // A boosted form's address would become /imports (the runs list) for Reload and Back.
+      res.set("HX-Replace-Url", searchUrl(params));
       return render(req, res, "imports/new", view, { status: 422 });
     }
     const run = await createRun(db, {
