@@ -82,6 +82,12 @@ export async function findUserEntry(
       mapUser(entry, mapping),
     );
   const accept = (user: LdapUser) => !options.strict || user.externalId === keys.externalId;
+  // The DN names whoever holds it now: an entry there with another stable id and another username
+  // (the old one deleted, a new person given its DN) is someone else, not this user moved.
+  const samePerson = (user: LdapUser) =>
+    !keys.externalId ||
+    user.externalId === keys.externalId ||
+    (!!keys.username && nameKey(user.username) === nameKey(keys.username));
 
   if (keys.externalId) {
     const idFilter = uniqueIdFilter(mapping.attrUniqueId, keys.externalId);
@@ -94,7 +100,7 @@ export async function findUserEntry(
   }
   if (keys.dn) {
     const [atDn] = await read(keys.dn, objectFilter, "base");
-    if (atDn && accept(atDn)) return { ok: true, entry: atDn, by: "dn" };
+    if (atDn && accept(atDn) && samePerson(atDn)) return { ok: true, entry: atDn, by: "dn" };
   }
   if (keys.username) {
     const byName = andFilters(
@@ -132,7 +138,12 @@ export async function findGroupEntry(
   }
   if (keys.dn) {
     const [atDn] = await read(keys.dn, objectFilter, "base");
-    if (atDn) return { ok: true, entry: atDn, by: "dn" };
+    // As for users: another group given the old DN is not this group.
+    const sameGroup =
+      !keys.externalId ||
+      atDn?.externalId === keys.externalId ||
+      (!!keys.name && !!atDn && nameKey(atDn.name) === nameKey(keys.name));
+    if (atDn && sameGroup) return { ok: true, entry: atDn, by: "dn" };
   }
   if (keys.name) {
     const byName = andFilters(

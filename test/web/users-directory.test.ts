@@ -114,6 +114,31 @@ describe("synchronize now", { skip }, () => {
     assert.equal((await lastAudit(t.db))?.action, "user.missing_in_directory");
   });
 
+  test("another person given a deleted user's DN is not taken for that user: the user is missing", async () => {
+    // As in Active Directory, the DN is made from the full name, and a new hire can get the same one.
+    const dn = `cn=John Smith,ou=people,${BASE}`;
+    const person = (uid: string) => ({ objectClass: "inetOrgPerson", cn: "John Smith", sn: "Smith", uid });
+    await ldap.admin.add(dn, person("jsmith"));
+    try {
+      const jsmith = await importUser(t.db, secretBox, ldap, "jsmith");
+      await ldap.admin.del(dn);
+      await ldap.admin.add(dn, person("jsmith2"));
+      const res = await postForm(admin.agent, `/users/${jsmith.id}/synchronizations`, admin.csrf);
+      assert.match(
+        flashOf((await follow(admin.agent, res)).text),
+        /no longer has an entry for jsmith, so jsmith was disabled/,
+      );
+      const saved = await userNamed(t.db, "jsmith");
+      assert.deepEqual(
+        { enabled: saved?.enabled, missing: saved?.missingInDirectory, externalId: saved?.externalId },
+        { enabled: false, missing: true, externalId: jsmith.externalId },
+      );
+      assert.equal(await userNamed(t.db, "jsmith2"), undefined, "the new person is not imported by it");
+    } finally {
+      await ldap.admin.del(dn).catch(() => {});
+    }
+  });
+
   test("an entry that comes back enables the user again, unless an administrator disabled it", async () => {
     const zoe = await userNamed(t.db, "zoë");
     assert.ok(zoe && !zoe.enabled && zoe.missingInDirectory, "zoë was disabled as missing");
