@@ -1,4 +1,4 @@
-import { count, eq, sql } from "drizzle-orm";
+import { and, count, eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { roleAssignments, roles, users } from "../db/schema.ts";
 import { type Actor, recordAudit, SYSTEM_ACTOR } from "./audit.ts";
@@ -39,12 +39,14 @@ export async function signIn(
     user.kind === "internal"
       ? user.passwordHash !== null && (await verifyPassword(user.passwordHash, password))
       : externalAuth !== undefined && (await externalAuth(user, password)) === "ok";
-  if (!passwordOk || !user.enabled) return { ok: false };
-  await db
+  if (!passwordOk) return { ok: false };
+  // The directory's check synchronizes the user: an account it enabled again may sign in now.
+  const [current] = await db
     .update(users)
     .set({ lastLoginAt: new Date(), lastActivityAt: new Date() })
-    .where(eq(users.id, user.id));
-  return { ok: true, user };
+    .where(and(eq(users.id, user.id), eq(users.enabled, true)))
+    .returning();
+  return current ? { ok: true, user: current } : { ok: false };
 }
 
 async function userBySignInName(name: string, externalAuth?: ExternalAuthenticator): Promise<User | null> {

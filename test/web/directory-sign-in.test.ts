@@ -102,6 +102,17 @@ describe("signing in with the directory password", { skip }, () => {
     }
   });
 
+  test("a user the directory had disabled and has enabled again signs in at the first try", async () => {
+    // Roster last saw carol's account disabled in the directory; it is enabled there now.
+    await t.db
+      .update(users)
+      .set({ enabled: false, disabledByDirectory: true })
+      .where(eq(users.username, "carol"));
+    const { res } = await signIn("carol", "carol-password");
+    assert.equal(res.status, 303);
+    assert.equal((await userNamed(t.db, "carol"))?.enabled, true);
+  });
+
   test("a user whose entry was deleted can't sign in, and is disabled (not deleted) with its roles kept", async () => {
     const user = await importUser(t.db, secretBox, ldap, "twin").catch(() => null);
     assert.equal(user, null, "two entries with uid=twin can't be imported by username");
