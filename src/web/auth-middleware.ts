@@ -1,7 +1,7 @@
 import { eq } from "drizzle-orm";
 import type { NextFunction, Request, Response } from "express";
 import type { Db } from "../db/client.ts";
-import { users } from "../db/schema.ts";
+import { directories, users } from "../db/schema.ts";
 import { touchActivity, type User } from "../services/auth.ts";
 import { globalPermissionsOf, PERMISSIONS, type Permission } from "../services/permissions.ts";
 
@@ -44,15 +44,24 @@ function inSection(path: string, prefixes: string[]): boolean {
 
 /**
  * Loads the signed-in user on every request, with the permissions it holds now (so a revoked role
- * takes effect at once), and the navigation it may see. A disabled or deleted user is signed out.
+ * takes effect at once), and the navigation it may see. A disabled or deleted user is signed out,
+ * and so is an external user whose directory is disabled or deleted.
  */
 export function loadCurrentUser(db: Db) {
   return async (req: Request, res: Response, next: NextFunction) => {
     const userId = req.session?.userId;
     res.locals.nav = [];
     if (userId === undefined) return next();
-    const [user] = await db.select().from(users).where(eq(users.id, userId));
-    if (!user?.enabled) {
+    const [row] = await db
+      .select({ user: users, directoryEnabled: directories.enabled })
+      .from(users)
+      .leftJoin(directories, eq(directories.id, users.directoryId))
+      .where(eq(users.id, userId));
+    const user = row?.user;
+    // An external user signs in through its directory only: with that directory disabled or
+    // deleted it could not sign in again, so its session ends too.
+    const signInPossible = user?.kind !== "external" || row?.directoryEnabled === true;
+    if (!user?.enabled || !signInPossible) {
       await new Promise<void>((resolve) => req.session.destroy(() => resolve()));
       return next();
     }

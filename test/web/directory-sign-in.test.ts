@@ -157,6 +157,22 @@ describe("signing in with the directory password", { skip }, () => {
     assert.equal((await signIn("alice", "alice-password")).res.status, 303);
   });
 
+  test("disabling the directory ends its users' sessions; its users are not changed", async () => {
+    const { agent, res } = await signIn("alice", "alice-password");
+    assert.equal(res.status, 303);
+    await agent.get("/").expect(200);
+    await t.db.update(directories).set({ enabled: false }).where(eq(directories.id, ldap.directory.id));
+    try {
+      const next = await agent.get("/users");
+      assert.equal(next.status, 303);
+      assert.match(next.headers.location ?? "", /^\/login\?returnTo=/);
+      assert.equal((await userNamed(t.db, "alice"))?.enabled, true);
+    } finally {
+      await t.db.update(directories).set({ enabled: true }).where(eq(directories.id, ldap.directory.id));
+    }
+    assert.equal((await agent.get("/users")).status, 303, "signed out for good, not only while it was off");
+  });
+
   test("an unreachable directory refuses the sign-in without disabling anyone", async () => {
     await t.db
       .update(directories)
