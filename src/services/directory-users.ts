@@ -23,7 +23,7 @@ import {
   upsertExternalUser,
 } from "./external-users.ts";
 import { getGroup } from "./groups.ts";
-import { attempt, type Outcome, Refusal } from "./guards.ts";
+import { attempt, ensureManagersRemain, type Outcome, Refusal } from "./guards.ts";
 import { nameKey } from "./names.ts";
 import { hashPassword } from "./passwords.ts";
 import type { SecretBox } from "./secrets.ts";
@@ -210,10 +210,17 @@ export async function convertToExternal(
   if (!user) return fail("This user no longer exists.");
   if (user.kind !== "internal") return fail("This user is external already.");
   const [directory] = await deps.db
-    .select({ id: directories.id })
+    .select({ id: directories.id, name: directories.name, enabled: directories.enabled })
     .from(directories)
     .where(eq(directories.id, directoryId));
   if (!directory) return fail("Choose a directory.", "directoryId");
+  // Its users can't sign in: the user would lose the password it has and get no way in.
+  if (!directory.enabled) {
+    return fail(
+      `${directory.name} is disabled, so nobody can sign in through it. Enable it first, or choose another directory.`,
+      "directoryId",
+    );
+  }
   type Linked = { user: User; directoryName: string; changes: Record<string, UserChange> };
   return withLoadedDirectory<Linked>(deps, directoryId, async (session, { mapping, directory }) => {
     const found = await findUserEntry(session, mapping, { username: user.username });
@@ -245,22 +252,28 @@ export async function convertToExternal(
         "directoryId",
       );
     }
-    const outcome = await upsertExternalUser(deps.db, directory.id, found.entry, { linkInternal: true });
-    if (outcome.outcome === "conflict") return fail(outcome.reason, "directoryId");
-    if (outcome.user.id !== user.id) {
-      return fail(`That entry is already linked to another Roster user. Nothing was changed.`, "directoryId");
-    }
-    await recordAudit(deps.db, actor, {
-      action: "user.convert_to_external",
-      targetType: "user",
-      targetId: user.id,
-      targetName: outcome.user.username,
-      details: { directory: directory.name, dn: found.entry.dn, changes: outcome.changes },
+    // One transaction: a link that would leave nobody able to sign in and manage users (the entry is
+    // disabled in the directory, and this was the last such user) is not made at all.
+    return attempt(deps.db, async (tx) => {
+      const outcome = await upsertExternalUser(tx, directory.id, found.entry, { linkInternal: true });
+      if (outcome.outcome === "conflict") throw new Refusal(outcome.reason, "directoryId");
+      if (outcome.user.id !== user.id) {
+        throw new Refusal(
+          "That entry is already linked to another Roster user. Nothing was changed.",
+          "directoryId",
+        );
+      }
+      if (!outcome.user.enabled)
+        await ensureManagersRemain(tx, `Linking ${user.username} to a disabled entry`);
+      await recordAudit(tx, actor, {
+        action: "user.convert_to_external",
+        targetType: "user",
+        targetId: user.id,
+        targetName: outcome.user.username,
+        details: { directory: directory.name, dn: found.entry.dn, changes: outcome.changes },
+      });
+      return { user: outcome.user, directoryName: directory.name, changes: outcome.changes };
     });
-    return {
-      ok: true,
-      value: { user: outcome.user, directoryName: directory.name, changes: outcome.changes },
-    };
   });
 }
 

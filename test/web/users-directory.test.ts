@@ -259,6 +259,31 @@ describe("converting internal to external", { skip }, () => {
     await signedInAgent(t.app, "erin", "erin-ldap-password");
   });
 
+  test("a disabled directory is refused with its reason, and nothing changes", async () => {
+    await ldap.admin.add(people("quinn"), {
+      objectClass: "inetOrgPerson",
+      uid: "quinn",
+      cn: "Quinn",
+      sn: "Q",
+    });
+    const quinn = await createUser(t.db, { username: "quinn", password: "quinn's own password" });
+    await t.db.update(directories).set({ enabled: false }).where(eq(directories.id, ldap.directory.id));
+    try {
+      const res = await postForm(admin.agent, `/users/${quinn.id}/conversion`, admin.csrf, {
+        directoryId: String(ldap.directory.id),
+      }).expect(422);
+      // The only directory is the disabled one: the form gives way to a notice, the summary says why.
+      assert.match(res.text, /Test LDAP is disabled, so nobody can sign in through it\. Enable it first/);
+      assert.match(res.text, /No directory is enabled\./);
+    } finally {
+      await t.db.update(directories).set({ enabled: true }).where(eq(directories.id, ldap.directory.id));
+      await ldap.admin.del(people("quinn")).catch(() => {});
+    }
+    const saved = await userNamed(t.db, "quinn");
+    assert.equal(saved?.kind, "internal");
+    assert.ok(saved?.passwordHash, "the password stays");
+  });
+
   test("no entry with that username is a clear error, and nothing changes", async () => {
     const user = await createUser(t.db, { username: "localonly" });
     const res = await postForm(admin.agent, `/users/${user.id}/conversion`, admin.csrf, {
