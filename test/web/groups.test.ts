@@ -64,7 +64,7 @@ describe("creating and editing internal groups", () => {
     await makeGroup(t.db, { name: "Existing" });
     for (const [name, message] of [
       ["", "Enter a name."],
-      ["bad\u0000name", "can&#39;t contain control characters"],
+      ["bad\u0007name", "can&#39;t contain control characters"],
       ["EXISTING", "Another group already has this name."],
     ]) {
       const res = await postForm(admin.agent, "/groups", admin.csrf, { name: name ?? "" }).expect(422);

@@ -118,6 +118,8 @@ describe("headers and error pages", () => {
         .type("form")
         .send({ _csrf: csrf, q: "a", copyQ: "x\u0000", action: "find-source" }),
       await supertest(t.app).post("/login").type("form").send({ username: "admin\u0000", password: "y" }),
+      // Other control characters get the form's own message beside the field (groups.test.ts).
+      await agent.post("/groups").type("form").send({ _csrf: csrf, name: "bad\u0000name" }),
     ];
     for (const res of refused) {
       assert.equal(res.status, 400);
