@@ -217,7 +217,13 @@ export type UserChange = [from: unknown, to: unknown];
 
 export type UpsertOutcome =
   | { outcome: "created" | "updated" | "unchanged"; user: User; changes: Record<string, UserChange> }
-  | { outcome: "conflict"; entry: LdapUser; reason: string };
+  | {
+      outcome: "conflict";
+      entry: LdapUser;
+      reason: string;
+      /** The internal user with the entry's username, when that is why (it stays internal). */
+      internalUser?: User;
+    };
 
 export interface UpsertOptions {
   /**
@@ -326,7 +332,12 @@ export async function upsertExternalUsers(
       }
       const refusal = linkRefusal(existing, directoryId, options, directoryNames);
       if (refusal) {
-        outcomes[index] = { outcome: "conflict", entry, reason: refusal };
+        outcomes[index] = {
+          outcome: "conflict",
+          entry,
+          reason: refusal,
+          ...(existing.kind === "internal" ? { internalUser: existing } : {}),
+        };
         continue;
       }
       outcomes[index] = await applyEntry(tx, existing, directoryId, entry, options, now);
@@ -527,6 +538,12 @@ export async function synchronizeGroupTree(
     result.unresolved += batch.unresolved.length;
     const outcomes = await upsertExternalUsers(db, directoryId, batch.users, { now });
     for (const outcome of outcomes) {
+      // An internal user with a member's username is that member, as an import has it: it stays
+      // internal and keeps its membership (and the roles that come with the group).
+      if (outcome.outcome === "conflict" && outcome.internalUser) {
+        parent.users.add(outcome.internalUser.id);
+        continue;
+      }
       if (outcome.outcome === "conflict") {
         result.conflicts.push({ name: outcome.entry.username, reason: outcome.reason });
         continue;

@@ -392,6 +392,36 @@ describe("synchronizing an external group", { skip }, () => {
     assert.equal((await lastAudit(t.db))?.action, "group.sync");
   });
 
+  test("an internal user with a member's username stays a member, as an import makes it", async () => {
+    await ldap.admin.add(people("hana"), { objectClass: "inetOrgPerson", uid: "hana", cn: "Hana", sn: "H" });
+    await ldap.admin.add(`cn=crew,ou=groups,${BASE}`, {
+      objectClass: "groupOfNames",
+      cn: "crew",
+      member: people("hana"),
+    });
+    const hana = await createUser(t.db, { username: "hana" });
+    const crew = await makeGroup(t.db, {
+      name: "crew",
+      kind: "external",
+      directoryId: ldap.directory.id,
+      externalId: "y",
+    });
+    await t.db
+      .update(groups)
+      .set({ dn: `cn=crew,ou=groups,${BASE}` })
+      .where(eq(groups.id, crew.id));
+    // An import linked her: internal users with a member's username are that member.
+    await t.db.insert(groupMembers).values({ groupId: crew.id, userId: hana.id });
+    const res = await postForm(admin.agent, `/groups/${crew.id}/synchronizations`, admin.csrf);
+    assert.match(flashOf((await follow(admin.agent, res)).text), /0 memberships added, 0 removed/);
+    const members = await t.db.select().from(groupMembers).where(eq(groupMembers.groupId, crew.id));
+    assert.deepEqual(
+      members.map((m) => m.userId),
+      [hana.id],
+    );
+    assert.equal((await userNamed(t.db, "hana"))?.kind, "internal");
+  });
+
   test("a group deleted in the directory is kept and marked missing", async () => {
     await ldap.admin.add(`cn=temp,ou=groups,${BASE}`, {
       objectClass: "groupOfNames",
