@@ -476,6 +476,28 @@ describe("choosing what to import", { skip }, () => {
     assert.match(text(next.text), /Nothing selected yet/, "the selection is used up");
   });
 
+  test("a role source that no longer exists is refused beside its field, and no run starts without it", async () => {
+    const { agent, csrf } = await signedInAgent(t.app, "admin");
+    const rows = rowsOf((await agent.get(url({ kind: "users", q: "sobrien" }))).text);
+    const runsBefore = (await t.db.select().from(importRuns)).length;
+    const res = await postForm(agent, "/imports", csrf, {
+      directory: String(directoryId),
+      kind: "users",
+      q: "sobrien",
+      page: "1",
+      shown: rows.map((r) => r.info),
+      pick: rows.map((r) => r.key),
+      copyFrom: "group:2147483000", // chosen on the page, deleted since
+    });
+    assert.equal(res.status, 422);
+    assert.match(
+      res.text,
+      /<p class="error" id="field-copyFrom-error"><span class="visually-hidden">Error:<\/span> The user or group chosen to copy roles from no longer exists\./,
+    );
+    assert.match(res.text, /<a href="#field-copyFrom">/);
+    assert.equal((await t.db.select().from(importRuns)).length, runsBefore);
+  });
+
   test("“Select all N matches” stores the query, not the entries", async () => {
     const { agent, csrf } = await signedInAgent(t.app, "admin");
     const params = { directory: String(directoryId), kind: "both", q: "*", page: "1", copyFrom: "" };

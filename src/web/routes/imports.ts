@@ -127,21 +127,26 @@ export function importsRoutes(deps: ImportRouteDeps): Router {
   router.post("/imports/selection", async (req, res) => {
     const params = searchParams(req.body);
     const choices = choicesSchema.parse(req.body ?? {});
-    const { state, error } = await applyChoices(deps, req, params, choices);
+    const { state, error, copyError } = await applyChoices(deps, req, params, choices);
     req.session.importSelection = state;
     const page = choices.goto ?? params.page;
     const target = { ...params, page };
     const focus = choices.goto ? "results" : choices.action === "find-source" ? "copy" : "selection";
-    if (!error && !wantsPartial(req)) {
+    const errors: FieldErrors = {
+      ...(error ? { pick: error } : {}),
+      ...(copyError ? { copyFrom: copyError } : {}),
+    };
+    const refused = Object.keys(errors).length > 0;
+    if (!refused && !wantsPartial(req)) {
       if (focus !== "results") req.session.importFocus = focus;
       // The next page reads the selection and the focus hint: it must not load the session before they are saved.
       return redirectWhenSaved(req, res, searchUrl(target));
     }
-    const view = await searchView(deps, req, target, { focus, errors: error ? { pick: error } : {} });
+    const view = await searchView(deps, req, target, { focus, errors });
     res.set(choices.goto ? "HX-Push-Url" : "HX-Replace-Url", searchUrl(target));
     render(req, res, "imports/new", view, {
       partial: "imports/_import-search",
-      status: error ? 422 : view.status,
+      status: refused ? 422 : view.status,
     });
   });
 
@@ -163,15 +168,17 @@ export function importsRoutes(deps: ImportRouteDeps): Router {
       return redirectAfterPost(req, res, `/imports/${run.id}`, "The import runs again in the background.");
     }
     const params = searchParams(req.body);
-    const { state, error, directory } = await applyChoices(deps, req, params, choices);
+    const { state, error, copyError, directory } = await applyChoices(deps, req, params, choices);
     req.session.importSelection = state;
     const chosen = selectionForRun(state);
-    if (error || !chosen || !directory) {
-      const errors: FieldErrors = error
-        ? { pick: error }
-        : !directory
-          ? { directory: "Choose the directory to import from." }
-          : { pick: "Choose at least one user or group to import, or select all matches." };
+    if (error || copyError || !chosen || !directory) {
+      const errors: FieldErrors = copyError
+        ? { copyFrom: copyError }
+        : error
+          ? { pick: error }
+          : !directory
+            ? { directory: "Choose the directory to import from." }
+            : { pick: "Choose at least one user or group to import, or select all matches." };
       const view = await searchView(deps, req, params, { errors });
       // A boosted form's address would become /imports (the runs list) for Reload and Back.
       res.set("HX-Replace-Url", searchUrl(params));
@@ -423,10 +430,20 @@ async function applyChoices(
   req: Request,
   params: SearchParams,
   choices: z.infer<typeof choicesSchema>,
-): Promise<{ state: SelectionState; error: string | null; directory: Directory | null }> {
+): Promise<{
+  state: SelectionState;
+  error: string | null;
+  copyError: string | null;
+  directory: Directory | null;
+}> {
   const directory = params.directory === undefined ? null : await getDirectory(deps.db, params.directory);
   if (!directory)
-    return { state: req.session.importSelection ?? emptySelection(0), error: null, directory: null };
+    return {
+      state: req.session.importSelection ?? emptySelection(0),
+      error: null,
+      copyError: null,
+      directory: null,
+    };
   let state = selectionOf(req, directory.id);
   const shown = choices.shown.flatMap((value) => parseEntry(value));
   const picked = new Set(choices.pick);
@@ -444,11 +461,17 @@ async function applyChoices(
     state = clearSelection(state);
   }
   if (choices.copyQ !== undefined) state = { ...state, copyQuery: choices.copyQ.trim() };
+  let copyError: string | null = null;
   if (choices.copyFrom !== undefined) {
     const source = choices.copyFrom === "" ? null : await resolveRoleSource(deps.db, choices.copyFrom);
+    // Chosen, but gone since (deleted meanwhile): never quietly import without the roles asked for.
+    if (choices.copyFrom !== "" && !source) {
+      copyError =
+        "The user or group chosen to copy roles from no longer exists. Choose another, or “Don’t copy roles”.";
+    }
     state = { ...state, copyFrom: source ? { type: source.type, id: source.id, name: source.name } : null };
   }
-  return { state, error, directory };
+  return { state, error, copyError, directory };
 }
 
 function parseEntry(value: string): SelectedEntry[] {
