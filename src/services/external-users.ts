@@ -35,6 +35,7 @@ import { expandGroup } from "../ldap/members.ts";
 import type { DirectoryMapping, LdapGroup, LdapUser } from "../ldap/types.ts";
 import type { User } from "./auth.ts";
 import { sameDn, signInAfterSync } from "./import/classify.ts";
+import { userIdsInDirectory } from "./import/directory-search.ts";
 import { nameKey, searchTextOf, userSearchText } from "./names.ts";
 
 export type Group = typeof groups.$inferSelect;
@@ -234,6 +235,12 @@ export interface UpsertOptions {
   /** Record the time of this synchronization even on users that did not change (default true). */
   touchUnchanged?: boolean;
   now?: Date;
+  /**
+   * Which of these stable ids the directory still has: a user of this directory found only by
+   * username, whose own entry is still there (renamed), is another person's and is not relinked.
+   * Without it such a user is taken to be the entry deleted and made again.
+   */
+  findInDirectory?: (externalIds: string[]) => Promise<ReadonlySet<string>>;
 }
 
 /** The synced columns an entry determines. */
@@ -302,6 +309,16 @@ export async function upsertExternalUsers(
       ]),
     );
     const directoryNames = await directoryNamesOf(tx);
+    const relinked = entries.flatMap((entry) => {
+      const holder = byId.has(entry.externalId) ? undefined : byName.get(nameKey(entry.username));
+      return holder?.kind === "external" && holder.directoryId === directoryId && holder.externalId !== null
+        ? [holder.externalId]
+        : [];
+    });
+    const stillThere =
+      relinked.length > 0 && options.findInDirectory
+        ? await options.findInDirectory(relinked)
+        : new Set<string>();
     const outcomes: UpsertOutcome[] = [];
     const toCreate: { index: number; entry: LdapUser }[] = [];
     const claimedKeys = new Set<string>();
@@ -327,6 +344,18 @@ export async function upsertExternalUsers(
           outcome: "conflict",
           entry,
           reason: `The username ${entry.username} belongs to another user.`,
+        };
+        continue;
+      }
+      if (
+        existing.externalId !== entry.externalId &&
+        existing.externalId !== null &&
+        stillThere.has(existing.externalId)
+      ) {
+        outcomes[index] = {
+          outcome: "conflict",
+          entry,
+          reason: `The username ${entry.username} belongs to the user of another entry of this directory, which is still there, perhaps renamed.`,
         };
         continue;
       }
@@ -536,7 +565,10 @@ export async function synchronizeGroupTree(
     const parent = members.get(parentId) ?? { users: new Set<number>(), groups: new Set<number>() };
     members.set(parentId, parent);
     result.unresolved += batch.unresolved.length;
-    const outcomes = await upsertExternalUsers(db, directoryId, batch.users, { now });
+    const outcomes = await upsertExternalUsers(db, directoryId, batch.users, {
+      now,
+      findInDirectory: (ids) => userIdsInDirectory(session, mapping, ids),
+    });
     for (const outcome of outcomes) {
       // An internal user with a member's username is that member, as an import has it: it stays
       // internal and keeps its membership (and the roles that come with the group).

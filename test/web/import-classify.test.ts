@@ -127,6 +127,19 @@ describe("matching a directory user with Roster's users", () => {
     assert.equal(decision.action, "conflict");
   });
 
+  test("…or the directory still has the entry that holds the username (renamed there)", () => {
+    const old = stored({ externalId: "id-before", dn: "uid=alice,ou=people,dc=example,dc=test" });
+    const decision = classifyUser(desiredUser(entry()), null, old, {
+      ...context,
+      stillInDirectory: (id) => id === "id-before",
+    });
+    assert.deepEqual(decision, {
+      action: "conflict",
+      reason:
+        "The username belongs to the user of another entry of this directory (uid=alice,ou=people,dc=example,dc=test), which is still there, perhaps renamed: import that entry first.",
+    });
+  });
+
   test("NFC and case: a decomposed, upper-case username is the same key", () => {
     assert.equal(desiredUser(entry({ username: "Zoe\u0308".normalize("NFC") })).usernameKey, "zoë");
     assert.equal(desiredUser(entry({ username: "ZOË" })).usernameKey, "zoë");

@@ -283,6 +283,55 @@ describe("importing users", { skip }, () => {
     }
   });
 
+  test("a username given to a new person while its holder is renamed is not handed over", async () => {
+    const admin = new Client({ url: server.url });
+    await admin.bind(server.rootDn, server.rootPassword);
+    const keeper = `uid=keeper,ou=people,${server.baseDn}`;
+    const renamed = `uid=keeper-old,ou=people,${server.baseDn}`;
+    try {
+      await admin.add(keeper, {
+        objectClass: "inetOrgPerson",
+        uid: "keeper",
+        cn: "Kept Keeper",
+        sn: "Keeper",
+      });
+      await importRows("keeper");
+      const [before] = await t.db.select().from(users).where(eq(users.usernameKey, "keeper"));
+      // In the directory the holder is renamed, and a new person gets the username.
+      await admin.modifyDN(keeper, "uid=keeper-old");
+      await admin.modify(
+        renamed,
+        new Change({
+          operation: "replace",
+          modification: new Attribute({ type: "uid", values: ["keeper-old"] }),
+        }),
+      );
+      await admin.add(keeper, {
+        objectClass: "inetOrgPerson",
+        uid: "keeper",
+        cn: "New Keeper",
+        sn: "Keeper",
+      });
+      const { agent } = await signedInAgent(t.app, "admin");
+      const [row] = rowsOf((await agent.get(searchUrl("(uid=keeper)"))).text);
+      assert.equal(row?.status, "Conflict");
+      const { run } = await importRows("(uid=keeper)");
+      assert.equal(run.skipped, 1);
+      const [after] = await t.db.select().from(users).where(eq(users.usernameKey, "keeper"));
+      assert.equal(after?.externalId, before?.externalId, "still the renamed entry's user");
+      assert.equal(after?.fullName, "Kept Keeper");
+      // Imported in the order the message asks for, both end up right.
+      await importRows("(uid=keeper-old)");
+      const second = await importRows("(uid=keeper)");
+      assert.equal(second.run.created, 1);
+      const [moved] = await t.db.select().from(users).where(eq(users.usernameKey, "keeper-old"));
+      assert.equal(moved?.id, before?.id, "the holder keeps its Roster user, renamed");
+    } finally {
+      for (const dn of [keeper, renamed]) await admin.del(dn).catch(() => {});
+      await admin.unbind();
+    }
+  });
+
   test("roles of a chosen user are copied onto every imported user", async () => {
     const source = await createUser(t.db, { username: "template" });
     const managerRole = await roleIdOf("resource_manager");

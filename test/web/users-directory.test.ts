@@ -422,6 +422,40 @@ describe("synchronizing an external group", { skip }, () => {
     assert.equal((await userNamed(t.db, "hana"))?.kind, "internal");
   });
 
+  test("a member's username held by a user whose entry was renamed is not handed to the member", async () => {
+    await ldap.admin.add(people("ivy"), { objectClass: "inetOrgPerson", uid: "ivy", cn: "Ivy Old", sn: "I" });
+    const ivy = await importUser(t.db, secretBox, ldap, "ivy");
+    await ldap.admin.modifyDN(people("ivy"), "uid=ivy-old");
+    await replaceAttribute(ldap.admin, people("ivy-old"), "uid", ["ivy-old"]);
+    await ldap.admin.add(people("ivy"), { objectClass: "inetOrgPerson", uid: "ivy", cn: "Ivy New", sn: "I" });
+    await ldap.admin.add(`cn=garden,ou=groups,${BASE}`, {
+      objectClass: "groupOfNames",
+      cn: "garden",
+      member: people("ivy"),
+    });
+    const garden = await makeGroup(t.db, {
+      name: "garden",
+      kind: "external",
+      directoryId: ldap.directory.id,
+      externalId: "z",
+    });
+    await t.db
+      .update(groups)
+      .set({ dn: `cn=garden,ou=groups,${BASE}` })
+      .where(eq(groups.id, garden.id));
+    const res = await postForm(admin.agent, `/groups/${garden.id}/synchronizations`, admin.csrf);
+    assert.match(
+      flashOf((await follow(admin.agent, res)).text),
+      /1 left out \(ivy: .*still there, perhaps renamed/,
+    );
+    const saved = await userNamed(t.db, "ivy");
+    assert.equal(saved?.id, ivy.id);
+    assert.equal(saved?.externalId, ivy.externalId, "still the renamed entry's user");
+    assert.equal(saved?.fullName, "Ivy Old");
+    const members = await t.db.select().from(groupMembers).where(eq(groupMembers.groupId, garden.id));
+    assert.equal(members.length, 0);
+  });
+
   test("a group deleted in the directory is kept and marked missing", async () => {
     await ldap.admin.add(`cn=temp,ou=groups,${BASE}`, {
       objectClass: "groupOfNames",

@@ -72,6 +72,30 @@ export interface MatchContext {
   directoryId: number;
   /** True when this run already imported the entry with this stable id (another entry then owns the name). */
   importedInThisRun?: (externalId: string) => boolean;
+  /**
+   * True when the directory still has an entry with this stable id (see `relinkCandidates`): a user
+   * of this directory found by username is then another person's, not this entry made again.
+   */
+  stillInDirectory?: (externalId: string) => boolean;
+}
+
+/**
+ * The stable ids to look for in the directory before users found only by username are followed:
+ * those of users of this directory whose entry may have been deleted and made again.
+ */
+export function relinkCandidates(
+  entries: readonly { externalId: string; usernameKey: string }[],
+  matches: { byId: ReadonlyMap<string, StoredUser>; byName: ReadonlyMap<string, StoredUser> },
+  directoryId: number,
+): string[] {
+  const ids = new Set<string>();
+  for (const entry of entries) {
+    if (matches.byId.has(entry.externalId)) continue;
+    const byName = matches.byName.get(entry.usernameKey);
+    if (byName?.kind === "external" && byName.directoryId === directoryId && byName.externalId !== null)
+      ids.add(byName.externalId);
+  }
+  return [...ids];
 }
 
 export function desiredUser(user: LdapUser): DesiredUser {
@@ -141,7 +165,13 @@ export function classifyUser(
       reason: `Another entry of this directory${byName.dn ? ` (${byName.dn})` : ""} has the same username.`,
     };
   }
-  // Same directory, same username, new stable id: the entry was re-created; follow it.
+  if (byName.externalId !== null && context.stillInDirectory?.(byName.externalId)) {
+    return {
+      action: "conflict",
+      reason: `The username belongs to the user of another entry of this directory${byName.dn ? ` (${byName.dn})` : ""}, which is still there, perhaps renamed: import that entry first.`,
+    };
+  }
+  // Same directory, same username, new stable id, and the old entry gone: it was made again; follow it.
   return compareUser(desired, byName);
 }
 

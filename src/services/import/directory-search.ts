@@ -6,7 +6,13 @@ import { AndFilter, EqualityFilter, OrFilter } from "ldapts";
 import type { DirectorySession, Entry } from "../../ldap/client.ts";
 import { resolveBase } from "../../ldap/dn.ts";
 import { type BuildFilterResult, buildSearchFilter, type Filter, parseFilter } from "../../ldap/filter.ts";
-import { bufferAttributes, groupAttributes, guidToBytes, userAttributes } from "../../ldap/mapping.ts";
+import {
+  bufferAttributes,
+  groupAttributes,
+  guidToBytes,
+  mapUser,
+  userAttributes,
+} from "../../ldap/mapping.ts";
 import type { DirectoryMapping } from "../../ldap/types.ts";
 import type { EntryKind } from "./types.ts";
 
@@ -92,6 +98,24 @@ export async function* entriesByStableId(
     const filter = new AndFilter({ filters: [objectFilter.filter, anyId] });
     yield* searchEntries(session, mapping, kind, filter, signal ? { signal } : {});
   }
+}
+
+/** Which of these stable ids the directory has a user entry for (under its user filter). */
+export async function userIdsInDirectory(
+  session: DirectorySession,
+  mapping: DirectoryMapping,
+  externalIds: readonly string[],
+  signal?: AbortSignal,
+): Promise<Set<string>> {
+  const found = new Set<string>();
+  for await (const page of entriesByStableId(session, mapping, "user", externalIds, signal)) {
+    for (const entry of page) {
+      const mapped = mapUser(entry, mapping);
+      const id = mapped.ok ? mapped.value.externalId : mapped.externalId;
+      if (id !== undefined) found.add(id);
+    }
+  }
+  return found;
 }
 
 /** objectGUID is matched on its 16 bytes; every other id (entryUUID, nsUniqueId, objectSid) as text. */

@@ -15,7 +15,7 @@ import type { DirectoryMapping, LdapGroup } from "../../ldap/types.ts";
 import { loadDirectoryConnection, StoredSecretError } from "../directories.ts";
 import type { SecretBox } from "../secrets.ts";
 import { listInWords } from "./classify.ts";
-import { entriesByStableId, importFilter, searchEntries } from "./directory-search.ts";
+import { entriesByStableId, importFilter, searchEntries, userIdsInDirectory } from "./directory-search.ts";
 import {
   type Claim,
   type Ending,
@@ -525,6 +525,7 @@ class RunImporter {
       importedGroups: this.importedGroups,
       usersInFlight: this.usersInFlight,
       copyRolesFrom: this.copyRolesFrom,
+      findInDirectory: (ids) => userIdsInDirectory(this.session, this.mapping, ids, this.signal),
     };
   }
 

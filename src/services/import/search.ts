@@ -9,8 +9,20 @@ import type { Filter } from "../../ldap/filter.ts";
 import { mapGroup, mapUser } from "../../ldap/mapping.ts";
 import { countMembers } from "../../ldap/members.ts";
 import type { DirectoryMapping } from "../../ldap/types.ts";
-import { classifyGroup, classifyUser, type Decision, desiredGroup, desiredUser } from "./classify.ts";
-import { groupSummaryAttributes, importFilter, searchEntries } from "./directory-search.ts";
+import {
+  classifyGroup,
+  classifyUser,
+  type Decision,
+  desiredGroup,
+  desiredUser,
+  relinkCandidates,
+} from "./classify.ts";
+import {
+  groupSummaryAttributes,
+  importFilter,
+  searchEntries,
+  userIdsInDirectory,
+} from "./directory-search.ts";
 import { lookupGroups, lookupUsers } from "./store.ts";
 import { mapLimited } from "./stream.ts";
 import type { EntryKind, ImportKind } from "./types.ts";
@@ -139,7 +151,9 @@ async function describeRows(
   const desiredGroups = mappedGroups.flatMap((m) => (m.mapped.ok ? [desiredGroup(m.mapped.value)] : []));
   const userMatches = await lookupUsers(db, directoryId, desiredUsers);
   const groupMatches = await lookupGroups(db, directoryId, desiredGroups);
-  const context = { directoryId };
+  const candidates = relinkCandidates(desiredUsers, userMatches, directoryId);
+  const present = candidates.length > 0 ? await userIdsInDirectory(session, mapping, candidates) : new Set();
+  const context = { directoryId, stillInDirectory: (id: string) => present.has(id) };
   const memberCounts = await mapLimited(mappedGroups, 4, async (m) =>
     m.mapped.ok ? countMembers(session, m.mapped.value.dn, mapping) : null,
   );

@@ -16,6 +16,7 @@ import {
   desiredGroup,
   desiredUser,
   listInWords,
+  relinkCandidates,
   type StoredGroup,
   type StoredUser,
   sameDn,
@@ -36,6 +37,12 @@ export interface UpsertContext {
   /** Users of this run's other batches being written now: their names are taken too. */
   usersInFlight?: ReadonlySet<string>;
   copyRolesFrom: RoleSource | null;
+  /**
+   * Which of these stable ids the directory still has. Asked only for users of this directory found
+   * by username with another stable id (rare): when the old entry is still there, the user is
+   * another person's (renamed), not this entry deleted and made again.
+   */
+  findInDirectory?: (externalIds: string[]) => Promise<ReadonlySet<string>>;
   /**
    * Insert first, look up only what the insert left out: the right order when most entries are new
    * (a first import), where the lookup would find nothing at twice the cost. An insert succeeds
@@ -103,10 +110,19 @@ export async function upsertUsers(
     const matches = await lookupUsers(tx, context.directoryId, todo);
     const inBatch = new Set(todo.map((user) => user.externalId));
     // One closure per batch (not per user): the stable ids another entry of this run holds.
+    const importedInThisRun = (id: string) =>
+      context.importedUsers.has(id) || inBatch.has(id) || (context.usersInFlight?.has(id) ?? false);
+    const candidates = context.findInDirectory
+      ? relinkCandidates(todo, matches, context.directoryId).filter((id) => !importedInThisRun(id))
+      : [];
+    const present =
+      candidates.length > 0 && context.findInDirectory
+        ? await context.findInDirectory(candidates)
+        : new Set();
     const matchContext = {
       directoryId: context.directoryId,
-      importedInThisRun: (id: string) =>
-        context.importedUsers.has(id) || inBatch.has(id) || (context.usersInFlight?.has(id) ?? false),
+      importedInThisRun,
+      stillInDirectory: (id: string) => present.has(id),
     };
     const decided = todo.map((user) => ({
       user,
