@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
+import { Client } from "ldapts";
 import supertest from "supertest";
 import { importRuns, users } from "../../src/db/schema.ts";
 import type { SlapdServer } from "../../src/dev/slapd.ts";
@@ -289,6 +290,29 @@ describe("the import search page", { skip }, () => {
     );
     assert.match(page, /leepark .* Update email/);
     assert.match(page, /charlie .* Conflict The username belongs to a user of the directory “Other LDAP”/);
+  });
+
+  test("two matches with one username: the second is a conflict naming the first", async () => {
+    const admin = new Client({ url: server.url });
+    await admin.bind(server.rootDn, server.rootPassword);
+    const first = `uid=dupe,ou=people,${server.baseDn}`;
+    const second = `cn=Dupe Two,ou=people,${server.baseDn}`;
+    try {
+      await admin.add(first, { objectClass: "inetOrgPerson", uid: "dupe", cn: "Dupe One", sn: "Dupe" });
+      await admin.add(second, { objectClass: "inetOrgPerson", uid: "DUPE", cn: "Dupe Two", sn: "Dupe" });
+      const res = await search({ q: "dupe", kind: "users" });
+      assert.deepEqual(
+        rowsOf(res.text).map((r) => r.status),
+        ["New", "Conflict"],
+      );
+      assert.match(
+        text(res.text),
+        /Conflict Another entry of this directory \(uid=dupe,ou=people,dc=example,dc=test\) has the same username\./,
+      );
+    } finally {
+      for (const dn of [first, second]) await admin.del(dn).catch(() => {});
+      await admin.unbind();
+    }
   });
 
   test("markup in directory attributes is shown as text", async () => {

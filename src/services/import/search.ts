@@ -159,18 +159,30 @@ async function describeRows(
   );
 
   const rows: ResultRow[] = [];
+  // Two matches with one username (or group name): an import takes the first and skips the next.
+  const firstNamed = new Map<string, string>();
+  const sameName = (key: string, dn: string, noun: string): Decision<never> | null => {
+    const first = firstNamed.get(key);
+    if (first === undefined) {
+      firstNamed.set(key, dn);
+      return null;
+    }
+    return { action: "conflict", reason: `Another entry of this directory (${first}) has the same ${noun}.` };
+  };
   for (const { entry, mapped } of mappedUsers) {
     if (!mapped.ok) {
       rows.push(invalidRow("user", entry, mapped.reason));
       continue;
     }
     const desired = desiredUser(mapped.value);
-    const decision = classifyUser(
-      desired,
-      userMatches.byId.get(desired.externalId) ?? null,
-      userMatches.byName.get(desired.usernameKey) ?? null,
-      context,
-    );
+    const decision =
+      sameName(`user:${desired.usernameKey}`, desired.dn, "username") ??
+      classifyUser(
+        desired,
+        userMatches.byId.get(desired.externalId) ?? null,
+        userMatches.byName.get(desired.usernameKey) ?? null,
+        context,
+      );
     rows.push({
       key: `user:${desired.externalId}`,
       kind: "user",
@@ -189,12 +201,14 @@ async function describeRows(
       return;
     }
     const desired = desiredGroup(mapped.value);
-    const decision = classifyGroup(
-      desired,
-      groupMatches.byId.get(desired.externalId) ?? null,
-      groupMatches.byName.get(desired.nameKey) ?? null,
-      context,
-    );
+    const decision =
+      sameName(`group:${desired.nameKey}`, desired.dn, "group name") ??
+      classifyGroup(
+        desired,
+        groupMatches.byId.get(desired.externalId) ?? null,
+        groupMatches.byName.get(desired.nameKey) ?? null,
+        context,
+      );
     rows.push({
       key: `group:${desired.externalId}`,
       kind: "group",
