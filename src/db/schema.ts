@@ -150,6 +150,12 @@ export const groups = pgTable(
     externalId: text("external_id"),
     dn: text("dn"),
     missingInDirectory: boolean("missing_in_directory").notNull().default(false),
+    /**
+     * A fingerprint of the member list the directory had when the group's members were last
+     * imported (members.ts memberListHash): the import page tells from it whether importing the
+     * group again would change its members. Null until then.
+     */
+    memberListHash: text("member_list_hash"),
     lastSyncedAt: timestamp("last_synced_at", { withTimezone: true }),
     createdAt: createdAt(),
     updatedAt: updatedAt(),

@@ -2,6 +2,7 @@
  * Group membership: every direct member of a group however large (Active Directory hands out
  * `member` 1500 values at a time), and the full tree of nested groups, cycles included.
  */
+import { createHash } from "node:crypto";
 import type { Entry } from "ldapts";
 import { AndFilter, EqualityFilter, ExtensibleFilter, OrFilter } from "ldapts";
 import type { DirectorySession } from "./client.ts";
@@ -48,6 +49,8 @@ export interface MemberBatch {
    * of Active Directory holds only the first 1,500).
    */
   memberValues?: number;
+  /** On a group's first batch: the fingerprint of its member list (memberListHash). */
+  memberHash?: string;
 }
 
 /** The group at `dn`, or null when there is no such entry or it does not match the group filter. */
@@ -101,6 +104,28 @@ export async function countMembers(
   mapping: DirectoryMapping,
 ): Promise<number> {
   return (await readMemberValues(session, groupDn, mapping.attrMember)).length;
+}
+
+/** How many members a group lists, and the fingerprint of the list (memberListHash). */
+export async function memberSummary(
+  session: DirectorySession,
+  groupDn: string,
+  mapping: DirectoryMapping,
+): Promise<{ count: number; hash: string }> {
+  const values = await readMemberValues(session, groupDn, mapping.attrMember);
+  return { count: values.length, hash: memberListHash(values, mapping) };
+}
+
+/**
+ * A fingerprint of a member list that ignores order and spelling: DNs compared parsed (`CN=` or
+ * `cn=`, `\2C` or `\,`), usernames NFC and case-insensitively. Equal lists, equal fingerprints.
+ */
+export function memberListHash(values: readonly string[], mapping: DirectoryMapping): string {
+  const keys = values.map((value) =>
+    mapping.memberValues === "username" ? usernameKey(value.trim()) : (tryNormalizeDn(value) ?? value),
+  );
+  const sorted = [...new Set(keys)].sort();
+  return createHash("sha256").update(sorted.join("\n")).digest("base64url");
 }
 
 /** Active Directory's LDAP_MATCHING_RULE_IN_CHAIN: matches through nested groups, server-side. */
@@ -161,13 +186,17 @@ export async function* expandGroup(
           queue.push(group.dn);
         }
       }
-      if (!yielded) batch.memberValues = values.length;
+      if (!yielded) {
+        batch.memberValues = values.length;
+        batch.memberHash = memberListHash(values, mapping);
+      }
       yielded = true;
       yield batch;
     }
     // A group without members (emptied in the directory, or listing only itself) is still reported:
     // the reader learns that it has none, and drops the members it had.
-    if (!yielded) yield { ...emptyBatch(dn), memberValues: values.length };
+    if (!yielded)
+      yield { ...emptyBatch(dn), memberValues: values.length, memberHash: memberListHash(values, mapping) };
   }
 }
 

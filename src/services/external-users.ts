@@ -559,11 +559,14 @@ export async function synchronizeGroupTree(
   const members = new Map<number, { users: Set<number>; groups: Set<number> }>([
     [rootGroup.id, { users: new Set(), groups: new Set() }],
   ]);
+  /** Group id → the fingerprint of the member list read for it. */
+  const memberLists = new Map<number, string>();
   for await (const batch of expandGroup(session, root.dn, mapping)) {
     const parentId = groupIds.get(dnKey(batch.groupDn));
     if (parentId === undefined) continue;
     const parent = members.get(parentId) ?? { users: new Set<number>(), groups: new Set<number>() };
     members.set(parentId, parent);
+    if (batch.memberHash !== undefined) memberLists.set(parentId, batch.memberHash);
     result.unresolved += batch.unresolved.length;
     const outcomes = await upsertExternalUsers(db, directoryId, batch.users, {
       now,
@@ -600,6 +603,9 @@ export async function synchronizeGroupTree(
     const changed = await replaceMembership(db, groupId, wanted);
     result.membersAdded += changed.added;
     result.membersRemoved += changed.removed;
+    const hash = memberLists.get(groupId);
+    if (hash !== undefined)
+      await db.update(groups).set({ memberListHash: hash }).where(eq(groups.id, groupId));
   }
   return result;
 }

@@ -338,6 +338,52 @@ describe("importing groups", { skip }, () => {
     }
   });
 
+  test("a group whose members changed in the directory shows Update (members) until it is imported again", async () => {
+    const dn = groupDnOf("status-team");
+    const person = (uid: string) => `uid=${uid},ou=people,${server.baseDn}`;
+    const admin = new Client({ url: server.url });
+    await admin.bind(server.rootDn, server.rootPassword);
+    const statusOf = async () => {
+      const { agent } = await signedInAgent(t.app, "admin");
+      const page = await agent.get(
+        `/imports/new?${new URLSearchParams({ directory: String(directoryId), kind: "groups", q: "status-team" })}`,
+      );
+      return { status: rowsOf(page.text)[0]?.status, text: text(page.text) };
+    };
+    try {
+      await admin.add(dn, { objectClass: "groupOfNames", cn: "status-team", member: [person("alpha")] });
+      await importGroups("status-team");
+      assert.equal((await statusOf()).status, "Up to date");
+      await admin.modify(
+        dn,
+        new Change({
+          operation: "add",
+          modification: new Attribute({ type: "member", values: [person("bravo")] }),
+        }),
+      );
+      const changed = await statusOf();
+      assert.equal(changed.status, "Update");
+      assert.match(changed.text, /status-team .* Update members/);
+      await importGroups("status-team");
+      assert.equal((await statusOf()).status, "Up to date");
+      // The same members in another order, one in capitals: no change.
+      await admin.modify(
+        dn,
+        new Change({
+          operation: "replace",
+          modification: new Attribute({
+            type: "member",
+            values: [person("bravo"), person("ALPHA").toUpperCase()],
+          }),
+        }),
+      );
+      assert.equal((await statusOf()).status, "Up to date");
+    } finally {
+      await admin.del(dn).catch(() => {});
+      await admin.unbind();
+    }
+  });
+
   test("members removed in the directory leave the group on the next import; the users stay", async () => {
     const admin = new Client({ url: server.url });
     await admin.bind(server.rootDn, server.rootPassword);

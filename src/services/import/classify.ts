@@ -38,6 +38,8 @@ export interface StoredGroup {
   directoryName: string | null;
   externalId: string | null;
   missingInDirectory: boolean;
+  /** The member list's fingerprint at the last import of the group's members (null: never). */
+  memberListHash?: string | null;
 }
 
 /** The user row an entry should produce (synchronized fields only). */

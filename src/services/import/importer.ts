@@ -38,6 +38,7 @@ import {
   type GroupBatchResult,
   linkMembers,
   pruneMembers,
+  rememberMemberList,
   type UpsertContext,
   upsertGroups,
   upsertUsers,
@@ -165,6 +166,8 @@ interface GroupState {
   children: Set<number>;
   membersAdded: number;
   subgroupsAdded: number;
+  /** The fingerprint of the member list read for it (stored when it is finished). */
+  memberHash: string | null;
 }
 
 class RunImporter {
@@ -357,6 +360,7 @@ class RunImporter {
         alreadyDone = id !== null && this.finishedGroups.has(id);
         current = id === null || alreadyDone ? null : (this.pendingGroups.get(id) ?? null);
       }
+      if (current && batch.memberHash !== undefined) current.memberHash = batch.memberHash;
       if (!alreadyDone) await this.importMemberBatch(batch, current);
     }
     if (current) await this.finishGroup(current);
@@ -414,6 +418,7 @@ class RunImporter {
     await this.commit(
       async (tx) => {
         const pruned = await pruneMembers(tx, group.id, group.members, group.children);
+        if (group.memberHash !== null) await rememberMemberList(tx, group.id, group.memberHash);
         const report = groupReport(group, pruned);
         return {
           processed: 0,
@@ -463,6 +468,7 @@ class RunImporter {
         children: new Set(),
         membersAdded: 0,
         subgroupsAdded: 0,
+        memberHash: null,
       });
     }
     return id;
@@ -594,6 +600,7 @@ async function* coalesceMembers(
       groups: [...batch.groups],
       unresolved: [...batch.unresolved],
       ...(batch.memberValues === undefined ? {} : { memberValues: batch.memberValues }),
+      ...(batch.memberHash === undefined ? {} : { memberHash: batch.memberHash }),
     };
     pendingKey = key;
   }

@@ -7,7 +7,7 @@ import type { Db } from "../../db/client.ts";
 import type { DirectorySession, Entry } from "../../ldap/client.ts";
 import type { Filter } from "../../ldap/filter.ts";
 import { mapGroup, mapUser } from "../../ldap/mapping.ts";
-import { countMembers } from "../../ldap/members.ts";
+import { memberSummary } from "../../ldap/members.ts";
 import type { DirectoryMapping } from "../../ldap/types.ts";
 import {
   classifyGroup,
@@ -16,6 +16,7 @@ import {
   desiredGroup,
   desiredUser,
   relinkCandidates,
+  type StoredGroup,
 } from "./classify.ts";
 import {
   groupSummaryAttributes,
@@ -154,8 +155,8 @@ async function describeRows(
   const candidates = relinkCandidates(desiredUsers, userMatches, directoryId);
   const present = candidates.length > 0 ? await userIdsInDirectory(session, mapping, candidates) : new Set();
   const context = { directoryId, stillInDirectory: (id: string) => present.has(id) };
-  const memberCounts = await mapLimited(mappedGroups, 4, async (m) =>
-    m.mapped.ok ? countMembers(session, m.mapped.value.dn, mapping) : null,
+  const memberLists = await mapLimited(mappedGroups, 4, async (m) =>
+    m.mapped.ok ? memberSummary(session, m.mapped.value.dn, mapping) : null,
   );
 
   const rows: ResultRow[] = [];
@@ -203,11 +204,14 @@ async function describeRows(
     const desired = desiredGroup(mapped.value);
     const decision =
       sameName(`group:${desired.nameKey}`, desired.dn, "group name") ??
-      classifyGroup(
-        desired,
-        groupMatches.byId.get(desired.externalId) ?? null,
-        groupMatches.byName.get(desired.nameKey) ?? null,
-        context,
+      withMemberChanges(
+        classifyGroup(
+          desired,
+          groupMatches.byId.get(desired.externalId) ?? null,
+          groupMatches.byName.get(desired.nameKey) ?? null,
+          context,
+        ),
+        memberLists[index]?.hash ?? null,
       );
     rows.push({
       key: `group:${desired.externalId}`,
@@ -217,11 +221,27 @@ async function describeRows(
       name: desired.name,
       fullName: desired.description,
       email: "",
-      memberCount: memberCounts[index] ?? null,
+      memberCount: memberLists[index]?.count ?? null,
       status: statusOf(decision),
     });
   });
   return rows;
+}
+
+/**
+ * A group whose member list differs from the one its members were last imported from: importing
+ * it again adds or removes members. (Not known for a group imported before Roster kept the list's
+ * fingerprint: it is not flagged until imported once more.)
+ */
+function withMemberChanges(
+  decision: Decision<StoredGroup>,
+  currentHash: string | null,
+): Decision<StoredGroup> {
+  if (decision.action !== "unchanged" && decision.action !== "update") return decision;
+  const stored = decision.target.memberListHash ?? null;
+  if (currentHash === null || stored === null || stored === currentHash) return decision;
+  const changes = decision.action === "update" ? decision.changes : [];
+  return { action: "update", target: decision.target, changes: [...changes, "members"] };
 }
 
 function statusOf<T>(decision: Decision<T>): RowStatus {

@@ -97,6 +97,7 @@ interface GroupRow {
   directory_name: string | null;
   external_id: string | null;
   missing_in_directory: boolean;
+  member_list_hash: string | null;
 }
 
 export async function lookupGroups(
@@ -117,7 +118,7 @@ export async function lookupGroups(
           select g.id from input i join groups g on g.name_key = i.key
         )
         select g.id, g.kind, g.name, g.name_key, g.description, g.dn, g.directory_id, d.name as directory_name,
-               g.external_id, g.missing_in_directory
+               g.external_id, g.missing_in_directory, g.member_list_hash
         from found f join groups g on g.id = f.id left join directories d on d.id = g.directory_id`,
   );
   for (const row of rows) {
@@ -132,6 +133,7 @@ export async function lookupGroups(
       directoryName: row.directory_name,
       externalId: row.external_id,
       missingInDirectory: row.missing_in_directory,
+      memberListHash: row.member_list_hash,
     };
     if (group.directoryId === directoryId && group.externalId !== null) byId.set(group.externalId, group);
     byName.set(group.nameKey, group);

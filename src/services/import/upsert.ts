@@ -536,6 +536,11 @@ export async function linkMembers(
  * After a group's members were all read: removes the members and subgroups the directory no longer
  * lists (the directory owns an external group's membership). Users themselves are never removed.
  */
+/** The fingerprint of the member list a group's members were just imported from. */
+export async function rememberMemberList(tx: Db, groupId: number, hash: string): Promise<void> {
+  await tx.execute(sql`update groups set member_list_hash = ${hash} where id = ${groupId}`);
+}
+
 export async function pruneMembers(
   tx: Db,
   groupId: number,

@@ -1,0 +1,1 @@
+ALTER TABLE "groups" ADD COLUMN "member_list_hash" text;
