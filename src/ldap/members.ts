@@ -117,12 +117,19 @@ export async function memberSummary(
 }
 
 /**
- * A fingerprint of a member list that ignores order and spelling: DNs compared parsed (`CN=` or
- * `cn=`, `\2C` or `\,`), usernames NFC and case-insensitively. Equal lists, equal fingerprints.
+ * A fingerprint of a member list that ignores order and case: DNs compared case-insensitively (and
+ * parsed when escaped: `\2C` or `\,`), usernames NFC and case-insensitively. Equal lists, equal
+ * fingerprints.
  */
 export function memberListHash(values: readonly string[], mapping: DirectoryMapping): string {
+  // A DN without escapes is compared in lower case (parsing 100,000 of them took 0.4 s); one with
+  // escapes (`\2C` or `\,`) parsed.
   const keys = values.map((value) =>
-    mapping.memberValues === "username" ? usernameKey(value.trim()) : (tryNormalizeDn(value) ?? value),
+    mapping.memberValues === "username"
+      ? usernameKey(value.trim())
+      : value.includes("\\")
+        ? (tryNormalizeDn(value) ?? value)
+        : value.toLowerCase(),
   );
   const sorted = [...new Set(keys)].sort();
   return createHash("sha256").update(sorted.join("\n")).digest("base64url");
