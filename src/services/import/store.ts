@@ -67,17 +67,22 @@ export async function lookupUsers(
   // Aliased to StoredUser's own names: the rows are used as they come, without a copy per row.
   const rows = await queryRows<StoredUser>(
     db,
+    // A username held by a row found by stable id (nearly always the entry's own row) needs no second
+    // probe: the unique index says no other row has it. Rows come once each, as no row found by
+    // name holds a username a row found by id holds.
     sql`with input as materialized (select * from json_to_recordset(${input}::json) as t(ext text, key text)),
-        found as (
-          select u.id from input i join users u on u.directory_id = ${directoryId} and u.external_id = i.ext
-          union
-          select u.id from input i join users u on u.username_key = i.key
+        by_id as materialized (
+          select u.* from input i join users u on u.directory_id = ${directoryId} and u.external_id = i.ext
+        ),
+        by_name as (
+          select u.* from input i join users u on u.username_key = i.key
+          where not exists (select 1 from by_id b where b.username_key = i.key)
         )
         select u.id, u.kind, u.username, u.username_key as "usernameKey", u.full_name as "fullName", u.email,
                u.department, u.phone, u.enabled, u.disabled_by_directory as "disabledByDirectory", u.dn, u.directory_id as "directoryId",
                d.name as "directoryName", u.external_id as "externalId",
                u.missing_in_directory as "missingInDirectory"
-        from found f join users u on u.id = f.id left join directories d on d.id = u.directory_id`,
+        from (select * from by_id union all select * from by_name) u left join directories d on d.id = u.directory_id`,
   );
   for (const user of rows) {
     if (user.directoryId === directoryId && user.externalId !== null) byId.set(user.externalId, user);
