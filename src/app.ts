@@ -10,7 +10,7 @@ import helmet from "helmet";
 import type { Logger } from "pino";
 import { pinoHttp } from "pino-http";
 import type { Config } from "./config.ts";
-import type { Database } from "./db/client.ts";
+import { type Database, isConnectionLost } from "./db/client.ts";
 import type { ExternalAuthenticator } from "./services/auth.ts";
 import { createSecretBox } from "./services/secrets.ts";
 import { loadCurrentUser } from "./web/auth-middleware.ts";
@@ -117,7 +117,14 @@ function requestLogger(logger: Logger): RequestHandler {
     },
     // Cookies carry the session id; request bodies (passwords) are never logged at all.
     redact: ["req.headers.cookie", "req.headers.authorization", 'res.headers["set-cookie"]'],
-    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? "error" : "info"),
+    // An answer Roster chose (the database unreachable, a directory's bad gateway) is a warning,
+    // not an error with a stack: only an unexpected failure is.
+    customLogLevel: (_req, res, err) =>
+      res.statusCode === 502 || res.statusCode === 503
+        ? "warn"
+        : err || res.statusCode >= 500
+          ? "error"
+          : "info",
     autoLogging: {
       ignore: (req) => Boolean(req.url?.startsWith("/static/") || req.url?.startsWith("/vendor/")),
     },
@@ -197,6 +204,14 @@ function holdsNul(value: unknown, depth = 0): boolean {
 }
 
 const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
+  if (isConnectionLost(err)) {
+    req.log.warn({ code: err?.code ?? err?.cause?.code }, "request failed: the database is unreachable");
+    if (res.headersSent) return;
+    res.set("Retry-After", "5");
+    const page = databaseUnreachablePage();
+    render(req, res, "errors/error", { title: page.heading, ...page }, { status: page.status });
+    return;
+  }
   const status = Number(err?.status ?? err?.statusCode ?? 500);
   if (status >= 500) req.log.error({ err }, "request failed");
   else req.log.info({ status, code: err?.code }, "request refused");
@@ -204,6 +219,15 @@ const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
   const page = errorPage(status, err?.code, String(req.id));
   render(req, res, "errors/error", { title: page.heading, ...page }, { status: page.status });
 };
+
+function databaseUnreachablePage() {
+  return {
+    status: 503,
+    heading: "The database is unreachable",
+    message:
+      "Roster can't reach its database right now, so nothing was changed. Try again in a moment; if it keeps happening, check that the database server is running.",
+  };
+}
 
 function errorPage(status: number, code: string | undefined, reference: string) {
   if (code === "EBADCSRFTOKEN") {

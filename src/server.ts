@@ -1,7 +1,8 @@
 import type { Server } from "node:http";
+import type { Logger } from "pino";
 import { type AppDeps, createApp } from "./app.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
-import { type Database, openDatabase } from "./db/client.ts";
+import { type Database, isConnectionLost, openDatabase } from "./db/client.ts";
 import { startHousekeeping } from "./housekeeping.ts";
 import { createLogger } from "./logger.ts";
 import { bootstrapAdmin, needsSetup } from "./services/auth.ts";
@@ -70,8 +71,31 @@ export async function start(
   };
 }
 
+/**
+ * The last resort for an error no `await` caught. A lost database connection is survivable (the
+ * pool opens a new one; the work that used it has already failed on its own), so it is logged and
+ * Roster keeps serving. Anything else leaves the process in an unknown state: it is logged on one
+ * line and the process exits, for its supervisor to restart it.
+ */
+export function handleUncaught(err: unknown, logger: Logger, exit: (code: number) => void): void {
+  if (isConnectionLost(err)) {
+    logger.warn({ code: (err as { code?: string }).code }, "database connection lost; Roster keeps serving");
+    return;
+  }
+  logger.fatal({ err }, `Roster stopped on an unexpected error: ${describe(err)}`);
+  exit(1);
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
 const isEntry = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (isEntry) {
+  const fatalLogger = createLogger("info");
+  const onUncaught = (err: unknown) => handleUncaught(err, fatalLogger, (code) => process.exit(code));
+  process.on("uncaughtException", onUncaught);
+  process.on("unhandledRejection", onUncaught);
   start().then(
     (running) => {
       const shutdown = () => {

@@ -137,3 +137,37 @@ export function sqlState(err: unknown): string | undefined {
   const code = candidate.cause?.code ?? candidate.code;
   return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
+
+/**
+ * postgres.js's own codes and the socket's for a connection that was lost or never made, and the
+ * SQLSTATEs a server sends as it drops one (class 08, and 57P01–57P03: terminated, crashed,
+ * starting up). Such a failure says nothing about the statement: the same work can be tried again.
+ */
+const CONNECTION_CODES = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "57P01",
+  "57P02",
+  "57P03",
+]);
+
+/** Whether an error (or its cause, as drizzle wraps it) is the database connection lost or refused. */
+export function isConnectionLost(err: unknown): boolean {
+  for (let e = err, depth = 0; e && typeof e === "object" && depth < 4; depth += 1) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && (CONNECTION_CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code))) return true;
+    if (e instanceof AggregateError && e.errors.some(isConnectionLost)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}

@@ -3,9 +3,10 @@
  * transaction, counters included), then imports each chosen group with all its members, nested
  * groups kept as subgroups. Memory holds one batch plus the ids this run has imported.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { sql } from "drizzle-orm";
 import type { Logger } from "pino";
-import { type Db, sqlState } from "../../db/client.ts";
+import { type Db, isConnectionLost, sqlState } from "../../db/client.ts";
 import { type DirectorySession, type Entry, openDirectory } from "../../ldap/client.ts";
 import { normalizeDn } from "../../ldap/dn.ts";
 import { DirectoryError, type LdapErrorKind } from "../../ldap/errors.ts";
@@ -50,6 +51,9 @@ export const DEFAULT_WRITERS = 2;
 /** Transient database conflicts (deadlock, serialization, a unique key taken meanwhile) retried per batch. */
 const BATCH_ATTEMPTS = 5;
 const RETRYABLE = new Set(["40P01", "40001", "23505"]);
+/** A batch whose database connection was lost is tried again for about a minute (0.25 s … 8 s apart). */
+const RECONNECT_ATTEMPTS = 12;
+const reconnectDelayMs = (attempt: number) => Math.min(8000, 250 * 2 ** (attempt - 1));
 /**
  * Created entries listed in a run's report (the count is always exact). Updated, skipped and failed
  * entries are always listed: they carry a reason; a 100,000-user import lists its first creations.
@@ -140,6 +144,9 @@ export function failureMessage(err: unknown): string {
     return `${gone ? "The directory stopped answering" : "Reading the directory failed"}: ${err.classified.message}`;
   }
   if (err instanceof StoredSecretError) return err.message;
+  if (isConnectionLost(err)) {
+    return "The database stopped answering: Roster lost its connection to PostgreSQL and could not reconnect within a minute. Check that the database server is running, then run the import again.";
+  }
   const code = sqlState(err);
   if (code !== undefined || isDatabaseError(err)) {
     const detail = (err as { cause?: { message?: string } })?.cause?.message ?? (err as Error).message;
@@ -562,6 +569,16 @@ class RunImporter {
         this.createdReported += createdListed;
         break;
       } catch (err) {
+        if (isConnectionLost(err) && attempt < RECONNECT_ATTEMPTS) {
+          // The transaction died with its connection, so nothing of the batch was written; the
+          // pool opens a new connection for the next try once the server answers again.
+          this.deps.logger.warn(
+            { importRun: this.claim.run.id, attempt, code: (err as { code?: string }).code },
+            "database connection lost: import batch retried",
+          );
+          await delay(reconnectDelayMs(attempt), undefined, { signal: this.signal });
+          continue;
+        }
         const code = sqlState(err);
         if (attempt >= BATCH_ATTEMPTS || code === undefined || !RETRYABLE.has(code)) throw err;
         this.deps.logger.debug({ importRun: this.claim.run.id, code, attempt }, "import batch retried");
