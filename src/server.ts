@@ -1,4 +1,4 @@
-import type { Server } from "node:http";
+import { createServer, type RequestListener, type Server } from "node:http";
 import type { Logger } from "pino";
 import { type AppDeps, createApp } from "./app.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
@@ -19,35 +19,99 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-/** Configuration → database → migrations → predefined data → listen. */
+/** Why Roster could not start, in one line an operator can act on. */
+export class StartupError extends Error {}
+
+/** Configuration → database → migrations → predefined data → listen → background work. */
 export async function start(
   env: NodeJS.ProcessEnv = process.env,
   extra: Partial<AppDeps> = {},
 ): Promise<Running> {
   const config = loadConfig(env);
   const logger = createLogger(config.logLevel);
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  await database.migrate();
-  await ensurePredefinedRoles(database.db);
-  await bootstrapAdmin(database.db, config.bootstrapAdmin);
-  const stopHousekeeping = startHousekeeping(database.db, logger);
+  // The port is taken first, so a port in use fails at once; until the app is ready it answers 503.
+  let handle: RequestListener = (_req, res) => {
+    res.writeHead(503, { "Content-Type": "text/plain; charset=utf-8", "Retry-After": "2" });
+    res.end("Roster is starting. Try again in a moment.\n");
+  };
+  const server = await listen(
+    createServer((req, res) => handle(req, res)),
+    config,
+  );
+  let database: Database | undefined;
+  try {
+    database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    await prepareDatabase(database, config);
+    const db = database.db;
+    const secretBox = createSecretBox(config.encryptionKey);
+    const externalAuth = createDirectoryAuthenticator({
+      db,
+      secretBox,
+      logger: logger.child({ component: "ldap" }),
+    });
+    const importWorker = createImportWorker({
+      db,
+      secretBox,
+      logger: logger.child({ component: "import" }),
+    });
+    handle = createApp({ config, database, logger, externalAuth, importWorker, ...extra });
+    // Background work starts only once the server listens: an instance that can't serve does none.
+    const stopHousekeeping = startHousekeeping(db, logger);
+    importWorker.start();
+    const opened = database;
+    return await announce(server, config, opened, logger, async () => {
+      stopHousekeeping();
+      await importWorker.stop();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await opened.close();
+    });
+  } catch (err) {
+    server.close();
+    await database?.close().catch(() => {});
+    throw err;
+  }
+}
 
-  const secretBox = createSecretBox(config.encryptionKey);
-  const externalAuth = createDirectoryAuthenticator({
-    db: database.db,
-    secretBox,
-    logger: logger.child({ component: "ldap" }),
+async function prepareDatabase(database: Database, config: Config): Promise<void> {
+  try {
+    await database.migrate();
+    await ensurePredefinedRoles(database.db);
+  } catch (err) {
+    const where = database.kind === "pglite" ? `the embedded database in ${config.dataDir}` : "the database";
+    const cause = isConnectionLost(err)
+      ? `could not be reached (${connectionCode(err)}): check DATABASE_URL and that the server is running`
+      : `could not be migrated: ${firstLine(err)}`;
+    throw new StartupError(`Roster could not start: ${where} ${cause}.`);
+  }
+  await bootstrapAdmin(database.db, config.bootstrapAdmin);
+}
+
+function listen(server: Server, config: Config): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    server.once("listening", () => resolve(server));
+    server.once("error", (err: NodeJS.ErrnoException) => {
+      const where = `${config.host}:${config.port}`;
+      const reason =
+        err.code === "EADDRINUSE"
+          ? `${where} is already in use by another process: stop it, or set PORT (or HOST) to a free one`
+          : err.code === "EACCES"
+            ? `listening on ${where} is not permitted: choose a PORT above 1023, or run with the right to bind it`
+            : err.code === "EADDRNOTAVAIL"
+              ? `${config.host} is not an address of this machine: set HOST to one of its addresses`
+              : `could not listen on ${where} (${err.code ?? err.message})`;
+      reject(new StartupError(`Roster could not start: ${reason}.`));
+    });
+    server.listen(config.port, config.host);
   });
-  const importWorker = createImportWorker({
-    db: database.db,
-    secretBox,
-    logger: logger.child({ component: "import" }),
-  });
-  importWorker.start();
-  const app = createApp({ config, database, logger, externalAuth, importWorker, ...extra });
-  const server = await new Promise<Server>((resolve) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
-  });
+}
+
+async function announce(
+  server: Server,
+  config: Config,
+  database: Database,
+  logger: Logger,
+  stop: () => Promise<void>,
+): Promise<Running> {
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
@@ -56,19 +120,22 @@ export async function start(
   if (await needsSetup(database.db)) {
     logger.info(`No user exists yet: open ${url}/setup to create the first administrator`);
   }
+  return { url, config, database, server, stop };
+}
 
-  return {
-    url,
-    config,
-    database,
-    server,
-    async stop() {
-      stopHousekeeping();
-      await importWorker.stop();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await database.close();
-    },
-  };
+function connectionCode(err: unknown): string {
+  for (let e = err, depth = 0; e && typeof e === "object" && depth < 4; depth += 1) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return "no answer";
+}
+
+function firstLine(err: unknown): string {
+  const cause = (err as { cause?: unknown })?.cause;
+  const text = cause instanceof Error ? cause.message : err instanceof Error ? err.message : String(err);
+  return text.split("\n")[0]?.slice(0, 300) ?? "";
 }
 
 /**
@@ -108,8 +175,12 @@ if (isEntry) {
       process.once("SIGTERM", shutdown);
     },
     (err: unknown) => {
-      if (err instanceof ConfigError) {
+      if (err instanceof StartupError) {
         console.error(err.message);
+      } else if (err instanceof ConfigError) {
+        // One line, for a supervisor's log: "…: invalid configuration: A: …; B: …".
+        const [head = "", ...settings] = err.message.split("\n").map((line) => line.trim());
+        console.error(`Roster could not start: ${head.toLowerCase()} ${settings.filter(Boolean).join("; ")}`);
       } else {
         console.error("Roster could not start:", err);
       }

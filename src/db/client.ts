@@ -65,6 +65,8 @@ export function connectPostgres(url: string, options: PostgresOptions = {}) {
 function openPostgres(url: string): Database {
   const client = connectPostgres(url, {
     max: 10,
+    // A server that doesn't answer is reported within seconds (start-up fails fast; a request 503s).
+    connect_timeout: 5,
     onnotice: () => {},
     connection: { application_name: "roster" },
   });
