@@ -84,7 +84,13 @@ export function normalizedRdns(dn: ParsedDn): string[] {
   return dn.map((rdn) => formatRdn(normalizeRdn(rdn)));
 }
 
-export function dnEquals(a: string, b: string): boolean {
+/**
+ * The one DN equality: servers spell the same DN differently (`\2C` or `\,`, `CN=` or `cn=`), so
+ * DNs are compared parsed. A missing DN (null) equals nothing; a malformed one only itself.
+ */
+export function dnEquals(a: string | null, b: string | null): boolean {
+  if (a === null || b === null) return false;
+  if (a === b) return true;
   const left = tryNormalizeDn(a);
   return left !== null && left === tryNormalizeDn(b);
 }

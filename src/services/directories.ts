@@ -8,7 +8,7 @@ import { and, asc, count, desc, eq, inArray, ne, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { directories, directoryDefaultRoles, groups, roles, users } from "../db/schema.ts";
 import type { DirectoryLogger } from "../ldap/client.ts";
-import { dnEquals, normalizeDn } from "../ldap/dn.ts";
+import { dnEquals } from "../ldap/dn.ts";
 import type { PresetId } from "../ldap/presets.ts";
 import { type ConnectionTestResult, testConnection } from "../ldap/test-connection.ts";
 import type { DirectoryConnection, DirectoryMapping } from "../ldap/types.ts";
@@ -589,23 +589,14 @@ async function refuseDuplicateServer(tx: Db, settings: DirectorySettings, except
     .from(directories)
     .where(exceptId === null ? undefined : ne(directories.id, exceptId));
   const addresses = new Set(settings.urls.map(serverAddress));
-  const baseDn = normalizeDn(settings.baseDn);
   for (const other of others) {
     const shared = other.urls.find((url) => addresses.has(serverAddress(url)));
-    if (shared && sameDn(other.baseDn, baseDn)) {
+    if (shared && dnEquals(other.baseDn, settings.baseDn)) {
       throw new Refusal(
         `${shared} is already used by the directory “${other.name}” with the same base DN. Edit that directory instead.`,
         "urls",
       );
     }
-  }
-}
-
-function sameDn(stored: string, normalized: string): boolean {
-  try {
-    return normalizeDn(stored) === normalized;
-  } catch {
-    return false;
   }
 }
 

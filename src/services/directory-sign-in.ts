@@ -12,17 +12,18 @@ import { and, eq } from "drizzle-orm";
 import { EqualityFilter } from "ldapts";
 import type { Db } from "../db/client.ts";
 import { users } from "../db/schema.ts";
-import { type DirectoryLogger, type DirectorySession, withDirectory } from "../ldap/client.ts";
+import type { DirectoryLogger, DirectorySession } from "../ldap/client.ts";
 import { dnEquals, formatDn, parseDn, resolveBase } from "../ldap/dn.ts";
-import { DirectoryError } from "../ldap/errors.ts";
 import { andFilters, type Filter, parseFilter } from "../ldap/filter.ts";
 import { bufferAttributes, mapUser, userAttributes } from "../ldap/mapping.ts";
 import type { DirectoryMapping, LdapUser } from "../ldap/types.ts";
 import { recordAudit, SYSTEM_ACTOR } from "./audit.ts";
 import type { ExternalAuthenticator, User } from "./auth.ts";
-import { type LoadedDirectory, listEnabledDirectories, StoredSecretError, toLoaded } from "./directories.ts";
-import { findUserEntry, markUserMissing, upsertExternalUser } from "./external-users.ts";
+import { type Directory, listEnabledDirectories } from "./directories.ts";
+import { type DirectoryProblem, withStoredDirectory } from "./directory-session.ts";
 import type { SecretBox } from "./secrets.ts";
+import { markUserMissing, syncUserEntry } from "./sync/entries.ts";
+import { findUserEntry } from "./sync/find.ts";
 
 export interface DirectorySignInDeps {
   db: Db;
@@ -44,16 +45,7 @@ export function createDirectoryAuthenticator(deps: DirectorySignInDeps): Externa
     if (user.kind !== "external" || user.directoryId === null || user.externalId === null) return "rejected";
     const directories = await listEnabledDirectories(deps.db);
     for (const directory of directories) {
-      if (directory.id !== user.directoryId) continue;
-      let loaded: LoadedDirectory;
-      try {
-        loaded = toLoaded(directory, deps.secretBox);
-      } catch (err) {
-        if (!(err instanceof StoredSecretError)) throw err;
-        deps.logger?.warn({ directory: directory.name }, err.message);
-        return "rejected";
-      }
-      return checkWith(deps, loaded, user, password);
+      if (directory.id === user.directoryId) return checkWith(deps, directory, user, password);
     }
     return "rejected";
   };
@@ -64,68 +56,69 @@ export function createDirectoryAuthenticator(deps: DirectorySignInDeps): Externa
 
 async function checkWith(
   deps: DirectorySignInDeps,
-  loaded: LoadedDirectory,
+  directory: Directory,
   user: User,
   password: string,
 ): Promise<Verdict> {
-  const { directory, mapping, connection } = loaded;
-  try {
-    const result = await withDirectory(
-      connection,
-      async (session): Promise<Verdict> => {
-        const found = await findUserEntry(
-          session,
-          mapping,
-          { externalId: user.externalId, dn: user.dn, username: user.username },
-          { strict: true },
-        );
-        if (!found.ok) {
-          if (await markUserMissing(deps.db, user.id)) {
-            await recordAudit(deps.db, SYSTEM_ACTOR, {
-              action: "user.missing_in_directory",
-              targetType: "user",
-              targetId: user.id,
-              targetName: user.username,
-              details: { directory: directory.name, dn: user.dn, when: "sign-in" },
-            });
-          }
-          return "missing";
-        }
-        const bound = await session.bindAs(found.entry.dn, password);
-        if (!bound.ok) {
-          if (bound.error.kind !== "invalid_credentials") {
-            deps.logger?.warn(
-              { directory: directory.name, kind: bound.error.kind },
-              "directory sign-in bind failed",
-            );
-          }
-          return "rejected";
-        }
-        if (found.entry.disabled) return "rejected";
-        const refreshed = await upsertExternalUser(deps.db, directory.id, found.entry);
-        if (refreshed.outcome === "conflict") {
-          deps.logger?.warn(
-            { directory: directory.name, userId: user.id },
-            "directory sign-in: entry in conflict",
-          );
-          return "rejected";
-        }
-        return "ok";
-      },
-      { logger: deps.logger },
+  const done = await withStoredDirectory(deps, directory, async (session, { mapping }): Promise<Verdict> => {
+    const found = await findUserEntry(
+      session,
+      mapping,
+      { externalId: user.externalId, dn: user.dn, username: user.username },
+      { strict: true },
     );
-    if (!result.ok) {
+    if (!found.ok) {
+      if (await markUserMissing(deps.db, user.id)) {
+        await recordAudit(deps.db, SYSTEM_ACTOR, {
+          action: "user.missing_in_directory",
+          targetType: "user",
+          targetId: user.id,
+          targetName: user.username,
+          details: { directory: directory.name, dn: user.dn, when: "sign-in" },
+        });
+      }
+      return "missing";
+    }
+    const bound = await session.bindAs(found.entry.dn, password);
+    if (!bound.ok) {
+      if (bound.error.kind !== "invalid_credentials") {
+        deps.logger?.warn(
+          { directory: directory.name, kind: bound.error.kind },
+          "directory sign-in bind failed",
+        );
+      }
+      return "rejected";
+    }
+    if (found.entry.disabled) return "rejected";
+    const refreshed = await syncUserEntry(deps.db, directory.id, found.entry);
+    if (refreshed.outcome === "conflict") {
       deps.logger?.warn(
-        { directory: directory.name, step: result.step, kind: result.error.kind },
-        "directory unreachable at sign-in",
+        { directory: directory.name, userId: user.id },
+        "directory sign-in: entry in conflict",
       );
       return "rejected";
     }
-    return result.value;
-  } catch (err) {
-    if (!(err instanceof DirectoryError)) throw err;
-    deps.logger?.warn({ directory: directory.name, kind: err.classified.kind }, "directory error at sign-in");
-    return "rejected";
+    return "ok";
+  });
+  if (done.ok) return done.value;
+  logProblem(deps, done);
+  return "rejected";
+}
+
+/** Why a directory could not vouch for a sign-in, for the operator's log (never the password). */
+function logProblem(deps: DirectorySignInDeps, problem: DirectoryProblem): void {
+  if (problem.problem === "unreachable") {
+    deps.logger?.warn(
+      { directory: problem.directoryName, step: problem.step, kind: problem.error.kind },
+      "directory unreachable at sign-in",
+    );
+  } else if (problem.problem === "answered") {
+    deps.logger?.warn(
+      { directory: problem.directoryName, kind: problem.error.kind },
+      "directory error at sign-in",
+    );
+  } else {
+    deps.logger?.warn({ problem: problem.problem }, problem.message);
   }
 }
 
@@ -150,14 +143,7 @@ async function findUserBySignInName(deps: DirectorySignInDeps, name: string): Pr
   const parsed = parseSignInName(name);
   if (!parsed) return null;
   for (const directory of await listEnabledDirectories(deps.db)) {
-    let loaded: LoadedDirectory;
-    try {
-      loaded = toLoaded(directory, deps.secretBox);
-    } catch (err) {
-      if (!(err instanceof StoredSecretError)) throw err;
-      continue;
-    }
-    const externalId = await lookUpSignInName(deps, loaded, parsed);
+    const externalId = await lookUpSignInName(deps, directory, parsed);
     if (externalId === null) continue;
     const [user] = await deps.db
       .select()
@@ -177,35 +163,24 @@ async function findUserBySignInName(deps: DirectorySignInDeps, name: string): Pr
 /** The stable id of the one entry with this sign-in name in the directory, or null. */
 async function lookUpSignInName(
   deps: DirectorySignInDeps,
-  { directory, connection, mapping }: LoadedDirectory,
+  directory: Directory,
   name: SignInName,
 ): Promise<string | null> {
-  try {
-    const result = await withDirectory(
-      connection,
-      async (session) => {
-        const filter =
-          name.form === "upn"
-            ? new EqualityFilter({ attribute: "userPrincipalName", value: name.upn })
-            : new EqualityFilter({ attribute: "sAMAccountName", value: name.account });
-        const found = await searchUsers(session, mapping, filter);
-        if (found.length !== 1 || !found[0]) return null;
-        if (name.form === "down-level" && !(await inNetbiosDomain(session, found[0].dn, name.domain))) {
-          return null;
-        }
-        return found[0].externalId;
-      },
-      { logger: deps.logger },
-    );
-    if (result.ok) return result.value;
-    deps.logger?.warn(
-      { directory: directory.name, step: result.step, kind: result.error.kind },
-      "directory unreachable at sign-in",
-    );
-  } catch (err) {
-    if (!(err instanceof DirectoryError)) throw err;
-    deps.logger?.warn({ directory: directory.name, kind: err.classified.kind }, "directory error at sign-in");
-  }
+  const done = await withStoredDirectory(deps, directory, async (session, { mapping }) => {
+    const filter =
+      name.form === "upn"
+        ? new EqualityFilter({ attribute: "userPrincipalName", value: name.upn })
+        : new EqualityFilter({ attribute: "sAMAccountName", value: name.account });
+    const found = await searchUsers(session, mapping, filter);
+    if (found.length !== 1 || !found[0]) return null;
+    if (name.form === "down-level" && !(await inNetbiosDomain(session, found[0].dn, name.domain))) {
+      return null;
+    }
+    return found[0].externalId;
+  });
+  if (done.ok) return done.value;
+  // A directory whose password can't be decrypted is simply passed over, as before.
+  if (done.problem !== "secret") logProblem(deps, done);
   return null;
 }
 

@@ -6,27 +6,20 @@
 import { and, eq } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { directories, users } from "../db/schema.ts";
-import { type DirectoryLogger, type DirectorySession, withDirectory } from "../ldap/client.ts";
-import { DirectoryError } from "../ldap/errors.ts";
+import type { DirectoryLogger, DirectorySession } from "../ldap/client.ts";
 import { type Actor, recordAudit } from "./audit.ts";
 import type { User } from "./auth.ts";
-import { type LoadedDirectory, loadDirectoryConnection, StoredSecretError } from "./directories.ts";
-import {
-  type FoundBy,
-  findGroupEntry,
-  findUserEntry,
-  type GroupTreeResult,
-  markGroupMissing,
-  markUserMissing,
-  synchronizeGroupTree,
-  type UserChange,
-  upsertExternalUser,
-} from "./external-users.ts";
+import type { LoadedDirectory } from "./directories.ts";
+import { withStoredDirectory } from "./directory-session.ts";
 import { getGroup } from "./groups.ts";
 import { attempt, ensureManagersRemain, type Outcome, Refusal } from "./guards.ts";
 import { nameKey } from "./names.ts";
 import { hashPassword } from "./passwords.ts";
 import type { SecretBox } from "./secrets.ts";
+import { userIdsInDirectory } from "./sync/directory-reads.ts";
+import { markGroupMissing, markUserMissing, syncUserEntry, type UserChange } from "./sync/entries.ts";
+import { type FoundBy, findGroupEntry, findUserEntry } from "./sync/find.ts";
+import { type GroupTreeResult, syncGroupTree } from "./sync/group-tree.ts";
 import { endSessionsOf } from "./users.ts";
 
 export interface DirectoryDeps {
@@ -39,33 +32,17 @@ type Failure = Extract<Outcome<never>, { ok: false }>;
 
 const fail = (message: string, field = "form"): Failure => ({ ok: false, field, message });
 
-/** Opens the directory, runs `work`, and turns every way of failing into words. */
+/** Opens the entry's directory, runs `work`, and turns every way of failing into words. */
 async function withLoadedDirectory<T>(
   deps: DirectoryDeps,
   directoryId: number | null,
   work: (session: DirectorySession, loaded: LoadedDirectory) => Promise<Outcome<T>>,
 ): Promise<Outcome<T>> {
   if (directoryId === null) return fail("The directory this entry came from has been deleted.");
-  let loaded: LoadedDirectory | null;
-  try {
-    loaded = await loadDirectoryConnection(deps.db, deps.secretBox, directoryId);
-  } catch (err) {
-    if (err instanceof StoredSecretError) return fail(err.message);
-    throw err;
-  }
-  if (!loaded) return fail("The directory this entry came from has been deleted.");
-  const name = loaded.directory.name;
-  try {
-    const result = await withDirectory(loaded.connection, (session) => work(session, loaded), {
-      logger: deps.logger,
-    });
-    if (!result.ok) return fail(`Roster could not reach ${name}: ${result.error.message}`);
-    return result.value;
-  } catch (err) {
-    if (err instanceof DirectoryError)
-      return fail(`${name} answered with an error: ${err.classified.message}`);
-    throw err;
-  }
+  const done = await withStoredDirectory(deps, directoryId, work);
+  if (done.ok) return done.value;
+  if (done.problem === "deleted") return fail("The directory this entry came from has been deleted.");
+  return fail(done.message);
 }
 
 export type UserSyncReport =
@@ -116,7 +93,9 @@ export async function synchronizeUser(
         }
         return { ok: true, value: { status: "missing", directoryName: directory.name, newlyMissing } };
       }
-      const outcome = await upsertExternalUser(deps.db, directory.id, found.entry);
+      const outcome = await syncUserEntry(deps.db, directory.id, found.entry, {
+        findInDirectory: (ids) => userIdsInDirectory(session, mapping, ids),
+      });
       if (outcome.outcome === "conflict") return fail(outcome.reason);
       if (outcome.outcome === "updated") {
         await recordAudit(deps.db, actor, {
@@ -176,7 +155,9 @@ export async function synchronizeGroup(
         });
         return { ok: true, value: { status: "missing", directoryName: directory.name } };
       }
-      const tree = await synchronizeGroupTree(deps.db, session, mapping, directory.id, found.entry);
+      const written = await syncGroupTree(deps.db, session, mapping, directory.id, found.entry);
+      if (!written.ok) return fail(`${written.reason} Nothing was changed.`);
+      const tree = written.tree;
       await recordAudit(deps.db, actor, {
         action: "group.sync",
         targetType: "group",
@@ -255,7 +236,7 @@ export async function convertToExternal(
     // One transaction: a link that would leave nobody able to sign in and manage users (the entry is
     // disabled in the directory, and this was the last such user) is not made at all.
     return attempt(deps.db, async (tx) => {
-      const outcome = await upsertExternalUser(tx, directory.id, found.entry, { linkInternal: true });
+      const outcome = await syncUserEntry(tx, directory.id, found.entry, { convertInternal: true });
       if (outcome.outcome === "conflict") throw new Refusal(outcome.reason, "directoryId");
       if (outcome.user.id !== user.id) {
         throw new Refusal(

@@ -18,9 +18,10 @@ import { type SambaServer, sambaUnavailableReason, startSamba } from "../../src/
 import { withDirectory } from "../../src/ldap/client.ts";
 import { presetMapping } from "../../src/ldap/presets.ts";
 import { createDirectory, type Directory, toLoaded } from "../../src/services/directories.ts";
-import { findUserEntry, upsertExternalUsers } from "../../src/services/external-users.ts";
 import { nameKey } from "../../src/services/names.ts";
 import type { SecretBox } from "../../src/services/secrets.ts";
+import { syncUserEntry, type UserEntryOutcome } from "../../src/services/sync/entries.ts";
+import { findUserEntry } from "../../src/services/sync/find.ts";
 import { csrfTokenOf } from "../helpers/app.ts";
 
 type Agent = ReturnType<typeof supertest.agent>;
@@ -189,7 +190,7 @@ function errorSummaryOf(html: string): string {
 
 /**
  * Brings AD users into Roster as a sign-in or an import would: each entry found by its
- * sAMAccountName with the directory's service account, then written with upsertExternalUsers.
+ * sAMAccountName with the directory's service account, then written by the sync core.
  */
 export async function importAdUsers(
   db: Db,
@@ -205,7 +206,9 @@ export async function importAdUsers(
       if (!found.ok) throw new Error(`no entry for ${username}: ${found.reason}`);
       entries.push(found.entry);
     }
-    return upsertExternalUsers(db, directory.id, entries);
+    const outcomes: UserEntryOutcome[] = [];
+    for (const entry of entries) outcomes.push(await syncUserEntry(db, directory.id, entry));
+    return outcomes;
   });
   if (!result.ok) throw new Error(result.error.message);
   const imported = new Map<string, typeof users.$inferSelect>();

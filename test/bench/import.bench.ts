@@ -32,10 +32,10 @@ import { type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
 import { resolveBase } from "../../src/ldap/dn.ts";
 import { userAttributes } from "../../src/ldap/mapping.ts";
 import { presetMapping } from "../../src/ldap/presets.ts";
-import { importFilter } from "../../src/services/import/directory-search.ts";
 import type { Selection } from "../../src/services/import/types.ts";
 import { ensurePredefinedRoles } from "../../src/services/permissions.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
+import { importFilter } from "../../src/services/sync/directory-reads.ts";
 
 const USERS = Number(process.env.USERS ?? 100_000);
 const PAGE_SIZE = 1000;

@@ -10,8 +10,9 @@ import { type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
 import { withDirectory } from "../../src/ldap/client.ts";
 import { presetMapping } from "../../src/ldap/presets.ts";
 import { type Directory, toLoaded } from "../../src/services/directories.ts";
-import { findUserEntry, upsertExternalUser } from "../../src/services/external-users.ts";
 import type { SecretBox } from "../../src/services/secrets.ts";
+import { syncUserEntry } from "../../src/services/sync/entries.ts";
+import { findUserEntry } from "../../src/services/sync/find.ts";
 
 export const BASE = "dc=example,dc=test";
 export const people = (uid: string) => `uid=${uid},ou=people,${BASE}`;
@@ -109,7 +110,7 @@ export async function importUser(db: Db, secretBox: SecretBox, fixture: Director
   const result = await withDirectory(loaded.connection, async (session) => {
     const found = await findUserEntry(session, loaded.mapping, { username });
     if (!found.ok) throw new Error(`no entry for ${username}`);
-    return upsertExternalUser(db, fixture.directory.id, found.entry);
+    return syncUserEntry(db, fixture.directory.id, found.entry);
   });
   if (!result.ok) throw new Error(result.error.message);
   if (result.value.outcome === "conflict") throw new Error(result.value.reason);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { sql } from "drizzle-orm";
 import { queryRows } from "../../src/db/client.ts";
-import { boolArray, intArray, textArray } from "../../src/services/import/store.ts";
+import { boolArray, intArray, textArray } from "../../src/services/sync/store.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 
 let t: TestApp;

@@ -4,15 +4,6 @@ import { describe, test } from "node:test";
 import { DirectoryError } from "../../src/ldap/errors.ts";
 import { presetMapping } from "../../src/ldap/presets.ts";
 import type { LdapUser } from "../../src/ldap/types.ts";
-import {
-  classifyGroup,
-  classifyUser,
-  desiredGroup,
-  desiredUser,
-  type StoredGroup,
-  type StoredUser,
-} from "../../src/services/import/classify.ts";
-import { importFilter } from "../../src/services/import/directory-search.ts";
 import { failureMessage } from "../../src/services/import/importer.ts";
 import { planSearch } from "../../src/services/import/search.ts";
 import {
@@ -25,6 +16,15 @@ import {
 } from "../../src/services/import/selection.ts";
 import { forEachConcurrently, mapBatches, readAhead } from "../../src/services/import/stream.ts";
 import type { SelectedEntry } from "../../src/services/import/types.ts";
+import {
+  classifyGroup,
+  classifyUser,
+  desiredGroup,
+  desiredUser,
+  type StoredGroup,
+  type StoredUser,
+} from "../../src/services/sync/decide.ts";
+import { importFilter } from "../../src/services/sync/directory-reads.ts";
 
 const DIRECTORY = 1;
 

@@ -7,16 +7,32 @@ import { setTimeout as delay } from "node:timers/promises";
 import { sql } from "drizzle-orm";
 import type { Logger } from "pino";
 import { type Db, isConnectionLost, sqlState } from "../../db/client.ts";
-import { type DirectorySession, type Entry, openDirectory } from "../../ldap/client.ts";
+import type { DirectorySession, Entry } from "../../ldap/client.ts";
 import { normalizeDn } from "../../ldap/dn.ts";
 import { DirectoryError, type LdapErrorKind } from "../../ldap/errors.ts";
 import { mapGroup, mapUser } from "../../ldap/mapping.ts";
 import { expandGroup, type MemberBatch } from "../../ldap/members.ts";
 import type { DirectoryMapping, LdapGroup } from "../../ldap/types.ts";
-import { loadDirectoryConnection, StoredSecretError } from "../directories.ts";
+import { StoredSecretError } from "../directories.ts";
+import { withStoredDirectory } from "../directory-session.ts";
 import type { SecretBox } from "../secrets.ts";
-import { listInWords } from "./classify.ts";
-import { entriesByStableId, importFilter, searchEntries, userIdsInDirectory } from "./directory-search.ts";
+import { listInWords } from "../sync/decide.ts";
+import {
+  entriesByStableId,
+  importFilter,
+  searchEntries,
+  userIdsInDirectory,
+} from "../sync/directory-reads.ts";
+import { directoryHasUsers } from "../sync/store.ts";
+import {
+  type GroupBatchResult,
+  linkMembers,
+  pruneMembers,
+  rememberMemberList,
+  type UpsertContext,
+  upsertGroups,
+  upsertUsers,
+} from "../sync/write.ts";
 import {
   type Claim,
   type Ending,
@@ -25,7 +41,6 @@ import {
   recordProgress,
   setTotal,
 } from "./run-queue.ts";
-import { directoryHasUsers } from "./store.ts";
 import { forEachConcurrently, mapBatches, readAhead } from "./stream.ts";
 import {
   emptyCounts,
@@ -35,15 +50,6 @@ import {
   type SelectedEntry,
   type Selection,
 } from "./types.ts";
-import {
-  type GroupBatchResult,
-  linkMembers,
-  pruneMembers,
-  rememberMemberList,
-  type UpsertContext,
-  upsertGroups,
-  upsertUsers,
-} from "./upsert.ts";
 
 /** Users per upsert statement: large enough to amortize round trips, small enough to keep memory flat. */
 export const DEFAULT_BATCH_SIZE = 2000;
@@ -95,24 +101,19 @@ export async function executeRun(
   const log = deps.logger.child({ importRun: run.id });
   try {
     if (run.directoryId === null) return { status: "failed", error: "The directory was deleted." };
-    const loaded = await loadDirectoryConnection(deps.db, deps.secretBox, run.directoryId);
-    if (!loaded) return { status: "failed", error: "The directory was deleted." };
-    const opened = await openDirectory(loaded.connection, { logger: log });
-    if (!opened.ok) {
-      return { status: "failed", error: `Roster could not reach the directory: ${opened.error.message}` };
-    }
-    try {
-      const importer = new RunImporter(
-        deps,
-        claim,
-        opened.session,
-        loaded.mapping,
-        loaded.directory.id,
-        controller,
-      );
-      await importer.run(run.selection as Selection);
-    } finally {
-      await opened.session.close();
+    const done = await withStoredDirectory({ ...deps, logger: log }, run.directoryId, (session, loaded) =>
+      new RunImporter(deps, claim, session, loaded.mapping, loaded.directory.id, controller).run(
+        run.selection as Selection,
+      ),
+    );
+    if (!done.ok) {
+      // An error the directory answered mid-run is judged below like any other (a cancel may explain it).
+      if (done.problem === "answered") throw done.cause;
+      const error =
+        done.problem === "unreachable"
+          ? `Roster could not reach the directory: ${done.error.message}`
+          : done.message;
+      return { status: "failed", error };
     }
     return { status: "succeeded" };
   } catch (err) {

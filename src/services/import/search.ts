@@ -9,6 +9,8 @@ import type { Filter } from "../../ldap/filter.ts";
 import { mapGroup, mapUser } from "../../ldap/mapping.ts";
 import { memberSummary } from "../../ldap/members.ts";
 import type { DirectoryMapping } from "../../ldap/types.ts";
+import { type Directory, mappingOf } from "../directories.ts";
+import { type DirectorySessionDeps, withStoredDirectory } from "../directory-session.ts";
 import {
   classifyGroup,
   classifyUser,
@@ -17,14 +19,14 @@ import {
   desiredUser,
   relinkCandidates,
   type StoredGroup,
-} from "./classify.ts";
+} from "../sync/decide.ts";
 import {
   groupSummaryAttributes,
   importFilter,
   searchEntries,
   userIdsInDirectory,
-} from "./directory-search.ts";
-import { lookupGroups, lookupUsers } from "./store.ts";
+} from "../sync/directory-reads.ts";
+import { lookupGroups, lookupUsers } from "../sync/store.ts";
 import { mapLimited } from "./stream.ts";
 import type { EntryKind, ImportKind } from "./types.ts";
 
@@ -268,5 +270,38 @@ function invalidRow(kind: EntryKind, entry: Entry, reason: string): ResultRow {
     email: "",
     memberCount: null,
     status: { kind: "invalid", reason },
+  };
+}
+
+export type DirectorySearchOutcome =
+  | { ok: true; results: SearchResults }
+  /** `field`: the message belongs beside the search field (the query is malformed). */
+  | { ok: false; message: string; field: boolean };
+
+/**
+ * The import page's search of a stored directory: opens it, plans the query (typed text or a raw
+ * filter), reads the window of rows asked for, and says in words what failed when something did.
+ */
+export async function searchDirectory(
+  deps: DirectorySessionDeps,
+  directory: Directory,
+  text: string,
+  kind: ImportKind,
+  window: SearchWindow,
+): Promise<DirectorySearchOutcome> {
+  // A malformed query is refused before the directory is contacted.
+  const plan = planSearch(mappingOf(directory), text, kind);
+  if (!plan.ok) return { ok: false, message: plan.message, field: true };
+  const done = await withStoredDirectory(deps, directory, (session, { mapping }) =>
+    runSearch(deps.db, session, mapping, directory.id, plan, window),
+  );
+  if (done.ok) return { ok: true, results: done.value };
+  if (done.problem === "deleted")
+    return { ok: false, message: "That directory does not exist any more.", field: false };
+  if (done.problem === "secret") return { ok: false, message: done.message, field: false };
+  return {
+    ok: false,
+    message: `Roster could not search ${directory.name}: ${done.error.message}`,
+    field: false,
   };
 }

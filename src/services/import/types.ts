@@ -1,7 +1,10 @@
-/** Shapes shared by the import services, the worker and the web routes. */
+/** Shapes of import runs, shared by the import services, the worker and the web routes. */
+import type { EntryKind } from "../sync/outcomes.ts";
+
+export type { EntryKind, Outcome, OutcomeCounts, ReportedEntry, RoleSource } from "../sync/outcomes.ts";
+export { emptyCounts, OUTCOMES } from "../sync/outcomes.ts";
 
 export type ImportKind = "users" | "groups" | "both";
-export type EntryKind = "user" | "group";
 
 export const IMPORT_KINDS: readonly ImportKind[] = ["users", "groups", "both"];
 
@@ -20,37 +23,5 @@ export interface SelectedEntry {
 export type Selection =
   | { mode: "query"; text: string; kind: ImportKind }
   | { mode: "entries"; entries: SelectedEntry[] };
-
-/** Whose roles and assignments are copied onto every imported user (`import_runs.copy_roles_from`). */
-export interface RoleSource {
-  type: "user" | "group";
-  id: number;
-  name: string;
-}
-
-export type Outcome = "created" | "updated" | "unchanged" | "skipped" | "failed";
-
-export interface OutcomeCounts {
-  created: number;
-  updated: number;
-  unchanged: number;
-  skipped: number;
-  failed: number;
-}
-
-export const OUTCOMES: readonly Outcome[] = ["created", "updated", "unchanged", "skipped", "failed"];
-
-export function emptyCounts(): OutcomeCounts {
-  return { created: 0, updated: 0, unchanged: 0, skipped: 0, failed: 0 };
-}
-
-/** One line of a run's report: an entry that was not simply left alone, and why. */
-export interface ReportedEntry {
-  outcome: Outcome;
-  kind: EntryKind;
-  name: string;
-  dn: string;
-  reason: string;
-}
 
 export type RunStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled";

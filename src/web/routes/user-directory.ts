@@ -9,9 +9,9 @@ import {
   synchronizeUser,
   type UserSyncReport,
 } from "../../services/directory-users.ts";
-import type { UserChange } from "../../services/external-users.ts";
 import { MIN_PASSWORD_LENGTH } from "../../services/passwords.ts";
 import type { SecretBox } from "../../services/secrets.ts";
+import type { UserChange } from "../../services/sync/entries.ts";
 import { getUser, type UserDetails } from "../../services/users.ts";
 import { redirectAfterPost } from "../flash.ts";
 import { type FieldErrors, parseForm } from "../forms.ts";

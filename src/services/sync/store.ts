@@ -4,7 +4,7 @@
  */
 import { sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
-import type { StoredGroup, StoredUser } from "./classify.ts";
+import type { StoredGroup, StoredUser } from "./decide.ts";
 
 export interface Matches<T> {
   /** Rows of this directory, by external id. */

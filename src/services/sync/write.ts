@@ -5,6 +5,7 @@
  */
 import { sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
+import { dnEquals } from "../../ldap/dn.ts";
 import type { LdapGroup, LdapUser } from "../../ldap/types.ts";
 import { isUniqueViolation } from "../guards.ts";
 import {
@@ -19,12 +20,11 @@ import {
   relinkCandidates,
   type StoredGroup,
   type StoredUser,
-  sameDn,
   signInAfterSync,
   userSearch,
-} from "./classify.ts";
+} from "./decide.ts";
+import { emptyCounts, type OutcomeCounts, type ReportedEntry, type RoleSource } from "./outcomes.ts";
 import { boolArray, intArray, jsonRows, lookupGroups, lookupUsers, textArray } from "./store.ts";
-import { emptyCounts, type OutcomeCounts, type ReportedEntry, type RoleSource } from "./types.ts";
 
 /** Rounds of lookup → write for rows another run inserted between our lookup and our insert. */
 const MAX_ROUNDS = 4;
@@ -49,6 +49,12 @@ export interface UpsertContext {
    * exactly when no user has the entry's stable id or username, which is classifyUser's "create".
    */
   insertFirst?: boolean;
+  /**
+   * Conversion of an internal user to an external one: an internal user with the entry's username
+   * is linked to the entry (it becomes external, keeps its roles and groups, loses its Roster
+   * password). Without it such a user is synchronized and stays internal.
+   */
+  convertInternal?: boolean;
 }
 
 export interface BatchResult {
@@ -133,7 +139,13 @@ export async function upsertUsers(
         matchContext,
       ),
     }));
-    await applyUserUpdates(tx, decided, result, touched);
+    await applyUserUpdates(
+      tx,
+      decided,
+      result,
+      touched,
+      context.convertInternal ? context.directoryId : null,
+    );
     const inserted = await insertUsers(
       tx,
       context.directoryId,
@@ -160,8 +172,10 @@ async function applyUserUpdates(
   decided: Decided<DesiredUser, StoredUser>[],
   result: BatchResult,
   touched: number[],
+  convertInto: number | null,
 ): Promise<void> {
   const updates: { user: DesiredUser; target: StoredUser; changes: string[] }[] = [];
+  const converts = (target: StoredUser) => convertInto !== null && target.kind === "internal";
   for (const { user, decision } of decided) {
     if (decision.action === "conflict") {
       result.ids.set(user.externalId, null);
@@ -173,18 +187,21 @@ async function applyUserUpdates(
         dn: user.dn,
         reason: decision.reason,
       });
-    } else if (decision.action === "unchanged") {
+    } else if (decision.action === "unchanged" && !converts(decision.target)) {
       result.ids.set(user.externalId, decision.target.id);
       result.counts.unchanged += 1;
       touched.push(decision.target.id);
-    } else if (decision.action === "update") {
-      updates.push({ user, target: decision.target, changes: decision.changes });
+    } else if (decision.action !== "create") {
+      const changes = decision.action === "update" ? decision.changes : [];
+      updates.push({ user, target: decision.target, changes });
     }
   }
   if (updates.length === 0) return;
   const rows = updates.map(({ user, target }) => {
-    // An internal user keeps its username, stays internal and is not linked to the entry.
-    const external = target.kind === "external";
+    // An internal user keeps its username, stays internal and is not linked to the entry — unless
+    // this is its conversion to external.
+    const convert = converts(target);
+    const external = target.kind === "external" || convert;
     const signIn = external
       ? signInAfterSync(user.enabled, target)
       : { enabled: target.enabled, disabledByDirectory: target.disabledByDirectory };
@@ -198,11 +215,12 @@ async function applyUserUpdates(
       phone: user.phone,
       search: userSearch(user),
       // The stored spelling of an unchanged DN is kept: no write for a server's change of case.
-      dn: external && !sameDn(target.dn, user.dn) ? user.dn : target.dn,
+      dn: external && !dnEquals(target.dn, user.dn) ? user.dn : target.dn,
       ext: external ? user.externalId : target.externalId,
       missing: external ? false : target.missingInDirectory,
       enabled: signIn.enabled,
       by_directory: signIn.disabledByDirectory,
+      convert,
     };
   });
   // The WHERE makes a row another run already brought up to date cost nothing (and count as unchanged).
@@ -211,18 +229,22 @@ async function applyUserUpdates(
     sql`with v as (
           select * from json_to_recordset(${jsonRows(rows)}::json) as t(id int, username text, key text,
             full_name text, email text, department text, phone text, search text, dn text, ext text, missing boolean,
-            enabled boolean, by_directory boolean)
+            enabled boolean, by_directory boolean, convert boolean)
         )
         update users u set username = v.username, username_key = v.key, full_name = v.full_name,
           email = v.email, department = v.department, phone = v.phone, search_text = v.search, dn = v.dn,
           external_id = v.ext, missing_in_directory = v.missing, enabled = v.enabled,
           disabled_by_directory = v.by_directory,
-          last_synced_at = case when u.kind = 'external' then now() else u.last_synced_at end, updated_at = now()
+          kind = case when v.convert then 'external' else u.kind end,
+          directory_id = case when v.convert then ${convertInto} else u.directory_id end,
+          password_hash = case when v.convert then null else u.password_hash end,
+          last_synced_at = case when u.kind = 'external' or v.convert then now() else u.last_synced_at end,
+          updated_at = now()
         from v
-        where u.id = v.id and (u.username, u.username_key, u.full_name, u.email, u.department, u.phone,
-          u.search_text, u.dn, u.external_id, u.missing_in_directory, u.enabled, u.disabled_by_directory)
+        where u.id = v.id and (v.convert or (u.username, u.username_key, u.full_name, u.email, u.department,
+          u.phone, u.search_text, u.dn, u.external_id, u.missing_in_directory, u.enabled, u.disabled_by_directory)
           is distinct from (v.username, v.key, v.full_name, v.email, v.department, v.phone, v.search, v.dn,
-          v.ext, v.missing, v.enabled, v.by_directory)
+          v.ext, v.missing, v.enabled, v.by_directory))
         returning u.id`,
   );
   const changedIds = new Set(changed.map((row) => Number(row.id)));
@@ -231,8 +253,9 @@ async function applyUserUpdates(
     touched.push(target.id);
     if (changedIds.has(target.id)) {
       result.counts.updated += 1;
-      const what =
-        target.kind === "internal"
+      const what = converts(target)
+        ? `Converted to an external user${changes.length > 0 ? `; changed: ${listInWords(changes)}` : ""}`
+        : target.kind === "internal"
           ? `Internal user synchronized: ${listInWords(changes)}`
           : listInWords(changes);
       result.entries.push({
@@ -249,7 +272,7 @@ async function applyUserUpdates(
 }
 
 function changedReason(what: string): string {
-  return what.startsWith("Internal") ? `${what}.` : `Changed: ${what}.`;
+  return what.startsWith("Internal") || what.startsWith("Converted") ? `${what}.` : `Changed: ${what}.`;
 }
 
 /**
@@ -435,7 +458,7 @@ async function applyGroupUpdates(
     key: group.nameKey,
     description: group.description,
     search: group.searchText,
-    dn: sameDn(target.dn, group.dn) ? target.dn : group.dn,
+    dn: dnEquals(target.dn, group.dn) ? target.dn : group.dn,
     ext: group.externalId,
   }));
   const changed = await queryRows<{ id: number }>(

@@ -1,6 +1,8 @@
 /**
- * The directory side of an import: the filter for what the administrator typed, and the paged
- * searches that stream users and groups (all matches, or the chosen entries found by stable id).
+ * The sync core's paged reads of a directory: the filter for what an administrator typed, the
+ * searches that stream users and groups (all matches, or entries found again by stable id), and
+ * which stable ids the directory still has. Used by import runs, the import search and the
+ * console's Synchronize now.
  */
 import { AndFilter, EqualityFilter, OrFilter } from "ldapts";
 import type { DirectorySession, Entry } from "../../ldap/client.ts";
@@ -14,7 +16,7 @@ import {
   userAttributes,
 } from "../../ldap/mapping.ts";
 import type { DirectoryMapping } from "../../ldap/types.ts";
-import type { EntryKind } from "./types.ts";
+import type { EntryKind } from "./outcomes.ts";
 
 /** Stable ids per `(|(entryUUID=…)…)` search when fetching chosen entries. */
 const IDS_PER_SEARCH = 200;
