@@ -65,6 +65,10 @@ export interface SlapdServer {
   /** PEM of the CA that signed the server certificate (when `tls`). */
   caCertPem?: string;
   dir: string;
+  /** Kills slapd at once (SIGKILL), as a crash would; its data stays. */
+  crash(): Promise<void>;
+  /** Starts slapd again on the same ports with the same data (after `crash`). */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -113,10 +117,11 @@ async function startIn(dir: string, options: SlapdOptions): Promise<SlapdServer>
   await writeFile(configPath(dir), slapdConfig(settings));
   await load(dir, settings, options);
   const started = await launchOnFreePorts(dir, settings.tls);
-  const { child, port, ldapsPort } = started;
+  const { port, ldapsPort } = started;
+  let child = started.child;
   const url = `ldap://127.0.0.1:${port}`;
-  const stop = stopper(child, dir);
-  return {
+  let stopping: Promise<void> | undefined;
+  const server: SlapdServer = {
     url,
     ...(ldapsPort === undefined ? {} : { ldapsUrl: `ldaps://127.0.0.1:${ldapsPort}`, ldapsPort }),
     port,
@@ -128,8 +133,26 @@ async function startIn(dir: string, options: SlapdOptions): Promise<SlapdServer>
     servicePassword: settings.servicePassword,
     ...(caCertPem === undefined ? {} : { caCertPem }),
     dir,
-    stop,
+    async crash() {
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      child.kill("SIGKILL");
+      await exited;
+      running.delete(child);
+    },
+    async restart() {
+      child = await launch(dir, port, ldapsPort);
+      server.pid = child.pid ?? -1;
+    },
+    stop() {
+      stopping ??= (async () => {
+        await terminate(child);
+        running.delete(child);
+        await rm(dir, { recursive: true, force: true });
+      })();
+      return stopping;
+    },
   };
+  return server;
 }
 
 interface ConfigSettings {
@@ -269,18 +292,6 @@ async function waitUntilAnswering(url: string): Promise<void> {
       await client.unbind().catch(() => {});
     }
   }
-}
-
-function stopper(child: ChildProcess, dir: string): () => Promise<void> {
-  let stopping: Promise<void> | undefined;
-  return () => {
-    stopping ??= (async () => {
-      await terminate(child);
-      running.delete(child);
-      await rm(dir, { recursive: true, force: true });
-    })();
-    return stopping;
-  };
 }
 
 async function terminate(child: ChildProcess): Promise<void> {

@@ -148,6 +148,9 @@ export async function withDirectory<T>(
   }
 }
 
+/** Errors after which a session's connection is not used again. */
+const CONNECTION_LOST = new Set<ClassifiedLdapError["kind"]>(["unreachable", "refused", "timeout", "tls"]);
+
 /**
  * OpenLDAP keeps one paged-results state per connection: a second paged search on the same
  * connection invalidates the first one's cookie ("paged results cookie is invalid", 53). So each
@@ -187,6 +190,7 @@ class Session implements DirectorySession {
     const requested = [...attributes];
     const buffers = [...ALWAYS_BUFFER, ...(options.bufferAttributes ?? [])];
     const sink = taps.get(client)?.collect(requested, buffers);
+    let broken = false;
     try {
       const pages = client.searchPaginated(base, {
         scope,
@@ -206,17 +210,22 @@ class Session implements DirectorySession {
       }
     } catch (err) {
       if (options.signal?.aborted) throw err;
-      throw this.searchError(err, base);
+      const error = this.searchError(err, base);
+      broken = CONNECTION_LOST.has(error.classified.kind);
+      throw error;
     } finally {
       sink?.close();
-      this.giveBack(client);
+      // A connection the server dropped is not used again: the next search opens a new one.
+      if (broken) this.discard(client);
+      else this.giveBack(client);
     }
   }
 
   async readEntry(dn: string, attributes: string[], options: { bufferAttributes?: string[] } = {}) {
+    const client = await this.borrow();
+    let broken = false;
     try {
-      // Unpaged searches leave the connection's paged-results state alone.
-      const result = await this.primary.search(dn, {
+      const result = await client.search(dn, {
         scope: "base",
         filter: "(objectClass=*)",
         attributes,
@@ -226,7 +235,12 @@ class Session implements DirectorySession {
       return result.searchEntries[0] ?? null;
     } catch (err) {
       if (err instanceof NoSuchObjectError) return null;
-      throw this.searchError(err, dn);
+      const error = this.searchError(err, dn);
+      broken = CONNECTION_LOST.has(error.classified.kind);
+      throw error;
+    } finally {
+      if (broken) this.discard(client);
+      else this.giveBack(client);
     }
   }
 
@@ -277,6 +291,12 @@ class Session implements DirectorySession {
     return connected.client;
   }
 
+  private discard(client: Client): void {
+    const at = this.clients.indexOf(client);
+    if (at >= 0) this.clients.splice(at, 1);
+    void closeQuietly(client);
+  }
+
   private giveBack(client: Client): void {
     if (this.closed) void closeQuietly(client);
     else this.idle.push(client);
@@ -297,10 +317,15 @@ class Session implements DirectorySession {
 
   private searchError(err: unknown, base: string): DirectoryError {
     const classified = classifyLdapError(err, { secrets: [this.connection.bindPassword] });
+    // This server answered the connect and the bind: a lost connection now is no URL or TLS mistake.
     const message =
       classified.ldapCode === 32
         ? `The search base "${base}" does not exist on the server: check the base DN and the search bases.`
-        : classified.message;
+        : classified.kind === "unreachable" || classified.kind === "refused"
+          ? "The directory closed the connection while Roster was reading from it (it stopped or restarted, or the network dropped)."
+          : classified.kind === "timeout"
+            ? `The directory stopped answering for longer than the operation timeout (${this.timeLimitSeconds()} s).`
+            : classified.message;
     return new DirectoryError({ ...classified, message }, { cause: err });
   }
 }

@@ -86,11 +86,10 @@ export function normalizedRdns(dn: ParsedDn): string[] {
 
 /**
  * The one DN equality: servers spell the same DN differently (`\2C` or `\,`, `CN=` or `cn=`), so
- * DNs are compared parsed. A missing DN (null) equals nothing; a malformed one only itself.
+ * DNs are compared parsed. A missing (null) or malformed DN equals nothing.
  */
 export function dnEquals(a: string | null, b: string | null): boolean {
   if (a === null || b === null) return false;
-  if (a === b) return true;
   const left = tryNormalizeDn(a);
   return left !== null && left === tryNormalizeDn(b);
 }

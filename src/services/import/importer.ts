@@ -41,7 +41,7 @@ import {
   recordProgress,
   setTotal,
 } from "./run-queue.ts";
-import { forEachConcurrently, mapBatches, readAhead } from "./stream.ts";
+import { forEachConcurrently, type MappedBatch, mapBatches, readAhead } from "./stream.ts";
 import {
   emptyCounts,
   type OutcomeCounts,
@@ -59,6 +59,7 @@ const BATCH_ATTEMPTS = 5;
 const RETRYABLE = new Set(["40P01", "40001", "23505"]);
 /** A batch whose database connection was lost is tried again for about a minute (0.25 s … 8 s apart). */
 const RECONNECT_ATTEMPTS = 12;
+const DIRECTORY_RETRY_MS = 120_000;
 const reconnectDelayMs = (attempt: number) => Math.min(8000, 250 * 2 ** (attempt - 1));
 /**
  * Created entries listed in a run's report (the count is always exact). Updated, skipped and failed
@@ -79,10 +80,25 @@ export interface ExecuteDeps {
   /** Batches written at once by one run (default 2). */
   writers?: number;
   hooks?: ImportHooks;
+  /**
+   * How long a run waits for a directory that stopped answering (paused, restarted, network down)
+   * before it fails: it reconnects with backoff and reads on from what it has committed (default 2 min).
+   */
+  directoryRetryMs?: number;
 }
 
 /** Why a run stopped early: asked to (cancel), the instance is stopping, or another worker has it. */
 export type StopReason = "cancel" | "shutdown" | "lost";
+
+/** The directory did not come back within the run's retry window. */
+export class DirectoryOutage extends Error {
+  constructor(
+    message: string,
+    override readonly cause: DirectoryError,
+  ) {
+    super(message, { cause });
+  }
+}
 
 export class RunStopped extends Error {
   constructor(readonly reason: StopReason) {
@@ -140,6 +156,7 @@ const STOPPED_ANSWERING = new Set<LdapErrorKind>(["unreachable", "refused", "dns
 
 /** How a run that stopped on an error says why, on its page and in the audit log. */
 export function failureMessage(err: unknown): string {
+  if (err instanceof DirectoryOutage) return err.message;
   if (err instanceof DirectoryError) {
     const gone = STOPPED_ANSWERING.has(err.classified.kind);
     return `${gone ? "The directory stopped answering" : "Reading the directory failed"}: ${err.classified.message}`;
@@ -188,6 +205,13 @@ class RunImporter {
   private readonly finishedGroups = new Set<number>();
   /** Normalized DN → members the total was given for the group when it was met. */
   private readonly membersCounted = new Map<string, number>();
+  /** Groups whose member count was corrected, and unresolved members reported: once each, re-read or not. */
+  private readonly countCorrected = new Set<string>();
+  private readonly unresolvedReported = new Set<string>();
+  /** Entries processed by this attempt's committed batches (the run's own counter includes earlier ones). */
+  private processed = 0;
+  /** The run's total as last known here (counted alongside when the run began without one). */
+  private total: number | null;
   private createdReported = 0;
   /** Stable ids of users in batches being written right now (by this run's other writer). */
   private readonly usersInFlight = new Set<string>();
@@ -208,6 +232,7 @@ class RunImporter {
     this.batchSize = deps.batchSize ?? DEFAULT_BATCH_SIZE;
     this.writers = Math.max(1, deps.writers ?? DEFAULT_WRITERS);
     this.copyRolesFrom = (claim.run.copyRolesFrom as RoleSource | null) ?? null;
+    this.total = claim.run.total;
   }
 
   private get signal(): AbortSignal {
@@ -227,11 +252,12 @@ class RunImporter {
       for (const kind of kinds) {
         const filter = importFilter(kind, selection.text, this.mapping);
         if (!filter.ok) throw new Error(`The search is not valid any more: ${filter.message}`);
-        const pages = searchEntries(this.session, this.mapping, kind, filter.filter, { signal: this.signal });
-        if (kind === "user") await this.importUsers(pages);
+        const pages = () =>
+          searchEntries(this.session, this.mapping, kind, filter.filter, { signal: this.signal });
+        if (kind === "user") await this.readingOn(() => this.importUsers(pages()));
         else {
           await counted;
-          await this.importGroups(pages);
+          await this.readingOn(() => this.importGroups(pages()));
         }
       }
       await counted;
@@ -240,18 +266,58 @@ class RunImporter {
       const groups = selection.entries.filter((e) => e.kind === "group");
       const ids = (list: typeof users) => list.map((e) => e.externalId);
       if (users.length > 0) {
-        await this.importUsers(
-          entriesByStableId(this.session, this.mapping, "user", ids(users), this.signal),
+        await this.readingOn(() =>
+          this.importUsers(entriesByStableId(this.session, this.mapping, "user", ids(users), this.signal)),
         );
       }
       if (groups.length > 0) {
-        await this.importGroups(
-          entriesByStableId(this.session, this.mapping, "group", ids(groups), this.signal),
+        await this.readingOn(() =>
+          this.importGroups(entriesByStableId(this.session, this.mapping, "group", ids(groups), this.signal)),
         );
       }
       await this.reportMissing(selection.entries);
     }
     await this.finishPendingGroups();
+  }
+
+  /**
+   * Runs a reading phase again while the directory has stopped answering (paused, restarted, the
+   * network down), waiting 1 s … 15 s between tries, for `directoryRetryMs` without progress. What
+   * the phase committed is in this run's imported sets, so reading again skips it: the counters
+   * stay exact. The session opens a new connection for each search after a broken one.
+   */
+  private async readingOn(phase: () => Promise<void>): Promise<void> {
+    const window = this.deps.directoryRetryMs ?? DIRECTORY_RETRY_MS;
+    let since: number | null = null;
+    let processedAtFailure = -1;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await phase();
+      } catch (err) {
+        if (this.signal.aborted || !stoppedAnswering(err)) throw err;
+        if (this.processed !== processedAtFailure) since = null; // it got further: a new outage
+        processedAtFailure = this.processed;
+        since ??= Date.now();
+        const waited = Date.now() - since;
+        if (waited >= window) throw this.gaveUp(err, waited);
+        this.deps.logger.warn(
+          { importRun: this.claim.run.id, attempt, kind: err.classified.kind },
+          "the directory stopped answering: reading on after a pause",
+        );
+        await delay(Math.min(15_000, 1000 * 2 ** Math.min(attempt - 1, 4), window - waited), undefined, {
+          signal: this.signal,
+        });
+      }
+    }
+  }
+
+  private gaveUp(err: DirectoryError, waitedMs: number): DirectoryOutage {
+    const total = this.total;
+    const at = `${(this.processed + 1).toLocaleString("en")}${total ? ` of ${total.toLocaleString("en")}` : ""}`;
+    return new DirectoryOutage(
+      `The directory stopped answering for ${durationInWords(waitedMs)} at entry ${at}: ${err.classified.message} Roster kept trying to reconnect; check the directory server, then run the import again (what was imported is kept).`,
+      err,
+    );
   }
 
   /** A run created without a total (re-run, or started elsewhere) counts its matches alongside. */
@@ -269,6 +335,7 @@ class RunImporter {
         }
       }
       await setTotal(this.deps.db, this.claim, total);
+      this.total = total;
     } catch {
       // Only the progress bar's total is missing; the import itself reports its own failures.
     }
@@ -287,7 +354,10 @@ class RunImporter {
       mapBatches(pages, this.batchSize, (e) => mapUser(e, this.mapping)),
       1,
     );
-    await forEachConcurrently(batches, this.writers, async (batch) => {
+    await forEachConcurrently(batches, this.writers, async (read) => {
+      // Read again after the directory came back: what a committed batch wrote is not counted twice.
+      const batch = unhandled(read, this.importedUsers);
+      if (batch.size === 0) return;
       const ids = batch.values.map((user) => user.externalId);
       for (const id of ids) this.usersInFlight.add(id);
       try {
@@ -322,7 +392,14 @@ class RunImporter {
       mapBatches(pages, this.batchSize, (e) => mapGroup(e, this.mapping)),
       1,
     );
-    for await (const batch of batches) {
+    for await (const read of batches) {
+      // Groups a first reading wrote and whose members it had not all read are expanded again.
+      for (const group of read.values) {
+        const id = this.importedGroups.get(group.externalId);
+        if (id !== undefined && id !== null && this.pendingGroups.has(id)) roots.push({ id, dn: group.dn });
+      }
+      const batch = unhandled(read, this.importedGroups);
+      if (batch.size === 0) continue;
       await this.commit(
         async (tx) => {
           const result = await upsertGroups(tx, this.context(), batch.values);
@@ -383,7 +460,10 @@ class RunImporter {
         const userIds = definedIds(batch.users.map((u) => users.ids.get(u.externalId)));
         const childIds = definedIds(batch.groups.map((g) => groups.ids.get(g.externalId)));
         const linked = parent ? await linkMembers(tx, parent.id, userIds, childIds) : null;
-        const unresolved: ReportedEntry[] = batch.unresolved.map((member) => ({
+        const unresolvedOnce = batch.unresolved.filter(
+          (member) => !this.unresolvedReported.has(`${batch.groupDn}\n${member.value}`),
+        );
+        const unresolved: ReportedEntry[] = unresolvedOnce.map((member) => ({
           outcome: "skipped",
           kind: "user",
           name: member.value,
@@ -396,7 +476,7 @@ class RunImporter {
           repeatedEntries(batch.users, this.importedUsers) +
           repeatedEntries(batch.groups, this.importedGroups);
         return {
-          processed: batch.users.length + batch.groups.length + batch.unresolved.length - repeats,
+          processed: batch.users.length + batch.groups.length + unresolvedOnce.length - repeats,
           counts: addCounts(addCounts(users.counts, groups.counts), { skipped: unresolved.length }),
           totalGrowth:
             this.newMemberCount(groups, batch.groups) - repeats + this.memberCountCorrection(batch),
@@ -409,6 +489,8 @@ class RunImporter {
         };
       },
       ({ users, groups, userIds, childIds, linked }) => {
+        for (const member of batch.unresolved)
+          this.unresolvedReported.add(`${batch.groupDn}\n${member.value}`);
         mergeInto(this.importedUsers, users.ids);
         for (const group of batch.groups) this.rememberGroup(group, groups);
         if (parent) {
@@ -500,7 +582,11 @@ class RunImporter {
    */
   private memberCountCorrection(batch: MemberBatch): number {
     if (batch.memberValues === undefined) return 0;
-    return batch.memberValues - (this.membersCounted.get(normalizeDn(batch.groupDn)) ?? 0);
+    const key = normalizeDn(batch.groupDn);
+    // A group read again after the directory came back was corrected the first time.
+    if (this.countCorrected.has(key)) return 0;
+    this.countCorrected.add(key);
+    return batch.memberValues - (this.membersCounted.get(key) ?? 0);
   }
 
   /** Entries chosen one by one that the directory no longer has. */
@@ -585,7 +671,10 @@ class RunImporter {
         this.deps.logger.debug({ importRun: this.claim.run.id, code, attempt }, "import batch retried");
       }
     }
-    if (result) committed(result);
+    if (result) {
+      this.processed += result.processed;
+      committed(result);
+    }
     await this.deps.hooks?.afterBatch?.(this.claim);
     if (cancelRequested) this.controller.abort(new RunStopped("cancel"));
     this.signal.throwIfAborted();
@@ -623,6 +712,29 @@ async function* coalesceMembers(
     pendingKey = key;
   }
   if (pending) yield pending;
+}
+
+/** The entries of a batch this run has not handled yet (all of them, unless it is read again). */
+function unhandled<T extends { externalId: string }>(
+  batch: MappedBatch<T>,
+  handled: ReadonlyMap<string, number | null>,
+): MappedBatch<T> {
+  if (handled.size === 0) return batch;
+  const values = batch.values.filter((v) => !handled.has(v.externalId));
+  const invalid = batch.invalid.filter((i) => i.externalId === undefined || !handled.has(i.externalId));
+  if (values.length === batch.values.length && invalid.length === batch.invalid.length) return batch;
+  return { values, invalid, size: values.length + invalid.length };
+}
+
+function stoppedAnswering(err: unknown): err is DirectoryError {
+  return err instanceof DirectoryError && STOPPED_ANSWERING.has(err.classified.kind);
+}
+
+function durationInWords(ms: number): string {
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 90) return `${seconds} seconds`;
+  const minutes = Math.round(seconds / 60);
+  return `${minutes} minute${minutes === 1 ? "" : "s"}`;
 }
 
 function invalidEntry(kind: "user" | "group", invalid: { dn: string; reason: string }): ReportedEntry {

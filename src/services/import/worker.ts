@@ -24,6 +24,8 @@ export interface ImportWorkerOptions {
   writers?: number;
   hooks?: ImportHooks;
   workerId?: string;
+  /** How long a run waits for a directory that stopped answering (default 2 minutes). */
+  directoryRetryMs?: number;
 }
 
 export interface ImportWorker {
@@ -50,6 +52,7 @@ export function createImportWorker(options: ImportWorkerOptions): ImportWorker {
     ...(options.batchSize ? { batchSize: options.batchSize } : {}),
     ...(options.writers ? { writers: options.writers } : {}),
     ...(options.hooks ? { hooks: options.hooks } : {}),
+    ...(options.directoryRetryMs !== undefined ? { directoryRetryMs: options.directoryRetryMs } : {}),
   };
 
   let stopped = true;
