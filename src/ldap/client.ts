@@ -164,7 +164,7 @@ class Session implements DirectorySession {
   private closed = false;
 
   constructor(
-    private readonly primary: Client,
+    primary: Client,
     readonly connection: DirectoryConnection,
     readonly url: string,
     private readonly logger: DirectoryLogger | undefined,

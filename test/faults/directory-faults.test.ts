@@ -163,7 +163,10 @@ describe("an import while the directory has a fault", { skip: skipWithoutSlapd }
       const held = await holdings(directoryId);
       assert.ok(held.users > 0, "what was committed is kept");
       assert.equal(held.users, ended.created);
-      assert.match(ended.error ?? "", new RegExp(`at entry ${(ended.processed + 1).toLocaleString("en")}\\b`));
+      assert.match(
+        ended.error ?? "",
+        new RegExp(`at entry ${(ended.processed + 1).toLocaleString("en")}\\b`),
+      );
     } finally {
       await server.stop();
     }

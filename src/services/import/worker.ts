@@ -18,7 +18,7 @@ export interface ImportWorkerOptions {
   /** How often to look for queued runs when not woken (default 2 s). */
   pollMs?: number;
   heartbeatMs?: number;
-  /** A running run whose heartbeat is older than this is taken over (default 30 s). */
+  /** A running run whose heartbeat is older than this is taken over (default 12 s). */
   staleAfterMs?: number;
   batchSize?: number;
   writers?: number;
@@ -42,8 +42,9 @@ export interface ImportWorker {
 export function createImportWorker(options: ImportWorkerOptions): ImportWorker {
   const id = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const pollMs = options.pollMs ?? 2000;
-  const heartbeatMs = options.heartbeatMs ?? 5000;
-  const staleAfterMs = options.staleAfterMs ?? 30_000;
+  // Four missed heartbeats make a run stale; with the 2 s poll another instance takes it within 14 s.
+  const heartbeatMs = options.heartbeatMs ?? 3000;
+  const staleAfterMs = options.staleAfterMs ?? 12_000;
   const log = options.logger.child({ importWorker: id });
   const deps: ExecuteDeps = {
     db: options.db,
