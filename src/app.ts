@@ -17,22 +17,14 @@ import { loadCurrentUser } from "./web/auth-middleware.ts";
 import { takeFlash } from "./web/flash.ts";
 import { multipartForms } from "./web/multipart.ts";
 import { createViews, render } from "./web/render.ts";
-import { AUDIT_LOG_SECTION, auditLogRoutes } from "./web/routes/audit-log.ts";
-import { type AuthRouteDeps, authRoutes } from "./web/routes/auth.ts";
-import { directoryRoutes } from "./web/routes/directories.ts";
-import { groupsRoutes } from "./web/routes/groups.ts";
-import { homeRoutes } from "./web/routes/home.ts";
-import { importsRoutes } from "./web/routes/imports.ts";
-import { rolesRoutes } from "./web/routes/roles.ts";
-import { type SettingsSection, settingsRoutes } from "./web/routes/settings.ts";
-import { usersRoutes } from "./web/routes/users.ts";
+import { type RouteDeps, routes } from "./web/routes.ts";
 
 export interface AppDeps {
   config: Config;
   database: Database;
   logger: Logger;
   externalAuth?: ExternalAuthenticator;
-  throttle?: AuthRouteDeps["throttle"];
+  throttle?: RouteDeps["throttle"];
   /** The background import worker (server.ts starts it); told when a run is queued. */
   importWorker?: { wake(): void };
 }
@@ -71,24 +63,16 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(takeFlash);
   app.use(loadCurrentUser(db));
 
-  const settingsSections: SettingsSection[] = [];
-  app.use(authRoutes({ db, externalAuth: deps.externalAuth, throttle: deps.throttle }));
-  app.use(homeRoutes());
-  const secretBox = createSecretBox(config.encryptionKey);
-  const directoryLogger = logger.child({ component: "ldap" });
-  app.use(usersRoutes({ db, secretBox, directoryLogger }));
-  app.use(groupsRoutes({ db, secretBox, directoryLogger }));
-  app.use(rolesRoutes({ db }));
-  app.use(auditLogRoutes({ db }));
-  app.use(importsRoutes({ db, secretBox, directoryLogger, wake: () => deps.importWorker?.wake() }));
-  app.use(directoryRoutes({ db, secretBox }));
-  settingsSections.push({
-    href: "/settings/directories",
-    label: "Directories",
-    description: "The LDAP servers Roster imports users and groups from and signs them in with.",
-  });
-  settingsSections.push(AUDIT_LOG_SECTION);
-  app.use(settingsRoutes(settingsSections));
+  app.use(
+    routes({
+      db,
+      secretBox: createSecretBox(config.encryptionKey),
+      directoryLogger: logger.child({ component: "ldap" }),
+      externalAuth: deps.externalAuth,
+      throttle: deps.throttle,
+      wake: () => deps.importWorker?.wake(),
+    }),
+  );
 
   app.use((req, res) => {
     render(

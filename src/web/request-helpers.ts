@@ -2,7 +2,7 @@ import type { NextFunction, Request, Response } from "express";
 import type { Actor } from "../services/audit.ts";
 import type { Outcome } from "../services/guards.ts";
 import { flash, redirectWhenSaved } from "./flash.ts";
-import type { FieldErrors } from "./forms.ts";
+import type { FieldErrors } from "./forms/form.ts";
 
 /** Who is acting, for the audit log. Only called behind requirePermission, so someone is signed in. */
 export function actorOf(res: Response): Actor {
@@ -12,8 +12,12 @@ export function actorOf(res: Response): Actor {
 }
 
 /** A positive integer route parameter, or null (the caller answers 404 by passing the request on). */
-export function idParam(req: Request, name = "id"): number | null {
-  const raw = req.params[name];
+export function idParam(req: Request, name: string): number | null {
+  return positiveId(req.params[name]);
+}
+
+/** A database id (a positive 32-bit integer) written in decimal, or null. */
+export function positiveId(raw: unknown): number | null {
   if (typeof raw !== "string" || !/^[1-9]\d{0,9}$/.test(raw)) return null;
   const id = Number(raw);
   return id <= 2_147_483_647 ? id : null;

@@ -9,7 +9,7 @@ import {
   type DirectorySettings,
   loadDirectoryConnection,
 } from "../../src/services/directories.ts";
-import { newFormValues, validateDirectoryForm } from "../../src/services/directory-form.ts";
+import { newFormValues, validateDirectoryForm } from "../../src/web/forms/directory-form.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 import {

@@ -1,4 +1,4 @@
-import { type Request, Router } from "express";
+import type { Request, Response } from "express";
 import type { Db } from "../../db/client.ts";
 import {
   AUDIT_ACTIONS,
@@ -8,8 +8,6 @@ import {
   encodeAuditCursor,
   listAuditEntries,
 } from "../../services/audit-log.ts";
-import { PERMISSIONS } from "../../services/permissions.ts";
-import { requirePermission } from "../auth-middleware.ts";
 import { render } from "../render.ts";
 import { linkIsGone, queryText, viewHelpers } from "../request-helpers.ts";
 
@@ -19,39 +17,36 @@ export const AUDIT_LOG_SECTION = {
   description: "Who changed which user, group, role or directory, and when.",
 };
 
-export function auditLogRoutes({ db }: { db: Db }): Router {
-  const router = Router();
-  router.use("/settings/audit-log", requirePermission(PERMISSIONS.manageUsers));
-
-  router.get("/settings/audit-log", async (req, res) => {
-    const filter = filterOf(req);
-    const { entries, next } = await listAuditEntries(db, filter, decodeAuditCursor(req.query.before));
-    render(
-      req,
-      res,
-      "audit/index",
-      {
-        title: "Audit log",
-        filter,
-        entries: entries.map((e) => ({
-          ...e,
-          summary: describeDetails(e.details),
-          targetHref: targetHref(e),
-        })),
-        actions: Object.entries(AUDIT_ACTIONS).map(([value, label]) => ({ value, label })),
-        focusEntries: linkIsGone(req, {
-          "audit-next": next !== null,
-          "audit-previous": Boolean(req.query.before),
-        }),
-        nextHref: next ? hrefOf(filter, encodeAuditCursor(next)) : null,
-        firstHref: req.query.before ? hrefOf(filter) : null,
-        ...viewHelpers,
-      },
-      { partial: "audit/_entries" },
-    );
-  });
-
-  return router;
+export function auditLogHandlers({ db }: { db: Db }) {
+  return {
+    async index(req: Request, res: Response) {
+      const filter = filterOf(req);
+      const { entries, next } = await listAuditEntries(db, filter, decodeAuditCursor(req.query.before));
+      render(
+        req,
+        res,
+        "audit/index",
+        {
+          title: "Audit log",
+          filter,
+          entries: entries.map((e) => ({
+            ...e,
+            summary: describeDetails(e.details),
+            targetHref: targetHref(e),
+          })),
+          actions: Object.entries(AUDIT_ACTIONS).map(([value, label]) => ({ value, label })),
+          focusEntries: linkIsGone(req, {
+            "audit-next": next !== null,
+            "audit-previous": Boolean(req.query.before),
+          }),
+          nextHref: next ? hrefOf(filter, encodeAuditCursor(next)) : null,
+          firstHref: req.query.before ? hrefOf(filter) : null,
+          ...viewHelpers,
+        },
+        { partial: "audit/_entries" },
+      );
+    },
+  };
 }
 
 function filterOf(req: Request): AuditFilter {

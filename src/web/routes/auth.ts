@@ -1,40 +1,15 @@
-import { type NextFunction, type Request, type Response, Router } from "express";
+import type { NextFunction, Request, Response } from "express";
 import { ipKeyGenerator, rateLimit } from "express-rate-limit";
-import { z } from "zod";
 import type { Db } from "../../db/client.ts";
 import { createFirstAdmin, type ExternalAuthenticator, needsSetup, signIn } from "../../services/auth.ts";
-import { nameKey, usernameProblem } from "../../services/names.ts";
+import { nameKey } from "../../services/names.ts";
 import { MIN_PASSWORD_LENGTH } from "../../services/passwords.ts";
 import { safeReturnTo } from "../auth-middleware.ts";
 import { redirectAfterPost } from "../flash.ts";
-import { type FieldErrors, parseForm } from "../forms.ts";
+import { loginSchema, setupSchema } from "../forms/auth.ts";
+import { type FieldErrors, parseForm } from "../forms/form.ts";
 import { DatabaseRateLimitStore } from "../rate-limit-store.ts";
 import { render } from "../render.ts";
-
-const loginSchema = z.object({
-  username: z.string().trim().min(1, "Enter your username.").max(256, "That username is too long."),
-  password: z.string().min(1, "Enter your password.").max(1024, "That password is too long."),
-  returnTo: z.string().optional(),
-});
-
-const setupSchema = z
-  .object({
-    username: z.string().superRefine((value, ctx) => {
-      const problem = usernameProblem(value);
-      if (problem) ctx.addIssue({ code: "custom", message: problem });
-    }),
-    fullName: z.string().trim().max(200, "Use at most 200 characters.").default(""),
-    email: z.union([z.literal(""), z.email("Enter an email address like name@example.com.")]).default(""),
-    password: z
-      .string()
-      .min(MIN_PASSWORD_LENGTH, `Use at least ${MIN_PASSWORD_LENGTH} characters.`)
-      .max(1024, "Use at most 1024 characters."),
-    passwordConfirmation: z.string(),
-  })
-  .refine((v) => v.password === v.passwordConfirmation, {
-    path: ["passwordConfirmation"],
-    message: "The passwords don't match.",
-  });
 
 export interface AuthRouteDeps {
   db: Db;
@@ -43,8 +18,8 @@ export interface AuthRouteDeps {
   throttle?: { windowMs: number; perAccount: number; perAddress: number };
 }
 
-export function authRoutes({ db, externalAuth, throttle }: AuthRouteDeps): Router {
-  const router = Router();
+/** Signing in and out, and the first administrator's set-up. */
+export function authHandlers({ db, externalAuth, throttle }: AuthRouteDeps) {
   const limits = throttle ?? { windowMs: 15 * 60_000, perAccount: 5, perAddress: 50 };
 
   const tooMany = (req: Request, res: Response) => {
@@ -54,7 +29,7 @@ export function authRoutes({ db, externalAuth, throttle }: AuthRouteDeps): Route
     });
   };
   // Only failed attempts count (a failure answers 401 or 422), so people who sign in are never held up.
-  const throttles = [
+  const loginThrottle = [
     rateLimit({
       windowMs: limits.windowMs,
       limit: limits.perAddress,
@@ -73,54 +48,56 @@ export function authRoutes({ db, externalAuth, throttle }: AuthRouteDeps): Route
     }),
   ];
 
-  router.get("/login", async (req, res) => {
-    if (res.locals.currentUser) return res.redirect(303, "/");
-    if (await needsSetup(db)) return res.redirect(303, "/setup");
-    renderLogin(req, res, 200);
-  });
+  return {
+    loginThrottle,
 
-  router.post("/login", ...throttles, async (req, res, next) => {
-    const form = parseForm(loginSchema, req.body);
-    if (!form.ok) return renderLogin(req, res, 422, form.errors);
-    const result = await signIn(db, form.data.username, form.data.password, externalAuth);
-    if (!result.ok) {
-      req.log.info({ username: form.data.username }, "sign-in refused");
-      return renderLogin(req, res, 401, { form: "The username or password is not correct." });
-    }
-    startSession(req, result.user.id, (err) => {
-      if (err) return next(err);
-      req.log.info({ userId: result.user.id }, "signed in");
-      res.redirect(303, safeReturnTo(form.data.returnTo));
-    });
-  });
+    async loginForm(req: Request, res: Response) {
+      if (res.locals.currentUser) return res.redirect(303, "/");
+      if (await needsSetup(db)) return res.redirect(303, "/setup");
+      renderLogin(req, res, 200);
+    },
 
-  router.post("/logout", (req, res, next) => {
-    req.session.destroy((err) => {
-      if (err) return next(err);
-      res.clearCookie("roster.sid");
-      res.redirect(303, "/login");
-    });
-  });
+    async login(req: Request, res: Response, next: NextFunction) {
+      const form = parseForm(loginSchema, req.body);
+      if (!form.ok) return renderLogin(req, res, 422, form.errors);
+      const result = await signIn(db, form.data.username, form.data.password, externalAuth);
+      if (!result.ok) {
+        req.log.info({ username: form.data.username }, "sign-in refused");
+        return renderLogin(req, res, 401, { form: "The username or password is not correct." });
+      }
+      startSession(req, result.user.id, (err) => {
+        if (err) return next(err);
+        req.log.info({ userId: result.user.id }, "signed in");
+        res.redirect(303, safeReturnTo(form.data.returnTo));
+      });
+    },
 
-  router.get("/setup", async (req, res) => {
-    if (!(await needsSetup(db))) return res.redirect(303, "/login");
-    renderSetup(req, res, 200, {}, {});
-  });
+    logout(req: Request, res: Response, next: NextFunction) {
+      req.session.destroy((err) => {
+        if (err) return next(err);
+        res.clearCookie("roster.sid");
+        res.redirect(303, "/login");
+      });
+    },
 
-  router.post("/setup", async (req, res, next) => {
-    if (!(await needsSetup(db))) return res.redirect(303, "/login");
-    const form = parseForm(setupSchema, req.body);
-    const values = { username: req.body?.username, fullName: req.body?.fullName, email: req.body?.email };
-    if (!form.ok) return renderSetup(req, res, 422, form.errors, values);
-    const result = await createFirstAdmin(db, form.data);
-    if (!result.ok) return res.redirect(303, "/login");
-    startSession(req, result.user.id, (err) => {
-      if (err) return next(err);
-      redirectAfterPost(req, res, "/", `Welcome! ${result.user.username} is now the administrator.`);
-    });
-  });
+    async setupForm(req: Request, res: Response) {
+      if (!(await needsSetup(db))) return res.redirect(303, "/login");
+      renderSetup(req, res, 200, {}, {});
+    },
 
-  return router;
+    async setup(req: Request, res: Response, next: NextFunction) {
+      if (!(await needsSetup(db))) return res.redirect(303, "/login");
+      const form = parseForm(setupSchema, req.body);
+      const values = { username: req.body?.username, fullName: req.body?.fullName, email: req.body?.email };
+      if (!form.ok) return renderSetup(req, res, 422, form.errors, values);
+      const result = await createFirstAdmin(db, form.data);
+      if (!result.ok) return res.redirect(303, "/login");
+      startSession(req, result.user.id, (err) => {
+        if (err) return next(err);
+        redirectAfterPost(req, res, "/", `Welcome! ${result.user.username} is now the administrator.`);
+      });
+    },
+  };
 }
 
 /** A new session id at sign-in, so an id planted before sign-in is worth nothing after it. */

@@ -1,8 +1,7 @@
-import { type NextFunction, type Request, type Response, Router } from "express";
+import type { Request, Response } from "express";
 import type { Db } from "../../db/client.ts";
 import { isPresetId, PRESETS } from "../../ldap/presets.ts";
 import type { ConnectionTestResult } from "../../ldap/test-connection.ts";
-import type { Actor } from "../../services/audit.ts";
 import {
   createDirectory,
   type Directory,
@@ -19,6 +18,9 @@ import {
   testSavedDirectory,
   updateDirectory,
 } from "../../services/directories.ts";
+import type { SecretBox } from "../../services/secrets.ts";
+import { type TestView, testView } from "../connection-test-view.ts";
+import { type Flash, flash, redirectWhenSaved } from "../flash.ts";
 import {
   applyPreset,
   type DirectoryFormValues,
@@ -28,14 +30,11 @@ import {
   PRESET_CHOICES,
   readDirectoryForm,
   validateDirectoryForm,
-} from "../../services/directory-form.ts";
-import { PERMISSIONS } from "../../services/permissions.ts";
-import type { SecretBox } from "../../services/secrets.ts";
-import { requirePermission } from "../auth-middleware.ts";
-import { type TestView, testView } from "../connection-test-view.ts";
-import { type Flash, flash, redirectWhenSaved } from "../flash.ts";
-import type { FieldErrors } from "../forms.ts";
+} from "../forms/directory-form.ts";
+import type { FieldErrors } from "../forms/form.ts";
+import { loaded, paramLoader } from "../loaders.ts";
 import { render, wantsPartial } from "../render.ts";
+import { actorOf } from "../request-helpers.ts";
 
 export interface DirectoryRouteDeps {
   db: Db;
@@ -45,203 +44,202 @@ export interface DirectoryRouteDeps {
 const BASE = "/settings/directories";
 
 /** Settings › Directories: list, add, edit, reorder, enable/disable, delete, test connection. */
-export function directoryRoutes({ db, secretBox }: DirectoryRouteDeps): Router {
-  const router = Router();
-  router.use(BASE, requirePermission(PERMISSIONS.manageUsers));
-  router.param("id", loadDirectory(db));
-  const forms = formRenderer(db);
-  const list = listRenderer(db);
+export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
+  const renderForm = formRenderer(db);
+  const renderList = listRenderer(db);
 
-  router.get(BASE, (req, res) => list(req, res, {}));
+  return {
+    load: paramLoader("directory", (id) => getDirectory(db, id), notFound),
 
-  router.get(`${BASE}/new`, (req, res) => {
-    const preset =
-      typeof req.query.preset === "string" && isPresetId(req.query.preset) ? req.query.preset : "openldap";
-    return forms(req, res, { directory: null, values: newFormValues(preset) });
-  });
+    list(req: Request, res: Response) {
+      return renderList(req, res, {});
+    },
 
-  router.post(BASE, async (req, res) => {
-    const form = readDirectoryForm(req.body);
-    const roleChoices = await listRoleChoices(db);
-    const checked = validateDirectoryForm(form, { roleIds: new Set(roleChoices.map((r) => r.id)) });
-    const retype = form.bindPassword !== "";
-    if (!checked.ok)
-      return forms(req, res, { directory: null, values: form.values, errors: checked.errors, retype });
-    const outcome = await createDirectory(db, secretBox, actorOf(res), checked.settings);
-    if (!outcome.ok) {
-      const errors = { [outcome.field]: outcome.message };
-      return forms(req, res, { directory: null, values: form.values, errors, retype });
-    }
-    req.log.info({ directoryId: outcome.value.id }, "directory created");
-    redirectToList(
-      req,
-      res,
-      "success",
-      `Added the directory “${outcome.value.name}”. Test its connection to see what it holds.`,
-    );
-  });
+    newForm(req: Request, res: Response) {
+      const preset =
+        typeof req.query.preset === "string" && isPresetId(req.query.preset) ? req.query.preset : "openldap";
+      return renderForm(req, res, { directory: null, values: newFormValues(preset) });
+    },
 
-  router.post(`${BASE}/preset`, async (req, res) => {
-    const directory = await directoryOfForm(db, req.body);
-    if (directory === undefined) return notFound(req, res);
-    const form = readDirectoryForm(req.body);
-    const preset = isPresetId(form.values.preset) ? form.values.preset : "openldap";
-    await forms(req, res, {
-      directory,
-      values: applyPreset(form.values, preset),
-      presetApplied: PRESETS[preset].label,
-      retype: form.bindPassword !== "",
-      partial: "directories/_directory-mapping",
-    });
-  });
+    async create(req: Request, res: Response) {
+      const form = readDirectoryForm(req.body);
+      const roleChoices = await listRoleChoices(db);
+      const checked = validateDirectoryForm(form, { roleIds: new Set(roleChoices.map((r) => r.id)) });
+      const retype = form.bindPassword !== "";
+      if (!checked.ok)
+        return renderForm(req, res, { directory: null, values: form.values, errors: checked.errors, retype });
+      const outcome = await createDirectory(db, secretBox, actorOf(res), checked.settings);
+      if (!outcome.ok) {
+        const errors = { [outcome.field]: outcome.message };
+        return renderForm(req, res, { directory: null, values: form.values, errors, retype });
+      }
+      req.log.info({ directoryId: outcome.value.id }, "directory created");
+      redirectToList(
+        req,
+        res,
+        "success",
+        `Added the directory “${outcome.value.name}”. Test its connection to see what it holds.`,
+      );
+    },
 
-  router.post(`${BASE}/connection-tests`, async (req, res) => {
-    const directory = await directoryOfForm(db, req.body);
-    if (directory === undefined) return notFound(req, res);
-    const form = readDirectoryForm(req.body);
-    const retype = form.bindPassword !== "";
-    const checked = validateDirectoryForm(form, { roleIds: new Set(), forTest: true });
-    const decision = checked.ok ? decideBindPassword(directory, checked.settings, secretBox) : null;
-    if (!checked.ok || !decision?.ok) {
-      const errors = !checked.ok
-        ? checked.errors
-        : { bindPassword: decision?.ok === false ? decision.message : "" };
-      // htmx asked for the result region; the form with its errors replaces the whole form instead.
-      return forms(req, res, {
+    /** The form again, with a preset's mapping filled in. */
+    async applyPreset(req: Request, res: Response) {
+      const directory = await directoryOfForm(db, req.body);
+      if (directory === undefined) return notFound(req, res);
+      const form = readDirectoryForm(req.body);
+      const preset = isPresetId(form.values.preset) ? form.values.preset : "openldap";
+      await renderForm(req, res, {
+        directory,
+        values: applyPreset(form.values, preset),
+        presetApplied: PRESETS[preset].label,
+        retype: form.bindPassword !== "",
+        partial: "directories/_directory-mapping",
+      });
+    },
+
+    /** Testing the settings in the form, saved or not. */
+    async testSettings(req: Request, res: Response) {
+      const directory = await directoryOfForm(db, req.body);
+      if (directory === undefined) return notFound(req, res);
+      const form = readDirectoryForm(req.body);
+      const retype = form.bindPassword !== "";
+      const checked = validateDirectoryForm(form, { roleIds: new Set(), forTest: true });
+      const decision = checked.ok ? decideBindPassword(directory, checked.settings, secretBox) : null;
+      if (!checked.ok || !decision?.ok) {
+        const errors = !checked.ok
+          ? checked.errors
+          : { bindPassword: decision?.ok === false ? decision.message : "" };
+        // htmx asked for the result region; the form with its errors replaces the whole form instead.
+        return renderForm(req, res, {
+          directory,
+          values: form.values,
+          errors,
+          retype,
+          partial: "directories/_directory-form-replacement",
+        });
+      }
+      const result = await testConnectionSettings(checked.settings, decision.password, req.log);
+      logTest(req, directory?.id ?? null, result, false);
+      await renderForm(req, res, {
         directory,
         values: form.values,
-        errors,
+        test: testView(result, { saved: false, secret: decision.password }),
         retype,
-        partial: "directories/_directory-form-replacement",
+        partial: "directories/_connection-test",
       });
-    }
-    const result = await testConnectionSettings(checked.settings, decision.password, req.log);
-    logTest(req, directory?.id ?? null, result, false);
-    await forms(req, res, {
-      directory,
-      values: form.values,
-      test: testView(result, { saved: false, secret: decision.password }),
-      retype,
-      partial: "directories/_connection-test",
-    });
-  });
+    },
 
-  router.get(`${BASE}/:id`, (_req, res) => res.redirect(303, `${BASE}/${directoryOf(res).id}/edit`));
+    show(_req: Request, res: Response) {
+      res.redirect(303, `${BASE}/${loaded(res, "directory").id}/edit`);
+    },
 
-  router.get(`${BASE}/:id/edit`, async (req, res) => {
-    const directory = directoryOf(res);
-    const values = formValuesOf(directory, await defaultRolesOf(db, directory.id));
-    await forms(req, res, { directory, values });
-  });
+    async edit(req: Request, res: Response) {
+      const directory = loaded(res, "directory");
+      const values = formValuesOf(directory, await defaultRolesOf(db, directory.id));
+      await renderForm(req, res, { directory, values });
+    },
 
-  router.post(`${BASE}/:id`, async (req, res) => {
-    const directory = directoryOf(res);
-    const form = readDirectoryForm(req.body);
-    const roleChoices = await listRoleChoices(db);
-    const checked = validateDirectoryForm(form, { roleIds: new Set(roleChoices.map((r) => r.id)) });
-    const retype = form.bindPassword !== "";
-    if (!checked.ok)
-      return forms(req, res, { directory, values: form.values, errors: checked.errors, retype });
-    const outcome = await updateDirectory(db, secretBox, actorOf(res), directory.id, checked.settings);
-    if (!outcome.ok) {
-      const errors = { [outcome.field]: outcome.message };
-      return forms(req, res, { directory, values: form.values, errors, retype });
-    }
-    req.log.info({ directoryId: directory.id }, "directory updated");
-    redirectToList(req, res, "success", `Saved the directory “${outcome.value.name}”.`);
-  });
+    async update(req: Request, res: Response) {
+      const directory = loaded(res, "directory");
+      const form = readDirectoryForm(req.body);
+      const roleChoices = await listRoleChoices(db);
+      const checked = validateDirectoryForm(form, { roleIds: new Set(roleChoices.map((r) => r.id)) });
+      const retype = form.bindPassword !== "";
+      if (!checked.ok)
+        return renderForm(req, res, { directory, values: form.values, errors: checked.errors, retype });
+      const outcome = await updateDirectory(db, secretBox, actorOf(res), directory.id, checked.settings);
+      if (!outcome.ok) {
+        const errors = { [outcome.field]: outcome.message };
+        return renderForm(req, res, { directory, values: form.values, errors, retype });
+      }
+      req.log.info({ directoryId: directory.id }, "directory updated");
+      redirectToList(req, res, "success", `Saved the directory “${outcome.value.name}”.`);
+    },
 
-  router.post(`${BASE}/:id/connection-tests`, async (req, res) => {
-    const tested = await testSavedDirectory(db, secretBox, actorOf(res), directoryOf(res).id, req.log);
-    if (!tested) return notFound(req, res);
-    logTest(req, tested.directory.id, tested.result, true);
-    await list(req, res, {
-      test: testView(tested.result, { saved: true, directoryName: tested.directory.name }),
-    });
-  });
+    /** Testing the saved directory: the result is shown in the list. */
+    async testSaved(req: Request, res: Response) {
+      const tested = await testSavedDirectory(
+        db,
+        secretBox,
+        actorOf(res),
+        loaded(res, "directory").id,
+        req.log,
+      );
+      if (!tested) return notFound(req, res);
+      logTest(req, tested.directory.id, tested.result, true);
+      await renderList(req, res, {
+        test: testView(tested.result, { saved: true, directoryName: tested.directory.name }),
+      });
+    },
 
-  router.post(`${BASE}/:id/position`, async (req, res) => {
-    const direction = req.body?.direction;
-    if (direction !== "up" && direction !== "down") return badRequest(req, res);
-    const outcome = await moveDirectory(db, actorOf(res), directoryOf(res).id, direction);
-    if (!outcome.ok) return refused(req, res, list, outcome.message);
-    const { directory, place, moved } = outcome.value;
-    const message = moved
-      ? `Moved “${directory.name}” ${direction}: it is now number ${place} in the sign-in order.`
-      : `“${directory.name}” is already ${direction === "up" ? "first" : "last"}.`;
-    if (!wantsPartial(req)) return redirectToList(req, res, "success", message);
-    const control = focusAfterMove(direction, place, (await listDirectories(db)).length);
-    await list(req, res, { notice: message, focus: { id: directory.id, control } });
-  });
+    async move(req: Request, res: Response) {
+      const direction = req.body?.direction;
+      if (direction !== "up" && direction !== "down") return badRequest(req, res);
+      const outcome = await moveDirectory(db, actorOf(res), loaded(res, "directory").id, direction);
+      if (!outcome.ok) return refused(req, res, renderList, outcome.message);
+      const { directory, place, moved } = outcome.value;
+      const message = moved
+        ? `Moved “${directory.name}” ${direction}: it is now number ${place} in the sign-in order.`
+        : `“${directory.name}” is already ${direction === "up" ? "first" : "last"}.`;
+      if (!wantsPartial(req)) return redirectToList(req, res, "success", message);
+      const control = focusAfterMove(direction, place, (await listDirectories(db)).length);
+      await renderList(req, res, { notice: message, focus: { id: directory.id, control } });
+    },
 
-  router.post(`${BASE}/:id/enabled`, async (req, res) => {
-    const enabled = req.body?.enabled;
-    if (enabled !== "true" && enabled !== "false") return badRequest(req, res);
-    const outcome = await setDirectoryEnabled(db, actorOf(res), directoryOf(res).id, enabled === "true");
-    if (!outcome.ok) return refused(req, res, list, outcome.message);
-    const { directory } = outcome.value;
-    const message = directory.enabled
-      ? `Enabled “${directory.name}”: its users can sign in again.`
-      : `Disabled “${directory.name}”: its users can't sign in until it is enabled again. You can still import from it.`;
-    if (!wantsPartial(req)) return redirectToList(req, res, "success", message);
-    await list(req, res, { notice: message, focus: { id: directory.id, control: "toggle" } });
-  });
+    async setEnabled(req: Request, res: Response) {
+      const enabled = req.body?.enabled;
+      if (enabled !== "true" && enabled !== "false") return badRequest(req, res);
+      const outcome = await setDirectoryEnabled(
+        db,
+        actorOf(res),
+        loaded(res, "directory").id,
+        enabled === "true",
+      );
+      if (!outcome.ok) return refused(req, res, renderList, outcome.message);
+      const { directory } = outcome.value;
+      const message = directory.enabled
+        ? `Enabled “${directory.name}”: its users can sign in again.`
+        : `Disabled “${directory.name}”: its users can't sign in until it is enabled again. You can still import from it.`;
+      if (!wantsPartial(req)) return redirectToList(req, res, "success", message);
+      await renderList(req, res, { notice: message, focus: { id: directory.id, control: "toggle" } });
+    },
 
-  router.get(`${BASE}/:id/delete`, async (req, res) => {
-    const directory = directoryOf(res);
-    const impact = await deletionImpact(db, directory.id);
-    render(req, res, "directories/delete", {
-      title: `Delete ${directory.name}`,
-      directory,
-      impact,
-      errors: {},
-    });
-  });
-
-  router.post(`${BASE}/:id/delete`, async (req, res) => {
-    const directory = directoryOf(res);
-    const outcome = await deleteDirectory(db, actorOf(res), directory.id);
-    if (!outcome.ok) {
+    async deleteForm(req: Request, res: Response) {
+      const directory = loaded(res, "directory");
       const impact = await deletionImpact(db, directory.id);
-      const data = {
+      render(req, res, "directories/delete", {
         title: `Delete ${directory.name}`,
         directory,
         impact,
-        errors: { form: outcome.message },
-      };
-      return render(req, res, "directories/delete", data, { status: 422 });
-    }
-    const { usersDisabled } = outcome.value;
-    req.log.info({ directoryId: directory.id, usersDisabled }, "directory deleted");
-    const people =
-      usersDisabled === 0
-        ? ""
-        : ` ${usersDisabled} external user${usersDisabled === 1 ? " was" : "s were"} disabled and keep${usersDisabled === 1 ? "s" : ""} their roles.`;
-    redirectToList(req, res, "success", `Deleted the directory “${directory.name}”.${people}`);
-  });
+        errors: {},
+      });
+    },
 
-  return router;
-}
-
-// ——— Loading ———
-
-function loadDirectory(db: Db) {
-  return async (req: Request, res: Response, next: NextFunction, value: string) => {
-    try {
-      const id = /^[1-9]\d{0,8}$/.test(value) ? Number(value) : null;
-      const directory = id === null ? null : await getDirectory(db, id);
-      if (!directory) return notFound(req, res);
-      res.locals.directory = directory;
-      next();
-    } catch (err) {
-      next(err);
-    }
+    async destroy(req: Request, res: Response) {
+      const directory = loaded(res, "directory");
+      const outcome = await deleteDirectory(db, actorOf(res), directory.id);
+      if (!outcome.ok) {
+        const impact = await deletionImpact(db, directory.id);
+        const data = {
+          title: `Delete ${directory.name}`,
+          directory,
+          impact,
+          errors: { form: outcome.message },
+        };
+        return render(req, res, "directories/delete", data, { status: 422 });
+      }
+      const { usersDisabled } = outcome.value;
+      req.log.info({ directoryId: directory.id, usersDisabled }, "directory deleted");
+      const people =
+        usersDisabled === 0
+          ? ""
+          : ` ${usersDisabled} external user${usersDisabled === 1 ? " was" : "s were"} disabled and keep${usersDisabled === 1 ? "s" : ""} their roles.`;
+      redirectToList(req, res, "success", `Deleted the directory “${directory.name}”.${people}`);
+    },
   };
 }
 
-function directoryOf(res: Response): Directory {
-  return res.locals.directory as Directory;
-}
+// ——— Loading ———
 
 /** The directory a submitted form edits: null for a new one, undefined when it no longer exists. */
 async function directoryOfForm(db: Db, body: unknown): Promise<Directory | null | undefined> {
@@ -249,12 +247,6 @@ async function directoryOfForm(db: Db, body: unknown): Promise<Directory | null 
   if (raw === undefined || raw === "") return null;
   if (typeof raw !== "string" || !/^[1-9]\d{0,8}$/.test(raw)) return undefined;
   return (await getDirectory(db, Number(raw))) ?? undefined;
-}
-
-function actorOf(res: Response): Actor {
-  const user = res.locals.currentUser;
-  if (!user) throw new Error("no signed-in user behind requirePermission");
-  return { id: user.id, name: user.username };
 }
 
 // ——— Rendering ———

@@ -1,5 +1,4 @@
-import { type Request, type Response, Router } from "express";
-import { z } from "zod";
+import type { NextFunction, Request, Response } from "express";
 import type { Db } from "../../db/client.ts";
 import type { DirectoryLogger } from "../../ldap/client.ts";
 import { synchronizeGroup } from "../../services/directory-users.ts";
@@ -9,7 +8,6 @@ import {
   createInternalGroup,
   type GroupDetails,
   getGroup,
-  groupNameProblem,
   membersOf,
   parentsOf,
   removeMember,
@@ -17,13 +15,13 @@ import {
   subgroupsOf,
   updateGroup,
 } from "../../services/groups.ts";
-import { PERMISSIONS } from "../../services/permissions.ts";
 import type { SecretBox } from "../../services/secrets.ts";
 import { type ListScope, listEntries } from "../../services/user-list.ts";
 import { usersByIds } from "../../services/users.ts";
-import { requirePermission } from "../auth-middleware.ts";
 import { redirectAfterPost } from "../flash.ts";
-import { type FieldErrors, parseForm, renderInvalid } from "../forms.ts";
+import { type FieldErrors, parseForm, renderInvalid } from "../forms/form.ts";
+import { groupSchema } from "../forms/groups.ts";
+import { loaded, paramLoader } from "../loaders.ts";
 import { render } from "../render.ts";
 import {
   actorOf,
@@ -35,15 +33,7 @@ import {
   redirectWithError,
   viewHelpers,
 } from "../request-helpers.ts";
-import { assignmentRoutes, loadAssignmentsView } from "./roles.ts";
-
-const groupSchema = z.object({
-  name: z.string().superRefine((value, ctx) => {
-    const problem = groupNameProblem(value);
-    if (problem) ctx.addIssue({ code: "custom", message: problem });
-  }),
-  description: z.string().trim().max(500, "Use at most 500 characters.").default(""),
-});
+import { assignmentHandlers, loadAssignmentsView } from "./roles.ts";
 
 export interface GroupsRouteDeps {
   db: Db;
@@ -53,183 +43,18 @@ export interface GroupsRouteDeps {
 
 const PICKER_SIZE = 20;
 
-export function groupsRoutes(deps: GroupsRouteDeps): Router {
+/** Groups: new group, one group's page, members, subgroups, synchronization, role assignments. */
+export function groupHandlers(deps: GroupsRouteDeps) {
   const { db } = deps;
-  const router = Router();
-  router.use(["/groups", "/group-memberships"], requirePermission(PERMISSIONS.manageUsers));
-
-  router.get("/groups/new", (req, res) => {
-    render(req, res, "groups/new", { title: "New group", errors: {}, values: { name: "", description: "" } });
+  const assignments = assignmentHandlers({
+    db,
+    subjectOf: (res) => {
+      const group = loaded(res, "group");
+      return { type: "group", id: group.id, name: group.name, path: `/groups/${group.id}` };
+    },
+    renderInvalid: (req, res, errors, values) =>
+      renderDetails(req, res, loaded(res, "group"), 422, errors, values),
   });
-
-  router.post("/groups", async (req, res) => {
-    const values = { name: String(req.body?.name ?? ""), description: String(req.body?.description ?? "") };
-    const form = parseForm(groupSchema, req.body);
-    const invalid = (errors: FieldErrors) =>
-      renderInvalid(req, res, "groups/new", { title: "New group", errors, values });
-    if (!form.ok) return invalid(form.errors);
-    const outcome = await createInternalGroup(db, actorOf(res), form.data);
-    if (!outcome.ok) return invalid(errorsOf(outcome));
-    redirectAfterPost(req, res, `/groups/${outcome.value.id}`, `Group ${outcome.value.name} was created.`);
-  });
-
-  router.get("/groups/:id", async (req, res, next) => {
-    const group = await loadGroup(req);
-    if (!group) return next();
-    await renderDetails(req, res, group, 200, {}, {});
-  });
-
-  router.post("/groups/:id", async (req, res, next) => {
-    const group = await loadGroup(req);
-    if (!group) return next();
-    const values = { name: String(req.body?.name ?? ""), description: String(req.body?.description ?? "") };
-    const form = parseForm(groupSchema, req.body);
-    if (!form.ok) return renderDetails(req, res, group, 422, form.errors, values);
-    const outcome = await updateGroup(db, actorOf(res), group.id, form.data);
-    if (!outcome.ok) return renderDetails(req, res, group, 422, errorsOf(outcome), values);
-    redirectAfterPost(req, res, `/groups/${group.id}`, `Group ${outcome.value.name} was saved.`);
-  });
-
-  // Members: a picker of users (works without JavaScript: a GET form), then add the chosen ones.
-  router.get("/groups/:id/members/new", async (req, res, next) => {
-    const group = await loadGroup(req);
-    if (!group) return next();
-    await renderPicker(req, res, group, "members", 200, {});
-  });
-
-  router.post("/groups/:id/members", async (req, res, next) => {
-    const group = await loadGroup(req);
-    if (!group) return next();
-    const ids = manyIds(req.body?.user);
-    if (ids.length === 0)
-      return renderPicker(req, res, group, "members", 422, { user: "Choose at least one user." });
-    const outcome = await addMembers(db, actorOf(res), group.id, ids);
-    if (!outcome.ok) return redirectWithError(req, res, `/groups/${group.id}`, outcome.message);
-    redirectAfterPost(req, res, `/groups/${group.id}#group-members`, membershipMessage(outcome.value));
-  });
-
-  router.post("/groups/:id/members/:userId/delete", async (req, res, next) => {
-    const group = await loadGroup(req);
-    const userId = idParam(req, "userId");
-    if (!group || userId === null) return next();
-    const outcome = await removeMember(db, actorOf(res), group.id, userId);
-    if (!outcome.ok) return redirectWithError(req, res, `/groups/${group.id}#group-members`, outcome.message);
-    redirectAfterPost(
-      req,
-      res,
-      `/groups/${group.id}#group-members`,
-      `${outcome.value.username} was removed from ${group.name}.`,
-    );
-  });
-
-  router.get("/groups/:id/subgroups/new", async (req, res, next) => {
-    const group = await loadGroup(req);
-    if (!group) return next();
-    await renderPicker(req, res, group, "subgroups", 200, {});
-  });
-
-  router.post("/groups/:id/subgroups", async (req, res, next) => {
-    const group = await loadGroup(req);
-    if (!group) return next();
-    const [childId] = manyIds(req.body?.subgroup);
-    if (childId === undefined) {
-      return renderPicker(req, res, group, "subgroups", 422, { subgroup: "Choose a group." });
-    }
-    const outcome = await addSubgroup(db, actorOf(res), group.id, childId);
-    if (!outcome.ok && outcome.field === "subgroup") {
-      return renderPicker(req, res, group, "subgroups", 422, errorsOf(outcome));
-    }
-    if (!outcome.ok) return redirectWithError(req, res, `/groups/${group.id}`, outcome.message);
-    const message = outcome.value.created
-      ? `${outcome.value.subgroup} is now a subgroup of ${group.name}.`
-      : `${outcome.value.subgroup} was already a subgroup of ${group.name}.`;
-    redirectAfterPost(req, res, `/groups/${group.id}#subgroups`, message);
-  });
-
-  router.post("/groups/:id/subgroups/:childId/delete", async (req, res, next) => {
-    const group = await loadGroup(req);
-    const childId = idParam(req, "childId");
-    if (!group || childId === null) return next();
-    const outcome = await removeSubgroup(db, actorOf(res), group.id, childId);
-    if (!outcome.ok) return redirectWithError(req, res, `/groups/${group.id}#subgroups`, outcome.message);
-    redirectAfterPost(
-      req,
-      res,
-      `/groups/${group.id}#subgroups`,
-      `${outcome.value.subgroup} is no longer a subgroup of ${group.name}.`,
-    );
-  });
-
-  router.post("/groups/:id/synchronizations", async (req, res, next) => {
-    const group = await loadGroup(req);
-    if (!group) return next();
-    const outcome = await synchronizeGroup(
-      { db, secretBox: deps.secretBox, logger: deps.directoryLogger },
-      actorOf(res),
-      group.id,
-    );
-    const back = `/groups/${group.id}`;
-    if (!outcome.ok) return redirectWithError(req, res, back, outcome.message);
-    const report = outcome.value;
-    if (report.status === "missing") {
-      return redirectWithError(
-        req,
-        res,
-        back,
-        `${report.directoryName} no longer has this group. It was kept in Roster, with its members and roles, and marked as missing.`,
-      );
-    }
-    const parts = [
-      `${report.membersAdded} membership${report.membersAdded === 1 ? "" : "s"} added`,
-      `${report.membersRemoved} removed`,
-      `${report.users.created} user${report.users.created === 1 ? "" : "s"} created`,
-    ];
-    if (report.conflicts.length > 0) {
-      const shown = report.conflicts.slice(0, 3).map((c) => `${c.name}: ${c.reason}`);
-      parts.push(
-        `${report.conflicts.length} left out (${shown.join("; ")}${report.conflicts.length > 3 ? "; …" : ""})`,
-      );
-    }
-    if (report.unresolved > 0) parts.push(`${report.unresolved} member value(s) matched no user or group`);
-    redirectAfterPost(req, res, back, `Synchronized with ${report.directoryName}: ${parts.join(", ")}.`);
-  });
-
-  router.use(
-    assignmentRoutes({
-      db,
-      subjectType: "group",
-      basePath: "/groups",
-      load: async (id) => {
-        const group = await getGroup(db, id);
-        return group ? { id: group.id, name: group.name } : null;
-      },
-      renderInvalid: async (req, res, id, errors, values) => {
-        const group = await getGroup(db, id);
-        if (group) await renderDetails(req, res, group, 422, errors, values);
-      },
-    }),
-  );
-
-  // Adding the users selected in the list to a group.
-  router.get("/group-memberships/new", async (req, res) => {
-    await renderMembershipPicker(req, res, 200, {});
-  });
-
-  router.post("/group-memberships", async (req, res) => {
-    const [groupId] = manyIds(req.body?.group);
-    const userIds = manyIds(req.body?.user);
-    if (userIds.length === 0)
-      return renderMembershipPicker(req, res, 422, { user: "Choose at least one user." });
-    if (groupId === undefined) return renderMembershipPicker(req, res, 422, { group: "Choose a group." });
-    const outcome = await addMembers(db, actorOf(res), groupId, userIds);
-    if (!outcome.ok) return renderMembershipPicker(req, res, 422, { group: outcome.message });
-    redirectAfterPost(req, res, `/groups/${groupId}#group-members`, membershipMessage(outcome.value));
-  });
-
-  async function loadGroup(req: Request): Promise<GroupDetails | null> {
-    const id = idParam(req);
-    return id === null ? null : getGroup(db, id);
-  }
 
   async function renderDetails(
     req: Request,
@@ -331,7 +156,159 @@ export function groupsRoutes(deps: GroupsRouteDeps): Router {
     render(req, res, "groups/membership", data, { status, partial: "groups/_membership-options" });
   }
 
-  return router;
+  return {
+    load: paramLoader("group", (id) => getGroup(db, id)),
+
+    newForm(req: Request, res: Response) {
+      render(req, res, "groups/new", {
+        title: "New group",
+        errors: {},
+        values: { name: "", description: "" },
+      });
+    },
+
+    async create(req: Request, res: Response) {
+      const values = { name: String(req.body?.name ?? ""), description: String(req.body?.description ?? "") };
+      const form = parseForm(groupSchema, req.body);
+      const invalid = (errors: FieldErrors) =>
+        renderInvalid(req, res, "groups/new", { title: "New group", errors, values });
+      if (!form.ok) return invalid(form.errors);
+      const outcome = await createInternalGroup(db, actorOf(res), form.data);
+      if (!outcome.ok) return invalid(errorsOf(outcome));
+      redirectAfterPost(req, res, `/groups/${outcome.value.id}`, `Group ${outcome.value.name} was created.`);
+    },
+
+    async show(req: Request, res: Response) {
+      await renderDetails(req, res, loaded(res, "group"), 200, {}, {});
+    },
+
+    async update(req: Request, res: Response) {
+      const group = loaded(res, "group");
+      const values = { name: String(req.body?.name ?? ""), description: String(req.body?.description ?? "") };
+      const form = parseForm(groupSchema, req.body);
+      if (!form.ok) return renderDetails(req, res, group, 422, form.errors, values);
+      const outcome = await updateGroup(db, actorOf(res), group.id, form.data);
+      if (!outcome.ok) return renderDetails(req, res, group, 422, errorsOf(outcome), values);
+      redirectAfterPost(req, res, `/groups/${group.id}`, `Group ${outcome.value.name} was saved.`);
+    },
+
+    /** A picker of users (works without JavaScript: a GET form); the chosen ones are then added. */
+    async memberPicker(req: Request, res: Response) {
+      await renderPicker(req, res, loaded(res, "group"), "members", 200, {});
+    },
+
+    async addMembers(req: Request, res: Response) {
+      const group = loaded(res, "group");
+      const ids = manyIds(req.body?.user);
+      if (ids.length === 0)
+        return renderPicker(req, res, group, "members", 422, { user: "Choose at least one user." });
+      const outcome = await addMembers(db, actorOf(res), group.id, ids);
+      if (!outcome.ok) return redirectWithError(req, res, `/groups/${group.id}`, outcome.message);
+      redirectAfterPost(req, res, `/groups/${group.id}#group-members`, membershipMessage(outcome.value));
+    },
+
+    async removeMember(req: Request, res: Response, next: NextFunction) {
+      const group = loaded(res, "group");
+      const userId = idParam(req, "memberId");
+      if (userId === null) return next();
+      const outcome = await removeMember(db, actorOf(res), group.id, userId);
+      if (!outcome.ok)
+        return redirectWithError(req, res, `/groups/${group.id}#group-members`, outcome.message);
+      redirectAfterPost(
+        req,
+        res,
+        `/groups/${group.id}#group-members`,
+        `${outcome.value.username} was removed from ${group.name}.`,
+      );
+    },
+
+    async subgroupPicker(req: Request, res: Response) {
+      await renderPicker(req, res, loaded(res, "group"), "subgroups", 200, {});
+    },
+
+    async addSubgroup(req: Request, res: Response) {
+      const group = loaded(res, "group");
+      const [childId] = manyIds(req.body?.subgroup);
+      if (childId === undefined) {
+        return renderPicker(req, res, group, "subgroups", 422, { subgroup: "Choose a group." });
+      }
+      const outcome = await addSubgroup(db, actorOf(res), group.id, childId);
+      if (!outcome.ok && outcome.field === "subgroup") {
+        return renderPicker(req, res, group, "subgroups", 422, errorsOf(outcome));
+      }
+      if (!outcome.ok) return redirectWithError(req, res, `/groups/${group.id}`, outcome.message);
+      const message = outcome.value.created
+        ? `${outcome.value.subgroup} is now a subgroup of ${group.name}.`
+        : `${outcome.value.subgroup} was already a subgroup of ${group.name}.`;
+      redirectAfterPost(req, res, `/groups/${group.id}#subgroups`, message);
+    },
+
+    async removeSubgroup(req: Request, res: Response, next: NextFunction) {
+      const group = loaded(res, "group");
+      const childId = idParam(req, "subgroupId");
+      if (childId === null) return next();
+      const outcome = await removeSubgroup(db, actorOf(res), group.id, childId);
+      if (!outcome.ok) return redirectWithError(req, res, `/groups/${group.id}#subgroups`, outcome.message);
+      redirectAfterPost(
+        req,
+        res,
+        `/groups/${group.id}#subgroups`,
+        `${outcome.value.subgroup} is no longer a subgroup of ${group.name}.`,
+      );
+    },
+
+    async synchronize(req: Request, res: Response) {
+      const group = loaded(res, "group");
+      const outcome = await synchronizeGroup(
+        { db, secretBox: deps.secretBox, logger: deps.directoryLogger },
+        actorOf(res),
+        group.id,
+      );
+      const back = `/groups/${group.id}`;
+      if (!outcome.ok) return redirectWithError(req, res, back, outcome.message);
+      const report = outcome.value;
+      if (report.status === "missing") {
+        return redirectWithError(
+          req,
+          res,
+          back,
+          `${report.directoryName} no longer has this group. It was kept in Roster, with its members and roles, and marked as missing.`,
+        );
+      }
+      const parts = [
+        `${report.membersAdded} membership${report.membersAdded === 1 ? "" : "s"} added`,
+        `${report.membersRemoved} removed`,
+        `${report.users.created} user${report.users.created === 1 ? "" : "s"} created`,
+      ];
+      if (report.conflicts.length > 0) {
+        const shown = report.conflicts.slice(0, 3).map((c) => `${c.name}: ${c.reason}`);
+        parts.push(
+          `${report.conflicts.length} left out (${shown.join("; ")}${report.conflicts.length > 3 ? "; …" : ""})`,
+        );
+      }
+      if (report.unresolved > 0) parts.push(`${report.unresolved} member value(s) matched no user or group`);
+      redirectAfterPost(req, res, back, `Synchronized with ${report.directoryName}: ${parts.join(", ")}.`);
+    },
+
+    addRole: assignments.create,
+    removeRole: assignments.destroy,
+
+    /** Adding the users selected in the list to a group. */
+    async membershipForm(req: Request, res: Response) {
+      await renderMembershipPicker(req, res, 200, {});
+    },
+
+    async addMemberships(req: Request, res: Response) {
+      const [groupId] = manyIds(req.body?.group);
+      const userIds = manyIds(req.body?.user);
+      if (userIds.length === 0)
+        return renderMembershipPicker(req, res, 422, { user: "Choose at least one user." });
+      if (groupId === undefined) return renderMembershipPicker(req, res, 422, { group: "Choose a group." });
+      const outcome = await addMembers(db, actorOf(res), groupId, userIds);
+      if (!outcome.ok) return renderMembershipPicker(req, res, 422, { group: outcome.message });
+      redirectAfterPost(req, res, `/groups/${groupId}#group-members`, membershipMessage(outcome.value));
+    },
+  };
 }
 
 function membershipMessage(result: { group: { name: string }; added: string[]; already: string[] }): string {

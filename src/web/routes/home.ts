@@ -1,9 +1,8 @@
-import { Router } from "express";
-import { requireLogin } from "../auth-middleware.ts";
+import type { Request, Response } from "express";
 import { render } from "../render.ts";
 
-export function homeRoutes(): Router {
-  const router = Router();
-  router.get("/", requireLogin, (req, res) => render(req, res, "home/index", { title: "Home" }));
-  return router;
-}
+export const home = {
+  index(req: Request, res: Response) {
+    render(req, res, "home/index", { title: "Home" });
+  },
+};

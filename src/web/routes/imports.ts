@@ -1,15 +1,8 @@
-import { type Request, type Response, Router } from "express";
-import { z } from "zod";
+import type { Request, Response } from "express";
+import type { z } from "zod";
 import type { Db } from "../../db/client.ts";
 import type { DirectoryLogger } from "../../ldap/client.ts";
-import { withDirectory } from "../../ldap/client.ts";
-import {
-  type Directory,
-  getDirectory,
-  listDirectories,
-  loadDirectoryConnection,
-  StoredSecretError,
-} from "../../services/directories.ts";
+import { type Directory, getDirectory, listDirectories } from "../../services/directories.ts";
 import {
   findRoleSources,
   type RoleSourceOption,
@@ -24,7 +17,7 @@ import {
   listRuns,
   requestCancellation,
 } from "../../services/import/run-queue.ts";
-import { planSearch, runSearch, type SearchResults } from "../../services/import/search.ts";
+import { type SearchResults, searchDirectory } from "../../services/import/search.ts";
 import {
   applyPageChoices,
   clearSelection,
@@ -37,7 +30,6 @@ import {
   selectPage,
 } from "../../services/import/selection.ts";
 import {
-  IMPORT_KINDS,
   type ImportKind,
   OUTCOMES,
   type Outcome,
@@ -45,11 +37,11 @@ import {
   type RunStatus,
   type SelectedEntry,
 } from "../../services/import/types.ts";
-import { PERMISSIONS } from "../../services/permissions.ts";
 import type { SecretBox } from "../../services/secrets.ts";
-import { requirePermission } from "../auth-middleware.ts";
 import { redirectAfterPost, redirectWhenSaved } from "../flash.ts";
-import type { FieldErrors } from "../forms.ts";
+import type { FieldErrors } from "../forms/form.ts";
+import { choicesSchema, entrySchema, one, type SearchParams, searchSchema } from "../forms/imports.ts";
+import { loaded, paramLoader } from "../loaders.ts";
 import { render, wantsPartial } from "../render.ts";
 
 declare module "express-session" {
@@ -73,58 +65,21 @@ const RUNS_PER_PAGE = 25;
 const ENTRIES_PER_PAGE = 50;
 const MAX_QUERY_LENGTH = 1000;
 
-const one = (value: unknown) => (Array.isArray(value) ? value[0] : value);
-const many = (value: unknown): string[] =>
-  (Array.isArray(value) ? value : value === undefined ? [] : [value]).filter(
-    (v): v is string => typeof v === "string",
-  );
-
-const searchSchema = z.object({
-  directory: z.preprocess(one, z.coerce.number().int().positive().optional().catch(undefined)),
-  kind: z.preprocess(one, z.enum(IMPORT_KINDS as [ImportKind, ...ImportKind[]]).catch("both")),
-  q: z.preprocess(one, z.string().catch("")),
-  page: z.preprocess(one, z.coerce.number().int().min(1).max(1_000_000).catch(1)),
-});
-
-type SearchParams = { directory: number | undefined; kind: ImportKind; q: string; page: number };
-
-/** What a checkbox (and the list of rows shown) carries: enough to find and name the entry later. */
-const entrySchema = z
-  .object({
-    k: z.enum(["user", "group"]),
-    id: z.string().min(1).max(512),
-    dn: z.string().max(4096),
-    n: z.string().max(1024),
-  })
-  .transform((e): SelectedEntry => ({ kind: e.k, externalId: e.id, dn: e.dn, name: e.n }));
-
-const choicesSchema = z.object({
-  shown: z.preprocess(many, z.array(z.string())),
-  pick: z.preprocess(many, z.array(z.string())),
-  action: z.preprocess(one, z.enum(["select-page", "select-matches", "clear", "find-source", ""]).catch("")),
-  goto: z.preprocess(one, z.coerce.number().int().min(1).optional().catch(undefined)),
-  total: z.preprocess(one, z.coerce.number().int().min(0).catch(0)),
-  copyQ: z.preprocess(one, z.string().max(200).optional().catch(undefined)),
-  copyFrom: z.preprocess(one, z.string().max(40).optional().catch(undefined)),
-  rerun: z.preprocess(one, z.coerce.number().int().positive().optional().catch(undefined)),
-});
-
-export function importsRoutes(deps: ImportRouteDeps): Router {
+export function importHandlers(deps: ImportRouteDeps) {
   const { db } = deps;
-  const router = Router();
-  const managers = requirePermission(PERMISSIONS.manageUsers);
-  router.use("/imports", managers);
 
-  router.get("/imports/new", async (req, res) => {
+  const loadRun = paramLoader("run", (id) => getRun(db, id), notFound);
+
+  const searchPage = async (req: Request, res: Response) => {
     const params = searchParams(req.query);
     const hint = req.session.importFocus;
     delete req.session.importFocus;
     const view = await searchView(deps, req, params, { focus: hint ?? (params.q.trim() ? "results" : null) });
     render(req, res, "imports/new", view, { partial: "imports/_import-search", status: view.status });
-  });
+  };
 
   // Ticks, "select all", paging and the roles picker: the choices are kept, then the page is shown again.
-  router.post("/imports/selection", async (req, res) => {
+  const changeSelection = async (req: Request, res: Response) => {
     const params = searchParams(req.body);
     const choices = choicesSchema.parse(req.body ?? {});
     const { state, error, copyError } = await applyChoices(deps, req, params, choices);
@@ -148,9 +103,9 @@ export function importsRoutes(deps: ImportRouteDeps): Router {
       partial: "imports/_import-search",
       status: refused ? 422 : view.status,
     });
-  });
+  };
 
-  router.post("/imports", async (req, res) => {
+  const start = async (req: Request, res: Response) => {
     const choices = choicesSchema.parse(req.body ?? {});
     const actor = currentActor(res);
     if (choices.rerun) {
@@ -200,9 +155,9 @@ export function importsRoutes(deps: ImportRouteDeps): Router {
       `/imports/${run.id}`,
       "The import has started. It goes on in the background: you can leave this page.",
     );
-  });
+  };
 
-  router.get("/imports", async (req, res) => {
+  const list = async (req: Request, res: Response) => {
     const page = pageOf(req.query.page);
     const { runs, total } = await listRuns(db, { limit: RUNS_PER_PAGE, offset: (page - 1) * RUNS_PER_PAGE });
     render(req, res, "imports/index", {
@@ -212,11 +167,10 @@ export function importsRoutes(deps: ImportRouteDeps): Router {
       runs,
       ...paging(page, total, RUNS_PER_PAGE, "/imports?"),
     });
-  });
+  };
 
-  router.get("/imports/:id", async (req, res) => {
-    const run = await runOf(db, req.params.id);
-    if (!run) return notFound(req, res);
+  const show = async (req: Request, res: Response) => {
+    const run = loaded(res, "run");
     const counts = outcomeCounts(run);
     const outcome = outcomeOf(req.query.outcome, counts);
     const page = pageOf(req.query.page);
@@ -249,11 +203,10 @@ export function importsRoutes(deps: ImportRouteDeps): Router {
       },
       { partial: "imports/_import-progress" },
     );
-  });
+  };
 
-  router.post("/imports/:id/cancellation", async (req, res) => {
-    const run = await runOf(db, req.params.id);
-    if (!run) return notFound(req, res);
+  const cancel = async (req: Request, res: Response) => {
+    const run = loaded(res, "run");
     const result = await requestCancellation(db, run.id);
     const message =
       result === "cancelled"
@@ -262,9 +215,10 @@ export function importsRoutes(deps: ImportRouteDeps): Router {
           ? "Cancelling: the import stops after the batch it is writing."
           : "The import had already ended.";
     redirectAfterPost(req, res, `/imports/${run.id}`, message);
-  });
+  };
 
-  router.get("/settings/directories/:id/imports", managers, async (req, res) => {
+  // Loads its directory itself: a missing one gets this module's "no such import" page.
+  const directoryRuns = async (req: Request, res: Response) => {
     const id = Number(req.params.id);
     const directory = Number.isSafeInteger(id) ? await getDirectory(db, id) : null;
     if (!directory) return notFound(req, res);
@@ -281,9 +235,9 @@ export function importsRoutes(deps: ImportRouteDeps): Router {
       runs,
       ...paging(page, total, RUNS_PER_PAGE, `/settings/directories/${directory.id}/imports?`),
     });
-  });
+  };
 
-  return router;
+  return { loadRun, searchPage, changeSelection, start, list, show, cancel, directoryRuns };
 }
 
 // ——— the search page ———
@@ -354,47 +308,21 @@ async function search(
   q: string,
   params: SearchParams,
 ): Promise<SearchOutcome> {
-  let loaded: Awaited<ReturnType<typeof loadDirectoryConnection>>;
-  try {
-    loaded = await loadDirectoryConnection(deps.db, deps.secretBox, directory.id);
-  } catch (err) {
-    if (err instanceof StoredSecretError) return { error: err.message, field: false };
-    throw err;
-  }
-  if (!loaded) return { error: "That directory does not exist any more.", field: false };
-  const plan = planSearch(loaded.mapping, q, params.kind);
-  if (!plan.ok) return { error: plan.message, field: true };
   const offset = (params.page - 1) * RESULTS_PER_PAGE;
-  const searched = await withDirectory(
-    loaded.connection,
-    async (session) => {
-      try {
-        return {
-          ok: true as const,
-          results: await runSearch(deps.db, session, loaded.mapping, directory.id, plan, {
-            offset,
-            limit: RESULTS_PER_PAGE,
-          }),
-        };
-      } catch (err) {
-        const message = err instanceof Error && err.name === "DirectoryError" ? err.message : null;
-        if (message) return { ok: false as const, message };
-        throw err;
-      }
-    },
-    deps.directoryLogger ? { logger: deps.directoryLogger } : {},
+  const searched = await searchDirectory(
+    { db: deps.db, secretBox: deps.secretBox, logger: deps.directoryLogger },
+    directory,
+    q,
+    params.kind,
+    { offset, limit: RESULTS_PER_PAGE },
   );
-  if (!searched.ok)
-    return { error: `Roster could not search ${directory.name}: ${searched.error.message}`, field: false };
-  if (!searched.value.ok)
-    return { error: `Roster could not search ${directory.name}: ${searched.value.message}`, field: false };
-  const results = searched.value.results;
-  const pages = Math.max(1, Math.ceil(results.total / RESULTS_PER_PAGE));
+  if (!searched.ok) return { error: searched.message, field: searched.field };
+  const results = searched.results;
   return {
     results: {
       ...results,
       page: params.page,
-      pages,
+      pages: Math.max(1, Math.ceil(results.total / RESULTS_PER_PAGE)),
       from: results.rows.length > 0 ? offset + 1 : 0,
       to: offset + results.rows.length,
     },
@@ -513,11 +441,6 @@ export function searchUrl(params: {
 function currentActor(res: Response) {
   const user = res.locals.currentUser;
   return { id: user?.id ?? null, name: user?.username ?? "unknown" };
-}
-
-async function runOf(db: Db, raw: string | undefined): Promise<ImportRun | null> {
-  const id = Number(raw);
-  return Number.isSafeInteger(id) && id > 0 ? getRun(db, id) : null;
 }
 
 function outcomeCounts(run: ImportRun): Record<Outcome, number> {

@@ -1,7 +1,6 @@
-import { type Request, type Response, Router } from "express";
-import { z } from "zod";
+import type { NextFunction, Request, Response } from "express";
 import type { Db } from "../../db/client.ts";
-import { ALL_PERMISSIONS, PERMISSIONS, type Permission } from "../../services/permissions.ts";
+import { ALL_PERMISSIONS } from "../../services/permissions.ts";
 import {
   addAssignment,
   assignmentsOf,
@@ -16,14 +15,14 @@ import {
   type Role,
   removeAssignment,
   type Subject,
-  scopeProblem,
   updateRole,
 } from "../../services/roles.ts";
 import { listEntries } from "../../services/user-list.ts";
 import { usersByIds } from "../../services/users.ts";
-import { requirePermission } from "../auth-middleware.ts";
 import { redirectAfterPost } from "../flash.ts";
-import { type FieldErrors, parseForm, renderInvalid } from "../forms.ts";
+import { type FieldErrors, parseForm, renderInvalid } from "../forms/form.ts";
+import { assignmentSchema, roleSchema } from "../forms/roles.ts";
+import { loaded, paramLoader } from "../loaders.ts";
 import { render } from "../render.ts";
 import {
   actorOf,
@@ -35,110 +34,8 @@ import {
   viewHelpers,
 } from "../request-helpers.ts";
 
-const manyStrings = z.preprocess(
-  (v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]),
-  z.array(z.string()),
-);
-
-const roleSchema = z.object({
-  name: z.string().trim().min(1, "Enter a name.").max(100, "Use at most 100 characters."),
-  description: z.string().trim().max(500, "Use at most 500 characters.").default(""),
-  permissions: manyStrings
-    .refine((list) => list.every((p) => (ALL_PERMISSIONS as readonly string[]).includes(p)), {
-      message: "Choose permissions from the list.",
-    })
-    .refine((list) => list.length > 0, { message: "Choose at least one permission." })
-    .transform((list) => list as Permission[]),
-});
-
-const assignmentSchema = z.object({
-  roleId: z.coerce.number({ message: "Choose a role." }).int().positive("Choose a role."),
-  scope: z
-    .string()
-    .trim()
-    .max(200, "Use at most 200 characters.")
-    .default("")
-    .superRefine((value, ctx) => {
-      const problem = scopeProblem(value);
-      if (problem) ctx.addIssue({ code: "custom", message: problem });
-    }),
-});
-
-export function rolesRoutes({ db }: { db: Db }): Router {
-  const router = Router();
-  router.use(["/roles", "/role-copies"], requirePermission(PERMISSIONS.manageUsers));
-
-  router.get("/roles", async (req, res) => {
-    render(req, res, "roles/index", {
-      title: "Roles",
-      roles: await listRoles(db),
-      permissionLabels: PERMISSION_LABELS,
-    });
-  });
-
-  router.get("/roles/new", (req, res) => {
-    renderRoleForm(req, res, null, 200, {}, { name: "", description: "", permissions: [] });
-  });
-
-  router.post("/roles", async (req, res) => {
-    const values = roleValues(req.body);
-    const form = parseForm(roleSchema, req.body);
-    if (!form.ok) return renderRoleForm(req, res, null, 422, form.errors, values);
-    const outcome = await createRole(db, actorOf(res), form.data);
-    if (!outcome.ok) return renderRoleForm(req, res, null, 422, errorsOf(outcome), values);
-    redirectAfterPost(req, res, `/roles/${outcome.value.id}`, `The role ${outcome.value.name} was created.`);
-  });
-
-  router.get("/roles/:id", async (req, res, next) => {
-    const role = await loadRole(db, req);
-    if (!role) return next();
-    await renderRole(db, req, res, role, 200, {}, roleValues(role));
-  });
-
-  router.post("/roles/:id", async (req, res, next) => {
-    const role = await loadRole(db, req);
-    if (!role) return next();
-    if (role.predefined)
-      return redirectWithError(req, res, `/roles/${role.id}`, "Predefined roles can't be changed.");
-    const values = roleValues(req.body);
-    const form = parseForm(roleSchema, req.body);
-    if (!form.ok) return renderRole(db, req, res, role, 422, form.errors, values);
-    const outcome = await updateRole(db, actorOf(res), role.id, form.data);
-    if (!outcome.ok) return renderRole(db, req, res, role, 422, errorsOf(outcome), values);
-    redirectAfterPost(req, res, `/roles/${role.id}`, `The role ${outcome.value.name} was saved.`);
-  });
-
-  router.post("/roles/:id/delete", async (req, res, next) => {
-    const role = await loadRole(db, req);
-    if (!role) return next();
-    const outcome = await deleteRole(db, actorOf(res), role.id);
-    if (!outcome.ok) return redirectWithError(req, res, `/roles/${role.id}`, outcome.message);
-    redirectAfterPost(req, res, "/roles", `The role ${role.name} was deleted.`);
-  });
-
-  // Copying role assignments from a user or group onto users.
-  router.get("/role-copies/new", async (req, res) => {
-    await renderCopy(req, res, 200, {}, req.query.from);
-  });
-
-  router.post("/role-copies", async (req, res) => {
-    const source = parseSubject(req.body?.from);
-    const targets = manyIds(req.body?.to);
-    if (!source)
-      return renderCopy(req, res, 422, { from: "Choose the user or group to copy from." }, req.body?.from);
-    if (targets.length === 0)
-      return renderCopy(req, res, 422, { to: "Choose at least one user to copy to." }, req.body?.from);
-    const outcome = await copyAssignments(db, actorOf(res), source, targets);
-    if (!outcome.ok) return renderCopy(req, res, 422, errorsOf(outcome), req.body?.from);
-    const result = outcome.value;
-    const to = result.targets === 1 ? "1 user" : `${result.targets} users`;
-    const message =
-      result.copied === 0
-        ? `${result.source} has no role assignments of its own: nothing was copied.`
-        : `Copied ${result.copied} role assignment${result.copied === 1 ? "" : "s"} from ${result.source} to ${to}: ${result.added} added, ${result.alreadyPresent} already there.`;
-    redirectAfterPost(req, res, targets.length === 1 ? `/users/${targets[0]}` : "/users", message);
-  });
-
+/** Roles: the list, new role, one role's page, delete; copying assignments onto users. */
+export function roleHandlers({ db }: { db: Db }) {
   async function renderCopy(
     req: Request,
     res: Response,
@@ -167,12 +64,82 @@ export function rolesRoutes({ db }: { db: Db }): Router {
     render(req, res, "roles/copy", data, { status, partial: "roles/_copy-sources" });
   }
 
-  return router;
-}
+  return {
+    load: paramLoader("role", (id) => getRole(db, id)),
 
-async function loadRole(db: Db, req: Request): Promise<Role | null> {
-  const id = idParam(req);
-  return id === null ? null : getRole(db, id);
+    async list(req: Request, res: Response) {
+      render(req, res, "roles/index", {
+        title: "Roles",
+        roles: await listRoles(db),
+        permissionLabels: PERMISSION_LABELS,
+      });
+    },
+
+    newForm(req: Request, res: Response) {
+      renderRoleForm(req, res, null, 200, {}, { name: "", description: "", permissions: [] });
+    },
+
+    async create(req: Request, res: Response) {
+      const values = roleValues(req.body);
+      const form = parseForm(roleSchema, req.body);
+      if (!form.ok) return renderRoleForm(req, res, null, 422, form.errors, values);
+      const outcome = await createRole(db, actorOf(res), form.data);
+      if (!outcome.ok) return renderRoleForm(req, res, null, 422, errorsOf(outcome), values);
+      redirectAfterPost(
+        req,
+        res,
+        `/roles/${outcome.value.id}`,
+        `The role ${outcome.value.name} was created.`,
+      );
+    },
+
+    async show(req: Request, res: Response) {
+      const role = loaded(res, "role");
+      await renderRole(db, req, res, role, 200, {}, roleValues(role));
+    },
+
+    async update(req: Request, res: Response) {
+      const role = loaded(res, "role");
+      if (role.predefined)
+        return redirectWithError(req, res, `/roles/${role.id}`, "Predefined roles can't be changed.");
+      const values = roleValues(req.body);
+      const form = parseForm(roleSchema, req.body);
+      if (!form.ok) return renderRole(db, req, res, role, 422, form.errors, values);
+      const outcome = await updateRole(db, actorOf(res), role.id, form.data);
+      if (!outcome.ok) return renderRole(db, req, res, role, 422, errorsOf(outcome), values);
+      redirectAfterPost(req, res, `/roles/${role.id}`, `The role ${outcome.value.name} was saved.`);
+    },
+
+    async destroy(req: Request, res: Response) {
+      const role = loaded(res, "role");
+      const outcome = await deleteRole(db, actorOf(res), role.id);
+      if (!outcome.ok) return redirectWithError(req, res, `/roles/${role.id}`, outcome.message);
+      redirectAfterPost(req, res, "/roles", `The role ${role.name} was deleted.`);
+    },
+
+    /** Copying role assignments from a user or group onto users. */
+    async copyForm(req: Request, res: Response) {
+      await renderCopy(req, res, 200, {}, req.query.from);
+    },
+
+    async copy(req: Request, res: Response) {
+      const source = parseSubject(req.body?.from);
+      const targets = manyIds(req.body?.to);
+      if (!source)
+        return renderCopy(req, res, 422, { from: "Choose the user or group to copy from." }, req.body?.from);
+      if (targets.length === 0)
+        return renderCopy(req, res, 422, { to: "Choose at least one user to copy to." }, req.body?.from);
+      const outcome = await copyAssignments(db, actorOf(res), source, targets);
+      if (!outcome.ok) return renderCopy(req, res, 422, errorsOf(outcome), req.body?.from);
+      const result = outcome.value;
+      const to = result.targets === 1 ? "1 user" : `${result.targets} users`;
+      const message =
+        result.copied === 0
+          ? `${result.source} has no role assignments of its own: nothing was copied.`
+          : `Copied ${result.copied} role assignment${result.copied === 1 ? "" : "s"} from ${result.source} to ${to}: ${result.added} added, ${result.alreadyPresent} already there.`;
+      redirectAfterPost(req, res, targets.length === 1 ? `/users/${targets[0]}` : "/users", message);
+    },
+  };
 }
 
 function roleValues(source: unknown) {
@@ -240,65 +207,65 @@ async function renderRole(
   );
 }
 
-// ——— Role assignments of a user or a group (mounted by the users and groups routers) ———
+// ——— Role assignments of a user or a group (the users and groups handlers use these) ———
 
-export interface AssignmentRouteDeps {
+/** The user or group whose page the assignment forms are on, and where that page is. */
+type AssignmentSubject = Subject & { name: string; path: string };
+
+export interface AssignmentDeps {
   db: Db;
-  subjectType: Subject["type"];
-  basePath: "/users" | "/groups";
-  load(id: number): Promise<{ id: number; name: string } | null>;
+  /** The subject the route's loader put in place. */
+  subjectOf(res: Response): AssignmentSubject;
   /** Re-renders the subject's page with 422 and the errors beside the assignment form. */
   renderInvalid(
     req: Request,
     res: Response,
-    id: number,
     errors: FieldErrors,
     values: Record<string, unknown>,
   ): Promise<void>;
 }
 
-export function assignmentRoutes(deps: AssignmentRouteDeps): Router {
-  const router = Router();
-  const { db, basePath, subjectType } = deps;
+export function assignmentHandlers({ db, subjectOf, renderInvalid }: AssignmentDeps) {
+  return {
+    async create(req: Request, res: Response) {
+      const subject = subjectOf(res);
+      const values = { roleId: req.body?.roleId ?? "", scope: req.body?.scope ?? "" };
+      const form = parseForm(assignmentSchema, req.body);
+      if (!form.ok) return renderInvalid(req, res, form.errors, values);
+      const outcome = await addAssignment(
+        db,
+        actorOf(res),
+        { type: subject.type, id: subject.id },
+        form.data,
+      );
+      if (!outcome.ok) return renderInvalid(req, res, errorsOf(outcome), values);
+      const scope = form.data.scope ? ` for ${form.data.scope}` : "";
+      const message = outcome.value.created
+        ? `${subject.name} now has the role ${outcome.value.roleName}${scope}.`
+        : `${subject.name} already had the role ${outcome.value.roleName}${scope}.`;
+      redirectAfterPost(req, res, `${subject.path}#roles`, message);
+    },
 
-  router.post(`${basePath}/:id/role-assignments`, async (req, res, next) => {
-    const id = idParam(req);
-    const subject = id === null ? null : await deps.load(id);
-    if (!subject) return next();
-    const values = { roleId: req.body?.roleId ?? "", scope: req.body?.scope ?? "" };
-    const form = parseForm(assignmentSchema, req.body);
-    if (!form.ok) return deps.renderInvalid(req, res, subject.id, form.errors, values);
-    const outcome = await addAssignment(db, actorOf(res), { type: subjectType, id: subject.id }, form.data);
-    if (!outcome.ok) return deps.renderInvalid(req, res, subject.id, errorsOf(outcome), values);
-    const scope = form.data.scope ? ` for ${form.data.scope}` : "";
-    const message = outcome.value.created
-      ? `${subject.name} now has the role ${outcome.value.roleName}${scope}.`
-      : `${subject.name} already had the role ${outcome.value.roleName}${scope}.`;
-    redirectAfterPost(req, res, `${basePath}/${subject.id}#roles`, message);
-  });
-
-  router.post(`${basePath}/:id/role-assignments/:assignmentId/delete`, async (req, res, next) => {
-    const id = idParam(req);
-    const assignmentId = idParam(req, "assignmentId");
-    const subject = id === null ? null : await deps.load(id);
-    if (!subject || assignmentId === null) return next();
-    const outcome = await removeAssignment(
-      db,
-      actorOf(res),
-      { type: subjectType, id: subject.id },
-      assignmentId,
-    );
-    if (!outcome.ok) return redirectWithError(req, res, `${basePath}/${subject.id}#roles`, outcome.message);
-    const scope = outcome.value.scope ? ` for ${outcome.value.scope}` : "";
-    redirectAfterPost(
-      req,
-      res,
-      `${basePath}/${subject.id}#roles`,
-      `${subject.name} no longer has the role ${outcome.value.roleName}${scope}.`,
-    );
-  });
-
-  return router;
+    async destroy(req: Request, res: Response, next: NextFunction) {
+      const subject = subjectOf(res);
+      const assignmentId = idParam(req, "assignmentId");
+      if (assignmentId === null) return next();
+      const outcome = await removeAssignment(
+        db,
+        actorOf(res),
+        { type: subject.type, id: subject.id },
+        assignmentId,
+      );
+      if (!outcome.ok) return redirectWithError(req, res, `${subject.path}#roles`, outcome.message);
+      const scope = outcome.value.scope ? ` for ${outcome.value.scope}` : "";
+      redirectAfterPost(
+        req,
+        res,
+        `${subject.path}#roles`,
+        `${subject.name} no longer has the role ${outcome.value.roleName}${scope}.`,
+      );
+    },
+  };
 }
 
 /** What the role-assignments section of a user's or group's page shows. */

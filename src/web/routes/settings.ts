@@ -1,7 +1,6 @@
-import { Router } from "express";
-import { PERMISSIONS } from "../../services/permissions.ts";
-import { requirePermission } from "../auth-middleware.ts";
+import type { Request, Response } from "express";
 import { render } from "../render.ts";
+import { AUDIT_LOG_SECTION } from "./audit-log.ts";
 
 export interface SettingsSection {
   href: string;
@@ -9,10 +8,18 @@ export interface SettingsSection {
   description: string;
 }
 
-/** Settings' start page lists the sections that the mounted routers provide. */
-export function settingsRoutes(sections: SettingsSection[]): Router {
-  const router = Router();
-  router.use("/settings", requirePermission(PERMISSIONS.manageUsers));
-  router.get("/settings", (req, res) => render(req, res, "settings/index", { title: "Settings", sections }));
-  return router;
-}
+const SECTIONS: SettingsSection[] = [
+  {
+    href: "/settings/directories",
+    label: "Directories",
+    description: "The LDAP servers Roster imports users and groups from and signs them in with.",
+  },
+  AUDIT_LOG_SECTION,
+];
+
+/** Settings' start page lists its sections. */
+export const settings = {
+  index(req: Request, res: Response) {
+    render(req, res, "settings/index", { title: "Settings", sections: SECTIONS });
+  },
+};

@@ -1,5 +1,4 @@
-import { type Request, type Response, Router } from "express";
-import { z } from "zod";
+import type { Request, Response } from "express";
 import type { Db } from "../../db/client.ts";
 import type { DirectoryLogger } from "../../ldap/client.ts";
 import { listEnabledDirectories } from "../../services/directories.ts";
@@ -12,11 +11,14 @@ import {
 import { MIN_PASSWORD_LENGTH } from "../../services/passwords.ts";
 import type { SecretBox } from "../../services/secrets.ts";
 import type { UserChange } from "../../services/sync/entries.ts";
-import { getUser, type UserDetails } from "../../services/users.ts";
+import type { UserDetails } from "../../services/users.ts";
 import { redirectAfterPost } from "../flash.ts";
-import { type FieldErrors, parseForm } from "../forms.ts";
+import { type FieldErrors, parseForm } from "../forms/form.ts";
+import { passwordSchema } from "../forms/password.ts";
+import { toExternalSchema } from "../forms/users.ts";
+import { loaded } from "../loaders.ts";
 import { render } from "../render.ts";
-import { actorOf, errorsOf, idParam, redirectWithError } from "../request-helpers.ts";
+import { actorOf, errorsOf, redirectWithError } from "../request-helpers.ts";
 
 export interface UserDirectoryDeps {
   db: Db;
@@ -24,32 +26,13 @@ export interface UserDirectoryDeps {
   directoryLogger?: DirectoryLogger;
 }
 
-const toInternalSchema = z
-  .object({
-    password: z
-      .string()
-      .min(MIN_PASSWORD_LENGTH, `Use at least ${MIN_PASSWORD_LENGTH} characters.`)
-      .max(1024, "Use at most 1024 characters."),
-    passwordConfirmation: z.string(),
-  })
-  .refine((v) => v.password === v.passwordConfirmation, {
-    path: ["passwordConfirmation"],
-    message: "The passwords don't match.",
-  });
-
-const toExternalSchema = z.object({
-  directoryId: z.coerce.number({ message: "Choose a directory." }).int().positive("Choose a directory."),
-});
-
 /** "Synchronize now" and conversion between internal and external, for one user. */
-export function userDirectoryRoutes(deps: UserDirectoryDeps): Router {
+export function userDirectoryHandlers(deps: UserDirectoryDeps) {
   const { db } = deps;
   const directoryDeps = { db, secretBox: deps.secretBox, logger: deps.directoryLogger };
-  const router = Router();
 
-  router.post("/users/:id/synchronizations", async (req, res, next) => {
-    const user = await loadUser(req);
-    if (!user) return next();
+  const synchronize = async (req: Request, res: Response) => {
+    const user = loaded(res, "user");
     const outcome = await synchronizeUser(directoryDeps, actorOf(res), user.id);
     const back = `/users/${user.id}`;
     if (!outcome.ok) return redirectWithError(req, res, back, outcome.message);
@@ -63,19 +46,17 @@ export function userDirectoryRoutes(deps: UserDirectoryDeps): Router {
       );
     }
     redirectAfterPost(req, res, back, syncMessage(report));
-  });
+  };
 
-  router.get("/users/:id/conversion", async (req, res, next) => {
-    const user = await loadUser(req);
-    if (!user) return next();
+  const conversionForm = async (req: Request, res: Response) => {
+    const user = loaded(res, "user");
     await renderConversion(req, res, user, 200, {}, {});
-  });
+  };
 
-  router.post("/users/:id/conversion", async (req, res, next) => {
-    const user = await loadUser(req);
-    if (!user) return next();
+  const convert = async (req: Request, res: Response) => {
+    const user = loaded(res, "user");
     if (user.kind === "external") {
-      const form = parseForm(toInternalSchema, req.body);
+      const form = parseForm(passwordSchema, req.body);
       if (!form.ok) return renderConversion(req, res, user, 422, form.errors, {});
       const outcome = await convertToInternal(db, actorOf(res), user.id, form.data.password, req.sessionID);
       if (!outcome.ok) return renderConversion(req, res, user, 422, errorsOf(outcome), {});
@@ -97,12 +78,7 @@ export function userDirectoryRoutes(deps: UserDirectoryDeps): Router {
       `/users/${user.id}`,
       `${user.username} is now an external user of ${outcome.value.directoryName} and signs in with the directory password. Roles and groups were kept.`,
     );
-  });
-
-  async function loadUser(req: Request): Promise<UserDetails | null> {
-    const id = idParam(req);
-    return id === null ? null : getUser(db, id);
-  }
+  };
 
   async function renderConversion(
     req: Request,
@@ -129,7 +105,7 @@ export function userDirectoryRoutes(deps: UserDirectoryDeps): Router {
     );
   }
 
-  return router;
+  return { synchronize, conversionForm, convert };
 }
 
 const FIELD_NAMES: Record<string, string> = {

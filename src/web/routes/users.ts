@@ -1,9 +1,6 @@
-import { type Request, type Response, Router } from "express";
-import { z } from "zod";
+import type { NextFunction, Request, Response } from "express";
 import type { Db } from "../../db/client.ts";
-import { usernameProblem } from "../../services/names.ts";
 import { MIN_PASSWORD_LENGTH } from "../../services/passwords.ts";
-import { PERMISSIONS } from "../../services/permissions.ts";
 import {
   decodeCursor,
   encodeCursor,
@@ -24,14 +21,15 @@ import {
   type UserDetails,
   updateAccount,
 } from "../../services/users.ts";
-import { requirePermission } from "../auth-middleware.ts";
 import { redirectAfterPost } from "../flash.ts";
-import { type FieldErrors, parseForm, renderInvalid } from "../forms.ts";
+import { type FieldErrors, parseForm, renderInvalid } from "../forms/form.ts";
+import { passwordSchema } from "../forms/password.ts";
+import { accountSchema, newUserSchema, selectionSchema } from "../forms/users.ts";
+import { loaded, paramLoader } from "../loaders.ts";
 import { render } from "../render.ts";
 import {
   actorOf,
   errorsOf,
-  idParam,
   linkIsGone,
   manyIds,
   queryText,
@@ -39,8 +37,7 @@ import {
   safeListHref,
   viewHelpers,
 } from "../request-helpers.ts";
-import { type AssignmentRouteDeps, assignmentRoutes, loadAssignmentsView } from "./roles.ts";
-import { type UserDirectoryDeps, userDirectoryRoutes } from "./user-directory.ts";
+import { assignmentHandlers, loadAssignmentsView } from "./roles.ts";
 
 const FILTER_LABELS: Record<ListFilter, string> = {
   all: "All",
@@ -50,178 +47,21 @@ const FILTER_LABELS: Record<ListFilter, string> = {
   "external-groups": "External groups",
 };
 
-const optionalText = (max: number) =>
-  z.string().trim().max(max, `Use at most ${max} characters.`).default("");
+export interface UsersRouteDeps {
+  db: Db;
+}
 
-const accountSchema = z.object({
-  fullName: optionalText(200),
-  email: z.union([z.literal(""), z.email("Enter an email address like name@example.com.")]).default(""),
-  department: optionalText(200),
-  phone: optionalText(64),
-});
-
-const passwordFields = {
-  password: z
-    .string()
-    .min(MIN_PASSWORD_LENGTH, `Use at least ${MIN_PASSWORD_LENGTH} characters.`)
-    .max(1024, "Use at most 1024 characters."),
-  passwordConfirmation: z.string(),
-};
-
-const passwordsMatch = {
-  check: (v: { password: string; passwordConfirmation: string }) => v.password === v.passwordConfirmation,
-  params: { path: ["passwordConfirmation"], message: "The passwords don't match." },
-};
-
-export const passwordSchema = z.object(passwordFields).refine(passwordsMatch.check, passwordsMatch.params);
-
-const newUserSchema = accountSchema
-  .extend({
-    username: z.string().superRefine((value, ctx) => {
-      const problem = usernameProblem(value);
-      if (problem) ctx.addIssue({ code: "custom", message: problem });
-    }),
-    ...passwordFields,
-  })
-  .refine(passwordsMatch.check, passwordsMatch.params);
-
-const selectionSchema = z.object({
-  action: z.enum(["enable", "disable", "add-to-group", "copy-roles"], { message: "Choose an action." }),
-});
-
-export type UsersRouteDeps = { db: Db } & UserDirectoryDeps;
-
-export function usersRoutes(deps: UsersRouteDeps): Router {
-  const { db } = deps;
-  const router = Router();
-  router.use("/users", requirePermission(PERMISSIONS.manageUsers));
-
-  router.get("/users", async (req, res) => {
-    const state = listState(req);
-    const page = await listEntries(db, {
-      filter: state.filter,
-      search: state.q,
-      sort: state.sort,
-      after: decodeCursor(req.query.after),
-      before: decodeCursor(req.query.before),
-    });
-    const view = listView(state, page);
-    const focusStatus = linkIsGone(req, {
-      "page-next": view.nextHref !== null,
-      "page-previous": view.previousHref !== null,
-      "sort-name": page.entries.length > 0,
-    });
-    render(
-      req,
-      res,
-      "users/index",
-      { title: "Users and groups", ...view, focusStatus, ...viewHelpers },
-      {
-        partial: "users/_user-list",
-      },
-    );
-  });
-
-  router.get("/users/new", (req, res) => {
-    renderNewUser(req, res, 200, {}, {});
-  });
-
-  router.post("/users", async (req, res) => {
-    const values = pick(req.body, ["username", "fullName", "email", "department", "phone"]);
-    const form = parseForm(newUserSchema, req.body);
-    if (!form.ok) return renderNewUser(req, res, 422, form.errors, values);
-    const outcome = await createInternalUser(db, actorOf(res), form.data);
-    if (!outcome.ok) return renderNewUser(req, res, 422, errorsOf(outcome), values);
-    redirectAfterPost(req, res, `/users/${outcome.value.id}`, `User ${outcome.value.username} was created.`);
-  });
-
-  // Bulk actions on the users selected in the list.
-  router.post("/users/selection", async (req, res) => {
-    const back = safeListHref(req.body?.returnTo);
-    const ids = manyIds(req.body?.user);
-    const form = parseForm(selectionSchema, req.body);
-    if (!form.ok) return redirectWithError(req, res, back, "Choose what to do with the selected users.");
-    if (ids.length === 0) return redirectWithError(req, res, back, "Select at least one user first.");
-    const query = ids.map((id) => `user=${id}`).join("&");
-    if (form.data.action === "add-to-group") return res.redirect(303, `/group-memberships/new?${query}`);
-    if (form.data.action === "copy-roles")
-      return res.redirect(303, `/role-copies/new?${query.replaceAll("user=", "to=")}`);
-    const enabled = form.data.action === "enable";
-    const outcome = await setLoginEnabled(db, actorOf(res), ids, enabled);
-    if (!outcome.ok) return redirectWithError(req, res, back, outcome.message);
-    redirectAfterPost(req, res, back, enableMessage(outcome.value, enabled));
-  });
-
-  router.get("/users/:id", async (req, res, next) => {
-    const user = await loadUser(req);
-    if (!user) return next();
-    await renderDetails(req, res, user, 200, {}, {});
-  });
-
-  router.post("/users/:id", async (req, res, next) => {
-    const user = await loadUser(req);
-    if (!user) return next();
-    const values = pick(req.body, ["fullName", "email", "department", "phone"]);
-    const form = parseForm(accountSchema, req.body);
-    if (!form.ok) return renderDetails(req, res, user, 422, form.errors, values);
-    const outcome = await updateAccount(db, actorOf(res), user.id, form.data);
-    if (!outcome.ok) return renderDetails(req, res, user, 422, errorsOf(outcome), values);
-    const message =
-      outcome.value.changed.length > 0 ? `${user.username}'s details were saved.` : "Nothing was changed.";
-    redirectAfterPost(req, res, `/users/${user.id}`, message);
-  });
-
-  router.post("/users/:id/login-status", async (req, res, next) => {
-    const user = await loadUser(req);
-    if (!user) return next();
-    const enabled = req.body?.status === "enabled";
-    if (!enabled && req.body?.status !== "disabled") return next();
-    const outcome = await setLoginEnabled(db, actorOf(res), [user.id], enabled);
-    if (!outcome.ok) return redirectWithError(req, res, `/users/${user.id}`, outcome.message);
-    redirectAfterPost(req, res, `/users/${user.id}`, enableMessage(outcome.value, enabled));
-  });
-
-  router.get("/users/:id/password", async (req, res, next) => {
-    const user = await loadUser(req);
-    if (!user) return next();
-    renderPassword(req, res, user, 200, {});
-  });
-
-  router.post("/users/:id/password", async (req, res, next) => {
-    const user = await loadUser(req);
-    if (!user) return next();
-    const form = parseForm(passwordSchema, req.body);
-    if (!form.ok) return renderPassword(req, res, user, 422, form.errors);
-    const outcome = await resetPassword(db, actorOf(res), user.id, form.data.password, req.sessionID);
-    if (!outcome.ok) return renderPassword(req, res, user, 422, errorsOf(outcome));
-    redirectAfterPost(
-      req,
-      res,
-      `/users/${user.id}`,
-      `${user.username}'s password was changed. Their other sessions were signed out.`,
-    );
-  });
-
-  const assignments: AssignmentRouteDeps = {
+/** Users: the list with its bulk actions, one user's page, new user, password reset, role assignments. */
+export function userHandlers({ db }: UsersRouteDeps) {
+  const assignments = assignmentHandlers({
     db,
-    subjectType: "user",
-    basePath: "/users",
-    load: async (id) => {
-      const user = await getUser(db, id);
-      return user ? { id: user.id, name: user.username } : null;
+    subjectOf: (res) => {
+      const user = loaded(res, "user");
+      return { type: "user", id: user.id, name: user.username, path: `/users/${user.id}` };
     },
-    renderInvalid: async (req, res, id, errors, values) => {
-      const user = await getUser(db, id);
-      if (user) await renderDetails(req, res, user, 422, errors, values);
-    },
-  };
-  router.use(assignmentRoutes(assignments));
-  router.use(userDirectoryRoutes(deps));
-
-  async function loadUser(req: Request): Promise<UserDetails | null> {
-    const id = idParam(req);
-    return id === null ? null : getUser(db, id);
-  }
+    renderInvalid: (req, res, errors, values) =>
+      renderDetails(req, res, loaded(res, "user"), 422, errors, values),
+  });
 
   async function renderDetails(
     req: Request,
@@ -249,7 +89,114 @@ export function usersRoutes(deps: UsersRouteDeps): Router {
     render(req, res, "users/show", data, { status });
   }
 
-  return router;
+  return {
+    load: paramLoader("user", (id) => getUser(db, id)),
+
+    async list(req: Request, res: Response) {
+      const state = listState(req);
+      const page = await listEntries(db, {
+        filter: state.filter,
+        search: state.q,
+        sort: state.sort,
+        after: decodeCursor(req.query.after),
+        before: decodeCursor(req.query.before),
+      });
+      const view = listView(state, page);
+      const focusStatus = linkIsGone(req, {
+        "page-next": view.nextHref !== null,
+        "page-previous": view.previousHref !== null,
+        "sort-name": page.entries.length > 0,
+      });
+      render(
+        req,
+        res,
+        "users/index",
+        { title: "Users and groups", ...view, focusStatus, ...viewHelpers },
+        { partial: "users/_user-list" },
+      );
+    },
+
+    newForm(req: Request, res: Response) {
+      renderNewUser(req, res, 200, {}, {});
+    },
+
+    async create(req: Request, res: Response) {
+      const values = pick(req.body, ["username", "fullName", "email", "department", "phone"]);
+      const form = parseForm(newUserSchema, req.body);
+      if (!form.ok) return renderNewUser(req, res, 422, form.errors, values);
+      const outcome = await createInternalUser(db, actorOf(res), form.data);
+      if (!outcome.ok) return renderNewUser(req, res, 422, errorsOf(outcome), values);
+      redirectAfterPost(
+        req,
+        res,
+        `/users/${outcome.value.id}`,
+        `User ${outcome.value.username} was created.`,
+      );
+    },
+
+    /** Bulk actions on the users selected in the list. */
+    async changeSelection(req: Request, res: Response) {
+      const back = safeListHref(req.body?.returnTo);
+      const ids = manyIds(req.body?.user);
+      const form = parseForm(selectionSchema, req.body);
+      if (!form.ok) return redirectWithError(req, res, back, "Choose what to do with the selected users.");
+      if (ids.length === 0) return redirectWithError(req, res, back, "Select at least one user first.");
+      const query = ids.map((id) => `user=${id}`).join("&");
+      if (form.data.action === "add-to-group") return res.redirect(303, `/group-memberships/new?${query}`);
+      if (form.data.action === "copy-roles")
+        return res.redirect(303, `/role-copies/new?${query.replaceAll("user=", "to=")}`);
+      const enabled = form.data.action === "enable";
+      const outcome = await setLoginEnabled(db, actorOf(res), ids, enabled);
+      if (!outcome.ok) return redirectWithError(req, res, back, outcome.message);
+      redirectAfterPost(req, res, back, enableMessage(outcome.value, enabled));
+    },
+
+    async show(req: Request, res: Response) {
+      await renderDetails(req, res, loaded(res, "user"), 200, {}, {});
+    },
+
+    async update(req: Request, res: Response) {
+      const user = loaded(res, "user");
+      const values = pick(req.body, ["fullName", "email", "department", "phone"]);
+      const form = parseForm(accountSchema, req.body);
+      if (!form.ok) return renderDetails(req, res, user, 422, form.errors, values);
+      const outcome = await updateAccount(db, actorOf(res), user.id, form.data);
+      if (!outcome.ok) return renderDetails(req, res, user, 422, errorsOf(outcome), values);
+      const message =
+        outcome.value.changed.length > 0 ? `${user.username}'s details were saved.` : "Nothing was changed.";
+      redirectAfterPost(req, res, `/users/${user.id}`, message);
+    },
+
+    async setLoginStatus(req: Request, res: Response, next: NextFunction) {
+      const user = loaded(res, "user");
+      const enabled = req.body?.status === "enabled";
+      if (!enabled && req.body?.status !== "disabled") return next();
+      const outcome = await setLoginEnabled(db, actorOf(res), [user.id], enabled);
+      if (!outcome.ok) return redirectWithError(req, res, `/users/${user.id}`, outcome.message);
+      redirectAfterPost(req, res, `/users/${user.id}`, enableMessage(outcome.value, enabled));
+    },
+
+    passwordForm(req: Request, res: Response) {
+      renderPassword(req, res, loaded(res, "user"), 200, {});
+    },
+
+    async setPassword(req: Request, res: Response) {
+      const user = loaded(res, "user");
+      const form = parseForm(passwordSchema, req.body);
+      if (!form.ok) return renderPassword(req, res, user, 422, form.errors);
+      const outcome = await resetPassword(db, actorOf(res), user.id, form.data.password, req.sessionID);
+      if (!outcome.ok) return renderPassword(req, res, user, 422, errorsOf(outcome));
+      redirectAfterPost(
+        req,
+        res,
+        `/users/${user.id}`,
+        `${user.username}'s password was changed. Their other sessions were signed out.`,
+      );
+    },
+
+    addRole: assignments.create,
+    removeRole: assignments.destroy,
+  };
 }
 
 function accountValuesOf(user: UserDetails) {

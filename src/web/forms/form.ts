@@ -1,6 +1,6 @@
 import type { Request, Response } from "express";
 import type { z } from "zod";
-import { render } from "./render.ts";
+import { render } from "../render.ts";
 
 export type FieldErrors = Record<string, string>;
 
@@ -30,10 +30,4 @@ export function renderInvalid(
   partial?: string,
 ): void {
   render(req, res, view, data, { status: 422, partial });
-}
-
-/** A trimmed string field; blank counts as missing. */
-export function text(body: unknown, name: string): string {
-  const value = (body as Record<string, unknown> | undefined)?.[name];
-  return typeof value === "string" ? value.trim() : "";
 }

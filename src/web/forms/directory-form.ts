@@ -5,13 +5,14 @@
  */
 import { X509Certificate } from "node:crypto";
 import { z } from "zod";
-import { DnSyntaxError, parseDn } from "../ldap/dn.ts";
-import { parseFilter } from "../ldap/filter.ts";
-import { DEFAULT_PAGE_SIZE, isPresetId, PRESETS, type PresetId, presetMapping } from "../ldap/presets.ts";
-import type { DirectoryMapping } from "../ldap/types.ts";
-import type { DefaultRoleView, Directory, DirectorySettings } from "./directories.ts";
-import { serverAddress } from "./directories.ts";
-import { scopeProblem } from "./roles.ts";
+import { DnSyntaxError, parseDn } from "../../ldap/dn.ts";
+import { parseFilter } from "../../ldap/filter.ts";
+import { DEFAULT_PAGE_SIZE, isPresetId, PRESETS, type PresetId, presetMapping } from "../../ldap/presets.ts";
+import type { DirectoryMapping } from "../../ldap/types.ts";
+import type { DefaultRoleView, Directory, DirectorySettings } from "../../services/directories.ts";
+import { serverAddress } from "../../services/directories.ts";
+import { scopeProblem } from "../../services/roles.ts";
+import type { FieldErrors } from "./form.ts";
 
 export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 5;
 export const DEFAULT_OPERATION_TIMEOUT_SECONDS = 10;
@@ -162,8 +163,6 @@ export function readDirectoryForm(body: unknown): SubmittedDirectoryForm {
   const password = b.bindPassword;
   return { values, bindPassword: typeof password === "string" ? password : "" };
 }
-
-export type FieldErrors = Record<string, string>;
 
 export type ValidatedForm = { ok: true; settings: DirectorySettings } | { ok: false; errors: FieldErrors };
 
