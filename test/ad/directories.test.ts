@@ -10,7 +10,7 @@ import { eq } from "drizzle-orm";
 import { directories } from "../../src/db/schema.ts";
 import { BUILTIN_GROUP_COUNT, BUILTIN_USERS } from "../../src/dev/samba.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
-import { asFragment } from "../helpers/console.ts";
+import { asFragment } from "../helpers/http.ts";
 import {
   type AdDomain,
   adConnectionFields,

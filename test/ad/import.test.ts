@@ -20,7 +20,8 @@ import { nameKey } from "../../src/services/names.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
 import { roleId } from "../helpers/console.ts";
-import { postForm, rowsOf, runQueued, testWorker, text } from "../web/import-support.ts";
+import { postForm, text } from "../helpers/http.ts";
+import { rowsOf, runCounts, runQueued, testWorker } from "../web/import-support.ts";
 import {
   type AdDomain,
   addAdDirectoryThroughSettings,
@@ -70,20 +71,6 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
     const page = await admin.agent.get(`/imports/${id}`).expect(200);
     return { run, page: text(page.text) };
   }
-
-  const counts = (run: {
-    created: number;
-    updated: number;
-    unchanged: number;
-    skipped: number;
-    failed: number;
-  }) => ({
-    created: run.created,
-    updated: run.updated,
-    unchanged: run.unchanged,
-    skipped: run.skipped,
-    failed: run.failed,
-  });
 
   async function groupNamed(name: string) {
     const [group] = await t.db
@@ -184,7 +171,7 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
     test("chosen users become external users keyed on objectGUID; a disabled account is disabled", async () => {
       const q = "(|(sAMAccountName=alice)(sAMAccountName=bob)(sAMAccountName=carol)(sAMAccountName=zoë))";
       const { run } = await importRows(q);
-      assert.deepEqual(counts(run), { created: 4, updated: 0, unchanged: 0, skipped: 0, failed: 0 });
+      assert.deepEqual(runCounts(run), { created: 4, updated: 0, unchanged: 0, skipped: 0, failed: 0 });
       const alice = await userByName(t.db, "alice");
       assert.ok(alice);
       assert.equal(alice.kind, "external");
@@ -222,7 +209,13 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
       await runQueued(worker);
       const [run] = await t.db.select().from(importRuns).where(eq(importRuns.id, id));
       assert.deepEqual(run?.selection, { mode: "query", text: "(displayName=Đorđe*)", kind: "users" });
-      assert.deepEqual(run && counts(run), { created: 1, updated: 0, unchanged: 0, skipped: 0, failed: 0 });
+      assert.deepEqual(run && runCounts(run), {
+        created: 1,
+        updated: 0,
+        unchanged: 0,
+        skipped: 0,
+        failed: 0,
+      });
       assert.equal((await userByName(t.db, "đorđe"))?.fullName, "Đorđe Balašević");
     });
 
@@ -253,7 +246,7 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
       const started = performance.now();
       const { run, page } = await importRows("Everyone", "groups");
       ctx.diagnostic(`imported the 2,500-member group in ${Math.round(performance.now() - started)} ms`);
-      assert.deepEqual(counts(run), { created: 2501, updated: 0, unchanged: 0, skipped: 0, failed: 0 });
+      assert.deepEqual(runCounts(run), { created: 2501, updated: 0, unchanged: 0, skipped: 0, failed: 0 });
       const members = await memberNames("Everyone");
       assert.equal(members.length, 2500);
       assert.deepEqual(
@@ -276,7 +269,7 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
 
     test("importing the group again changes nothing and says so", async () => {
       const { run } = await importRows("Everyone", "groups");
-      assert.deepEqual(counts(run), { created: 0, updated: 0, unchanged: 2501, skipped: 0, failed: 0 });
+      assert.deepEqual(runCounts(run), { created: 0, updated: 0, unchanged: 2501, skipped: 0, failed: 0 });
       assert.equal((await memberNames("Everyone")).length, 2500);
     });
 
@@ -306,7 +299,7 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
           ["Update"],
         );
         const { run } = await importRows("alice");
-        assert.deepEqual(counts(run), { created: 0, updated: 1, unchanged: 0, skipped: 0, failed: 0 });
+        assert.deepEqual(runCounts(run), { created: 0, updated: 1, unchanged: 0, skipped: 0, failed: 0 });
         assert.equal((await userByName(t.db, "alice"))?.enabled, false);
       } finally {
         await setUserEnabled(domain.server, domain.ad.named.alice.dn, true);
@@ -321,7 +314,7 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
         ["Update"],
       );
       const { run, page } = await importRows("carol");
-      assert.deepEqual(counts(run), { created: 0, updated: 1, unchanged: 0, skipped: 0, failed: 0 });
+      assert.deepEqual(runCounts(run), { created: 0, updated: 1, unchanged: 0, skipped: 0, failed: 0 });
       assert.match(page, /Changed: sign-in enabled \(enabled in the directory\)\./);
       assert.equal((await userByName(t.db, "carol"))?.enabled, true);
       await importRows("alice");
@@ -367,7 +360,7 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
         [["renamed1", "Update"]],
       );
       const { run } = await importRows("renamed1");
-      assert.deepEqual(counts(run), { created: 0, updated: 1, unchanged: 0, skipped: 0, failed: 0 });
+      assert.deepEqual(runCounts(run), { created: 0, updated: 1, unchanged: 0, skipped: 0, failed: 0 });
       const after = await userById(t.db, before.id);
       assert.equal(after?.username, "renamed1");
       assert.equal(after?.externalId, before.externalId);

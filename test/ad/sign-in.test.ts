@@ -11,8 +11,9 @@ import type { Directory } from "../../src/services/directories.ts";
 import { createDirectoryAuthenticator } from "../../src/services/directory-sign-in.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp, testConfig } from "../helpers/app.ts";
-import { flashOf, follow, postForm, roleId } from "../helpers/console.ts";
+import { roleId } from "../helpers/console.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/database.ts";
+import { flashOf, follow, postForm } from "../helpers/http.ts";
 import {
   type AdDomain,
   addAdDirectory,

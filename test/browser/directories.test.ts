@@ -9,20 +9,20 @@ import {
   type DirectorySettings,
   loadDirectoryConnection,
 } from "../../src/services/directories.ts";
-import { newFormValues, validateDirectoryForm } from "../../src/web/forms/directory-form.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
+import { newFormValues, validateDirectoryForm } from "../../src/web/forms/directory-form.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 import {
   assertNoAxeViolations,
+  type BrowserSite,
   focusedLabel,
-  launchBrowser,
   newContext,
-  serve,
+  openBrowserSite,
+  PASSWORD,
+  signInByKeyboard,
   tabTo,
 } from "../helpers/browser.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
-
-const ADMIN_PASSWORD = "a long enough password";
 
 /** Settings as the form would produce them, for directories that only need to exist. */
 function settingsFor(name: string): DirectorySettings {
@@ -45,20 +45,19 @@ describe("Settings › Directories in a browser", {
 }, () => {
   let t: TestApp;
   let browser: Browser;
-  let site: Awaited<ReturnType<typeof serve>>;
+  let site: BrowserSite;
   let ldap: SlapdServer;
 
   before(async () => {
-    [t, ldap, browser] = await Promise.all([
+    [t, ldap] = await Promise.all([
       createTestApp(),
       startSlapd({ ldif: bigGroupDirectory(7, { cn: "staff" }).ldif }),
-      launchBrowser(),
     ]);
-    await createUser(t.db, { username: "admin", password: ADMIN_PASSWORD, role: "server_admin" });
-    site = await serve(t.app);
+    await createUser(t.db, { username: "admin", password: PASSWORD, role: "server_admin" });
+    site = await openBrowserSite(t.app);
+    ({ browser } = site);
   });
   after(async () => {
-    await browser?.close();
     await site?.close();
     await Promise.all([ldap?.stop(), t?.close()]);
   });
@@ -67,12 +66,7 @@ describe("Settings › Directories in a browser", {
   });
 
   async function signIn(page: Page) {
-    await page.goto(`${site.url}/login?returnTo=%2Fsettings`);
-    await page.locator("#field-username:focus").waitFor();
-    await page.keyboard.type("admin");
-    await page.keyboard.press("Tab");
-    await page.keyboard.type(ADMIN_PASSWORD);
-    await page.keyboard.press("Enter");
+    await signInByKeyboard(page, site.url, "/settings");
     await page.getByRole("heading", { name: "Settings", level: 1 }).waitFor();
   }
 

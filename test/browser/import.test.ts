@@ -1,57 +1,42 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
-import type { SlapdServer } from "../../src/dev/slapd.ts";
-import type { ImportWorker } from "../../src/services/import/worker.ts";
-import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 import {
   assertNoAxeViolations,
+  type BrowserSite,
   focusedLabel,
-  launchBrowser,
   newContext,
-  serve,
+  openBrowserSite,
+  PASSWORD,
+  signInByKeyboard,
   tabTo,
 } from "../helpers/browser.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
-import { addDirectory, importFixture, startFixtureSlapd, testWorker } from "../web/import-support.ts";
+import { closeImportTestBed, type ImportTestBed, openImportTestBed } from "../web/import-support.ts";
 
-let t: TestApp;
+let bed: ImportTestBed;
 let browser: Browser;
-let site: Awaited<ReturnType<typeof serve>>;
-let server: SlapdServer;
-let worker: ImportWorker;
+let site: BrowserSite;
 
 const skip = skipWithoutSlapd;
 
 before(async () => {
   if (skip) return;
-  server = await startFixtureSlapd(await importFixture(120));
-  let wake = () => {};
-  t = await createTestApp({ deps: { importWorker: { wake: () => wake() } } });
-  await createUser(t.db, { username: "admin", password: "a long enough password", role: "server_admin" });
-  await addDirectory(t.db, t.config.encryptionKey, server);
-  worker = testWorker(t.db, t.config.encryptionKey, { pollMs: 200 });
-  wake = () => worker.wake();
-  worker.start();
-  site = await serve(t.app);
-  browser = await launchBrowser();
+  // A worker that polls and that the app wakes, as in production.
+  bed = await openImportTestBed({
+    bigGroupSize: 120,
+    adminPassword: PASSWORD,
+    worker: { pollMs: 200, start: true },
+  });
+  site = await openBrowserSite(bed.t.app);
+  ({ browser } = site);
 });
 after(async () => {
-  await browser?.close();
   await site?.close();
-  await worker?.stop();
-  await t?.close();
-  await server?.stop();
+  await closeImportTestBed(bed);
 });
 
-async function signIn(page: Page, returnTo: string): Promise<void> {
-  await page.goto(`${site.url}/login?returnTo=${encodeURIComponent(returnTo)}`);
-  await page.locator("#field-username:focus").waitFor();
-  await page.keyboard.type("admin");
-  await page.keyboard.press("Tab");
-  await page.keyboard.type("a long enough password");
-  await page.keyboard.press("Enter");
-}
+const signIn = (page: Page, returnTo: string) => signInByKeyboard(page, site.url, returnTo);
 
 /** Tabs to the search box, types, and presses Enter; waits for the focused results heading. */
 async function searchFor(page: Page, text: string, heading: RegExp): Promise<void> {

@@ -4,30 +4,30 @@ import type { Browser } from "playwright-core";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 import {
   assertNoAxeViolations,
+  type BrowserSite,
   focusedLabel,
-  launchBrowser,
   newContext,
-  serve,
+  openBrowserSite,
+  PASSWORD,
   tabTo,
 } from "../helpers/browser.ts";
 
 let t: TestApp;
 let browser: Browser;
-let site: Awaited<ReturnType<typeof serve>>;
+let site: BrowserSite;
 
 before(async () => {
   t = await createTestApp();
   await createUser(t.db, {
     username: "Đorđe",
     fullName: "Đorđe Petrović",
-    password: "a long enough password",
+    password: PASSWORD,
     role: "server_admin",
   });
-  site = await serve(t.app);
-  browser = await launchBrowser();
+  site = await openBrowserSite(t.app);
+  ({ browser } = site);
 });
 after(async () => {
-  await browser.close();
   await site.close();
   await t.close();
 });

@@ -2,23 +2,23 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { eq } from "drizzle-orm";
 import type { Browser, Page } from "playwright-core";
-import { roleAssignments, users } from "../../src/db/schema.ts";
-import { nameKey, searchTextOf } from "../../src/services/names.ts";
+import { roleAssignments } from "../../src/db/schema.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 import {
   assertNoAxeViolations,
+  type BrowserSite,
   focusedLabel,
-  launchBrowser,
   newContext,
-  serve,
+  openBrowserSite,
+  PASSWORD,
+  signInByKeyboard,
   tabTo,
 } from "../helpers/browser.ts";
-import { makeDirectory, makeExternalUser, roleId, userNamed } from "../helpers/console.ts";
+import { insertBareUsers, makeDirectory, makeExternalUser, roleId, userNamed } from "../helpers/console.ts";
 
 let t: TestApp;
 let browser: Browser;
-let site: Awaited<ReturnType<typeof serve>>;
-const PASSWORD = "a long enough password";
+let site: BrowserSite;
 
 before(async () => {
   t = await createTestApp();
@@ -34,32 +34,20 @@ before(async () => {
     { roleId: await roleId(t.db, "viewer"), userId: template.id, scope: "" },
     { roleId: await roleId(t.db, "resource_contributor"), userId: template.id, scope: "project:42" },
   ]);
-  const rows = Array.from({ length: 60 }, (_, i) => {
-    const username = `browse-${String(i).padStart(2, "0")}`;
-    return {
-      kind: "internal" as const,
-      username,
-      usernameKey: nameKey(username),
-      searchText: searchTextOf(username),
-    };
-  });
-  await t.db.insert(users).values(rows);
-  site = await serve(t.app);
-  browser = await launchBrowser();
+  await insertBareUsers(
+    t.db,
+    Array.from({ length: 60 }, (_, i) => `browse-${String(i).padStart(2, "0")}`),
+  );
+  site = await openBrowserSite(t.app);
+  ({ browser } = site);
 });
 after(async () => {
-  await browser.close();
   await site.close();
   await t.close();
 });
 
 async function signIn(page: Page, path: string): Promise<void> {
-  await page.goto(`${site.url}/login?returnTo=${encodeURIComponent(path)}`);
-  await page.locator("#field-username:focus").waitFor();
-  await page.keyboard.type("admin");
-  await page.keyboard.press("Tab");
-  await page.keyboard.type(PASSWORD);
-  await page.keyboard.press("Enter");
+  await signInByKeyboard(page, site.url, path);
   await page.waitForURL((url) => url.pathname === path.split("?")[0]);
 }
 

@@ -106,6 +106,23 @@ export async function signedInAgent(
   return { agent, csrf: csrfTokenOf(home.text) };
 }
 
+export type SignedInAgent = Awaited<ReturnType<typeof signedInAgent>>;
+
+/** Where most console tests start: an app with one server administrator, `admin`, signed in. */
+export async function createTestAppWithAdmin(): Promise<{ t: TestApp; admin: SignedInAgent }> {
+  const t = await createTestApp();
+  await createUser(t.db, { username: "admin", role: "server_admin" });
+  return { t, admin: await signedInAgent(t.app, "admin") };
+}
+
+/** One user a role, for the permission tests: admin, manager (user manager), viewer, and nobody (no role). */
+export async function createRoleUsers(db: Db): Promise<void> {
+  await createUser(db, { username: "admin", role: "server_admin" });
+  await createUser(db, { username: "manager", role: "user_manager" });
+  await createUser(db, { username: "viewer", role: "viewer" });
+  await createUser(db, { username: "nobody" });
+}
+
 /** Serves an Express app on a free loopback port (for a browser, or a client that must see the response as it arrives). */
 export async function serve(app: { listen: (port: number, host: string, cb: () => void) => Server }) {
   const server = await new Promise<Server>((resolve) => {

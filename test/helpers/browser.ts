@@ -1,8 +1,9 @@
 import { AxeBuilder } from "@axe-core/playwright";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { serve, type TestApp } from "./app.ts";
 
-// Browser tests serve the app as the other HTTP tests that need a real socket do.
-export { serve } from "./app.ts";
+/** The password the browser tests give the users they sign in as: long enough for the password rules. */
+export const PASSWORD = "a long enough password";
 
 const CHROMIUM_FLAGS = [
   "--headless",
@@ -21,6 +22,50 @@ export function launchBrowser(): Promise<Browser> {
     executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
     args: CHROMIUM_FLAGS,
   });
+}
+
+/** The app served on a loopback port (as the other HTTP tests that need a real socket do), and a Chromium. */
+export interface BrowserSite {
+  url: string;
+  browser: Browser;
+  close(): Promise<void>;
+}
+
+export async function openBrowserSite(app: TestApp["app"]): Promise<BrowserSite> {
+  const site = await serve(app);
+  try {
+    const browser = await launchBrowser();
+    return {
+      url: site.url,
+      browser,
+      close: async () => {
+        await browser.close();
+        await site.close();
+      },
+    };
+  } catch (err) {
+    await site.close();
+    throw err;
+  }
+}
+
+/**
+ * Signs in at the sign-in page as a keyboard user does (the username field has focus; Tab to the
+ * password; Enter), coming back to `returnTo`. Waits for nothing after Enter.
+ */
+export async function signInByKeyboard(
+  page: Page,
+  siteUrl: string,
+  returnTo: string,
+  username = "admin",
+  password = PASSWORD,
+): Promise<void> {
+  await page.goto(`${siteUrl}/login?returnTo=${encodeURIComponent(returnTo)}`);
+  await page.locator("#field-username:focus").waitFor();
+  await page.keyboard.type(username);
+  await page.keyboard.press("Tab");
+  await page.keyboard.type(password);
+  await page.keyboard.press("Enter");
 }
 
 const scriptless = new WeakSet<BrowserContext>();

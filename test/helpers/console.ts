@@ -1,7 +1,6 @@
-/** Small helpers for the Users application's integration tests. */
+/** Rows for the console's integration tests: groups, directories, external users, and readers of the store. */
 import assert from "node:assert/strict";
 import { desc, eq } from "drizzle-orm";
-import type supertest from "supertest";
 import type { Db } from "../../src/db/client.ts";
 import {
   auditLog,
@@ -15,59 +14,24 @@ import {
 import { presetMapping } from "../../src/ldap/presets.ts";
 import { nameKey, searchTextOf, userSearchText } from "../../src/services/names.ts";
 
-type Agent = ReturnType<typeof supertest.agent>;
-
-/** The headers htmx 4 sends when it swaps one region. */
-export function asFragment<T extends { set(name: string, value: string): T }>(request: T, target: string): T {
-  return request.set("HX-Request", "true").set("HX-Request-Type", "partial").set("HX-Target", target);
-}
-
-export function postForm(
-  agent: Agent,
-  url: string,
-  csrf: string,
-  body: Record<string, string | string[]> = {},
-) {
-  return agent
-    .post(url)
-    .type("form")
-    .send(toQuery({ _csrf: csrf, ...body }));
-}
-
-/** Repeated fields (`user=1&user=2`) as urlencoded text, which supertest's object form can't express. */
-function toQuery(body: Record<string, string | string[]>): string {
-  const params = new URLSearchParams();
-  for (const [key, value] of Object.entries(body)) {
-    for (const v of Array.isArray(value) ? value : [value]) params.append(key, v);
-  }
-  return params.toString();
-}
-
-/** Follows a 303 and returns the page it leads to. */
-export async function follow(agent: Agent, response: { status: number; headers: Record<string, string> }) {
-  assert.equal(response.status, 303, "expected a 303 redirect");
-  const location = response.headers.location;
-  assert.ok(location, "redirect without a location");
-  return agent.get(location).expect(200);
-}
-
-/** The flash message on a page, as text. */
-export function flashOf(html: string): string {
-  const match = /<div class="flash flash-(\w+)"[^>]*>([\s\S]*?)<\/div>/.exec(html);
-  return match ? `${match[1]}: ${decode(match[2] ?? "")}` : "";
-}
-
-export function decode(html: string): string {
-  return html
-    .replace(/<[^>]+>/g, " ")
-    .replace(/&#39;/g, "'")
-    .replace(/&quot;/g, '"')
-    .replace(/&lt;/g, "<")
-    .replace(/&gt;/g, ">")
-    .replace(/&amp;/g, "&")
-    .replace(/\s+/g, " ")
-    .trim();
-}
+/** The directory form's user and group fields as the OpenLDAP preset fills them in. */
+export const OPENLDAP_FORM_MAPPING = {
+  userBase: "ou=people",
+  userFilter: "(objectClass=inetOrgPerson)",
+  userScope: "sub",
+  attrUsername: "uid",
+  attrFullName: "cn",
+  attrEmail: "mail",
+  attrDepartment: "departmentNumber",
+  attrPhone: "telephoneNumber",
+  attrUniqueId: "entryUUID",
+  groupBase: "ou=groups",
+  groupFilter: "(objectClass=groupOfNames)",
+  groupScope: "sub",
+  attrGroupName: "cn",
+  attrMember: "member",
+  memberValues: "dn",
+};
 
 export async function makeGroup(
   db: Db,
@@ -93,6 +57,18 @@ export async function makeGroup(
     .returning();
   assert.ok(group);
   return group;
+}
+
+/** Internal users with a username and nothing else (no password, no roles), inserted at once: lists to page through. */
+export async function insertBareUsers(db: Db, usernames: string[]): Promise<void> {
+  await db.insert(users).values(
+    usernames.map((username) => ({
+      kind: "internal" as const,
+      username,
+      usernameKey: nameKey(username),
+      searchText: searchTextOf(username),
+    })),
+  );
 }
 
 export async function addToGroup(db: Db, groupId: number, userId: number) {

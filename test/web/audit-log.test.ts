@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { auditLog } from "../../src/db/schema.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
-import { asFragment, decode, postForm } from "../helpers/console.ts";
+import { asFragment, decode, postForm } from "../helpers/http.ts";
 
 let t: TestApp;
 let admin: Awaited<ReturnType<typeof signedInAgent>>;

@@ -6,6 +6,7 @@ import { auditLog, directories } from "../../src/db/schema.ts";
 import { bigGroupDirectory, groupEntry, userDn } from "../../src/dev/fixtures.ts";
 import { generateTestCa, type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { OPENLDAP_FORM_MAPPING } from "../helpers/console.ts";
 import { closedPort, skipWithoutSlapd } from "../ldap/support.ts";
 
 const USERS = 1200;
@@ -62,21 +63,7 @@ describe("Test connection against slapd", { skip: skipWithoutSlapd }, () => {
       bindDn: server.serviceDn,
       bindPassword: server.servicePassword,
       baseDn: server.baseDn,
-      userBase: "ou=people",
-      userFilter: "(objectClass=inetOrgPerson)",
-      userScope: "sub",
-      attrUsername: "uid",
-      attrFullName: "cn",
-      attrEmail: "mail",
-      attrDepartment: "departmentNumber",
-      attrPhone: "telephoneNumber",
-      attrUniqueId: "entryUUID",
-      groupBase: "ou=groups",
-      groupFilter: "(objectClass=groupOfNames)",
-      groupScope: "sub",
-      attrGroupName: "cn",
-      attrMember: "member",
-      memberValues: "dn",
+      ...OPENLDAP_FORM_MAPPING,
       ...overrides,
     };
   }

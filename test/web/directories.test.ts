@@ -26,7 +26,8 @@ import {
 } from "../../src/services/directories.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
 import { setLoginEnabled } from "../../src/services/users.ts";
-import { createTestApp, createUser, csrfTokenOf, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { createRoleUsers, createTestApp, csrfTokenOf, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { OPENLDAP_FORM_MAPPING } from "../helpers/console.ts";
 
 const SERVICE_PASSWORD = "Sërvice-Pässword-7f3a";
 const OTHER_PASSWORD = "Another-Secret-91c2";
@@ -37,10 +38,7 @@ let viewerRoleId: number;
 
 before(async () => {
   t = await createTestApp();
-  await createUser(t.db, { username: "admin", role: "server_admin" });
-  await createUser(t.db, { username: "manager", role: "user_manager" });
-  await createUser(t.db, { username: "viewer", role: "viewer" });
-  await createUser(t.db, { username: "nobody" });
+  await createRoleUsers(t.db);
   admin = await signedInAgent(t.app, "admin");
   const [viewer] = await t.db.select().from(roles).where(eq(roles.key, "viewer"));
   viewerRoleId = viewer?.id ?? -1;
@@ -66,21 +64,7 @@ function formFor(overrides: Record<string, string | string[]> = {}): Record<stri
     bindDn: "cn=roster,ou=services,dc=example,dc=test",
     bindPassword: SERVICE_PASSWORD,
     baseDn: "dc=example,dc=test",
-    userBase: "ou=people",
-    userFilter: "(objectClass=inetOrgPerson)",
-    userScope: "sub",
-    attrUsername: "uid",
-    attrFullName: "cn",
-    attrEmail: "mail",
-    attrDepartment: "departmentNumber",
-    attrPhone: "telephoneNumber",
-    attrUniqueId: "entryUUID",
-    groupBase: "ou=groups",
-    groupFilter: "(objectClass=groupOfNames)",
-    groupScope: "sub",
-    attrGroupName: "cn",
-    attrMember: "member",
-    memberValues: "dn",
+    ...OPENLDAP_FORM_MAPPING,
     defaultRoleId: ["", ""],
     defaultRoleScope: ["", ""],
     ...overrides,

@@ -3,29 +3,29 @@ import { after, before, describe, test } from "node:test";
 import { and, eq } from "drizzle-orm";
 import { groupMembers, groupSubgroups, groups, users } from "../../src/db/schema.ts";
 import { nameKey, searchTextOf } from "../../src/services/names.ts";
-import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
+import {
+  createTestAppWithAdmin,
+  createUser,
+  type SignedInAgent,
+  signedInAgent,
+  type TestApp,
+} from "../helpers/app.ts";
 import {
   addToGroup,
-  asFragment,
-  decode,
-  flashOf,
-  follow,
   lastAudit,
   makeDirectory,
   makeExternalUser,
   makeGroup,
   nestGroup,
-  postForm,
   roleId,
 } from "../helpers/console.ts";
+import { asFragment, decode, flashOf, follow, postForm } from "../helpers/http.ts";
 
 let t: TestApp;
-let admin: Awaited<ReturnType<typeof signedInAgent>>;
+let admin: SignedInAgent;
 
 before(async () => {
-  t = await createTestApp();
-  await createUser(t.db, { username: "admin", role: "server_admin" });
-  admin = await signedInAgent(t.app, "admin");
+  ({ t, admin } = await createTestAppWithAdmin());
 });
 after(() => t.close());
 

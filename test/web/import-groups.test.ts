@@ -8,6 +8,7 @@ import type { SlapdServer } from "../../src/dev/slapd.ts";
 import type { ImportWorker } from "../../src/services/import/worker.ts";
 import { nameKey } from "../../src/services/names.ts";
 import { signedInAgent, type TestApp } from "../helpers/app.ts";
+import { postForm, text } from "../helpers/http.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
 import {
   addDirectory,
@@ -16,11 +17,9 @@ import {
   type ImportFixture,
   type ImportTestBed,
   openImportTestBed,
-  postForm,
   rowsOf,
   runQueued,
   testWorker,
-  text,
 } from "./import-support.ts";
 
 let bed: ImportTestBed;
@@ -35,8 +34,8 @@ const skip = skipWithoutSlapd;
 
 before(async () => {
   if (skip) return;
-  bed = await openImportTestBed();
-  ({ t, server, fixture, directoryId } = bed);
+  bed = await openImportTestBed({ worker: { batchSize: 1000 } });
+  ({ t, server, fixture, directoryId, worker } = bed);
   posixDirectoryId = (
     await addDirectory(t.db, t.config.encryptionKey, server, {
       name: "Posix view",
@@ -44,9 +43,8 @@ before(async () => {
       mapping: { groupFilter: "(objectClass=posixGroup)", attrMember: "memberUid", memberValues: "username" },
     })
   ).id;
-  worker = testWorker(t.db, t.config.encryptionKey, { batchSize: 1000 });
 });
-after(() => closeImportTestBed(bed, worker));
+after(() => closeImportTestBed(bed));
 
 /** Ticks the groups (or entries of `kind`) a search finds, imports them and runs the worker. */
 async function importGroups(

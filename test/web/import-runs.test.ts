@@ -4,33 +4,26 @@ import { and, eq, sql } from "drizzle-orm";
 import { Attribute, Change, Client } from "ldapts";
 import supertest from "supertest";
 import { queryRows } from "../../src/db/client.ts";
-import {
-  auditLog,
-  directoryDefaultRoles,
-  importRuns,
-  roleAssignments,
-  roles,
-  users,
-} from "../../src/db/schema.ts";
+import { auditLog, directoryDefaultRoles, importRuns, roleAssignments, users } from "../../src/db/schema.ts";
 import type { SlapdServer } from "../../src/dev/slapd.ts";
 import { createRun } from "../../src/services/import/run-queue.ts";
 import type { ImportWorker } from "../../src/services/import/worker.ts";
-import { nameKey, userSearchText } from "../../src/services/names.ts";
+import { userSearchText } from "../../src/services/names.ts";
 import { createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { roleId, userNamed } from "../helpers/console.ts";
+import { asFragment, postForm, text } from "../helpers/http.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
 import {
   addDirectory,
-  asFragment,
   closeImportTestBed,
   type ImportFixture,
   type ImportTestBed,
   openImportTestBed,
-  postForm,
   rowsOf,
+  runCounts,
   runQueued,
   stableIdOf,
   testWorker,
-  text,
 } from "./import-support.ts";
 
 let bed: ImportTestBed;
@@ -46,24 +39,17 @@ const skip = skipWithoutSlapd;
 
 before(async () => {
   if (skip) return;
-  bed = await openImportTestBed();
-  ({ t, server, fixture, directoryId } = bed);
+  bed = await openImportTestBed({ worker: { batchSize: 500 } });
+  ({ t, server, fixture, directoryId, worker } = bed);
   await createUser(t.db, { username: "viewer", role: "viewer" });
   await createUser(t.db, { username: "nobody" });
   otherDirectoryId = (
     await addDirectory(t.db, t.config.encryptionKey, server, { name: "Other LDAP", position: 2 })
   ).id;
-  viewerRoleId = await roleIdOf("viewer");
+  viewerRoleId = await roleId(t.db, "viewer");
   await t.db.insert(directoryDefaultRoles).values({ directoryId, roleId: viewerRoleId, scope: "" });
-  worker = testWorker(t.db, t.config.encryptionKey, { batchSize: 500 });
 });
-after(() => closeImportTestBed(bed, worker));
-
-async function roleIdOf(key: string): Promise<number> {
-  const [role] = await t.db.select().from(roles).where(eq(roles.key, key));
-  if (!role) throw new Error(`no role ${key}`);
-  return role.id;
-}
+after(() => closeImportTestBed(bed));
 
 const searchUrl = (q: string, kind = "users") =>
   `/imports/new?${new URLSearchParams({ directory: String(directoryId), kind, q })}`;
@@ -107,34 +93,12 @@ async function finish(agent: ReturnType<typeof supertest.agent>, location: strin
   return { run, page: page.text, agent };
 }
 
-const counts = (run: {
-  created: number;
-  updated: number;
-  unchanged: number;
-  skipped: number;
-  failed: number;
-}) => ({
-  created: run.created,
-  updated: run.updated,
-  unchanged: run.unchanged,
-  skipped: run.skipped,
-  failed: run.failed,
-});
-
-async function userNamed(username: string) {
-  const [user] = await t.db
-    .select()
-    .from(users)
-    .where(eq(users.usernameKey, nameKey(username)));
-  return user;
-}
-
 describe("importing users", { skip }, () => {
   test("chosen users become external users with the directory's default roles", async () => {
     const { run, page } = await importRows("(|(uid=alpha)(uid=sobrien)(uid=xss))");
     assert.equal(run.status, "succeeded");
-    assert.deepEqual(counts(run), { created: 3, updated: 0, unchanged: 0, skipped: 0, failed: 0 });
-    const sobrien = await userNamed("sobrien");
+    assert.deepEqual(runCounts(run), { created: 3, updated: 0, unchanged: 0, skipped: 0, failed: 0 });
+    const sobrien = await userNamed(t.db, "sobrien");
     assert.equal(sobrien?.kind, "external");
     assert.equal(sobrien?.directoryId, directoryId);
     assert.equal(sobrien?.externalId, stableIdOf("cn=O'Brien\\, Seán,ou=people,dc=example,dc=test"));
@@ -158,8 +122,8 @@ describe("importing users", { skip }, () => {
     const bravo = await createUser(t.db, { username: "Bravo", fullName: "Old Name", role: "user_manager" });
     const before = await t.db.select().from(roleAssignments).where(eq(roleAssignments.userId, bravo.id));
     const { run, page } = await importRows("bravo");
-    assert.deepEqual(counts(run), { created: 0, updated: 1, unchanged: 0, skipped: 0, failed: 0 });
-    const after = await userNamed("bravo");
+    assert.deepEqual(runCounts(run), { created: 0, updated: 1, unchanged: 0, skipped: 0, failed: 0 });
+    const after = await userNamed(t.db, "bravo");
     assert.equal(after?.id, bravo.id);
     assert.equal(after?.kind, "internal");
     assert.equal(after?.username, "Bravo", "an internal user keeps its username");
@@ -179,18 +143,18 @@ describe("importing users", { skip }, () => {
     const count = async () => (await t.db.select().from(users)).length;
     const before = await count();
     const { run } = await importRows("(|(uid=zoe\\cc\\88)(uid=Zoë.Upper))"); // zoë written decomposed
-    assert.deepEqual(counts(run), { created: 0, updated: 2, unchanged: 0, skipped: 0, failed: 0 });
+    assert.deepEqual(runCounts(run), { created: 0, updated: 2, unchanged: 0, skipped: 0, failed: 0 });
     assert.equal(await count(), before, "no second user");
-    assert.equal((await userNamed("zoë"))?.id, zoe.id);
-    assert.equal((await userNamed("zoë"))?.fullName, "Zoë Decomposed");
-    assert.equal((await userNamed("ZOË.UPPER"))?.id, upper.id);
+    assert.equal((await userNamed(t.db, "zoë"))?.id, zoe.id);
+    assert.equal((await userNamed(t.db, "zoë"))?.fullName, "Zoë Decomposed");
+    assert.equal((await userNamed(t.db, "ZOË.UPPER"))?.id, upper.id);
   });
 
   test("Unicode usernames and names import and display correctly", async () => {
     const { run, page } = await importRows("(|(uid=đorđe)(uid=李小龙))");
-    assert.deepEqual(counts(run), { created: 2, updated: 0, unchanged: 0, skipped: 0, failed: 0 });
-    assert.equal((await userNamed("ĐORĐE"))?.fullName, "Đorđe Balašević");
-    assert.equal((await userNamed("李小龙"))?.username, "李小龙");
+    assert.deepEqual(runCounts(run), { created: 2, updated: 0, unchanged: 0, skipped: 0, failed: 0 });
+    assert.equal((await userNamed(t.db, "ĐORĐE"))?.fullName, "Đorđe Balašević");
+    assert.equal((await userNamed(t.db, "李小龙"))?.username, "李小龙");
     assert.match(page, /<td class="entry-name">đorđe<\/td>/);
     assert.match(page, /<td class="entry-name">李小龙<\/td>/);
   });
@@ -205,13 +169,13 @@ describe("importing users", { skip }, () => {
       externalId: "elsewhere-1",
     });
     const { run, agent } = await importRows("charlie");
-    assert.deepEqual(counts(run), { created: 0, updated: 0, unchanged: 0, skipped: 1, failed: 0 });
+    assert.deepEqual(runCounts(run), { created: 0, updated: 0, unchanged: 0, skipped: 1, failed: 0 });
     const report = await agent.get(`/imports/${run.id}?outcome=skipped`).expect(200);
     assert.match(
       text(report.text),
       /User charlie uid=charlie,ou=people,dc=example,dc=test The username belongs to a user of the directory “Other LDAP”\./,
     );
-    assert.equal((await userNamed("charlie"))?.directoryId, otherDirectoryId, "never taken over");
+    assert.equal((await userNamed(t.db, "charlie"))?.directoryId, otherDirectoryId, "never taken over");
   });
 
   test("all matches of a search import past the size limit, and the summary adds up", async () => {
@@ -334,7 +298,7 @@ describe("importing users", { skip }, () => {
 
   test("roles of a chosen user are copied onto every imported user", async () => {
     const source = await createUser(t.db, { username: "template" });
-    const managerRole = await roleIdOf("resource_manager");
+    const managerRole = await roleId(t.db, "resource_manager");
     await t.db.insert(roleAssignments).values({ roleId: managerRole, userId: source.id, scope: "project:7" });
     const { run, page } = await importRows("(|(uid=pkim)(uid=agarcia)(uid=alpha))", {
       copyFrom: `user:${source.id}`,
@@ -342,7 +306,7 @@ describe("importing users", { skip }, () => {
     assert.equal(run.status, "succeeded");
     assert.deepEqual(run.copyRolesFrom, { type: "user", id: source.id, name: "template" });
     for (const username of ["pkim", "agarcia", "alpha"]) {
-      const user = await userNamed(username);
+      const user = await userNamed(t.db, username);
       const copied = await t.db
         .select()
         .from(roleAssignments)
@@ -517,7 +481,13 @@ describe("a directory's first import", { skip }, () => {
       assert.equal(await runQueued(ownWorker), 1);
       const [run] = await own.t.db.select().from(importRuns);
       assert.equal(run?.status, "succeeded");
-      assert.deepEqual(run && counts(run), { created: 1, updated: 1, unchanged: 0, skipped: 0, failed: 0 });
+      assert.deepEqual(run && runCounts(run), {
+        created: 1,
+        updated: 1,
+        unchanged: 0,
+        skipped: 0,
+        failed: 0,
+      });
       const stored = await own.t.db.select().from(users).where(eq(users.usernameKey, "meta"));
       assert.equal(stored.length, 1, "no second user for the taken username");
       assert.equal(stored[0]?.id, internal.id);

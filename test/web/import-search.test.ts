@@ -14,18 +14,16 @@ import {
   signedInAgent,
   type TestApp,
 } from "../helpers/app.ts";
+import { asFragment, postForm, text } from "../helpers/http.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
 import {
   addDirectory,
-  asFragment,
   closeImportTestBed,
   type ImportFixture,
   type ImportTestBed,
   openImportTestBed,
-  postForm,
   rowsOf,
   stableIdOf,
-  text,
 } from "./import-support.ts";
 
 let bed: ImportTestBed;

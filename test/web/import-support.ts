@@ -3,7 +3,6 @@ import { createHash } from "node:crypto";
 import { Writable } from "node:stream";
 import { eq } from "drizzle-orm";
 import { pino } from "pino";
-import type supertest from "supertest";
 import type { Db } from "../../src/db/client.ts";
 import { directories } from "../../src/db/schema.ts";
 import { bigGroupDirectory, ldifEntry, posixGroupEntry, readFixture } from "../../src/dev/fixtures.ts";
@@ -17,11 +16,10 @@ import {
 } from "../../src/services/import/worker.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
+import { decodeEntities } from "../helpers/http.ts";
 
 export const BASE_DN = "dc=example,dc=test";
 export const groupDnOf = (cn: string) => `cn=${cn},ou=groups,${BASE_DN}`;
-
-type Agent = ReturnType<typeof supertest.agent>;
 
 /** Unicode names beside the edge fixtures (which bring zoë in NFD, markup and escaped DNs). */
 function unicodePeople(): string {
@@ -88,40 +86,80 @@ export function startFixtureSlapd(fixture: ImportFixture, options: SlapdOptions 
   return startSlapd({ ldif: fixture.ldif, ...options });
 }
 
-/** Where every import test file starts: the fixture in a throwaway slapd, an app, an administrator and a directory. */
+/**
+ * Where every import test file starts: the fixture in a throwaway slapd, an app, an administrator,
+ * a directory and a worker. The worker runs only what a test hands it (`runQueued`) unless `start`
+ * is asked for: then the app wakes it when a run is queued and it polls, as in production.
+ */
 export interface ImportTestBed {
   t: TestApp;
   server: SlapdServer;
   fixture: ImportFixture;
   adminId: number;
   directoryId: number;
+  worker: ImportWorker;
 }
 
-export async function openImportTestBed(
-  options: { mapping?: Partial<DirectoryMapping> } = {},
-): Promise<ImportTestBed> {
-  const fixture = await importFixture();
+export interface ImportTestBedOptions {
+  mapping?: Partial<DirectoryMapping>;
+  /** Members of cn=everyone (2,500 unless told). */
+  bigGroupSize?: number;
+  /** The administrator's password (createUser's default unless told). */
+  adminPassword?: string;
+  worker?: Partial<ImportWorkerOptions> & { start?: boolean };
+}
+
+export async function openImportTestBed(options: ImportTestBedOptions = {}): Promise<ImportTestBed> {
+  const fixture = await importFixture(options.bigGroupSize);
   const server = await startFixtureSlapd(fixture);
+  const { start = false, ...workerOptions } = options.worker ?? {};
   let t: TestApp | undefined;
+  let worker: ImportWorker | undefined;
   try {
-    t = await createTestApp();
-    const adminId = (await createUser(t.db, { username: "admin", role: "server_admin" })).id;
-    const directoryId = (await addDirectory(t.db, t.config.encryptionKey, server, options)).id;
-    return { t, server, fixture, adminId, directoryId };
+    t = await createTestApp(start ? { deps: { importWorker: { wake: () => worker?.wake() } } } : {});
+    const adminId = (
+      await createUser(t.db, { username: "admin", password: options.adminPassword, role: "server_admin" })
+    ).id;
+    const directoryId = (
+      await addDirectory(t.db, t.config.encryptionKey, server, { mapping: options.mapping })
+    ).id;
+    worker = testWorker(t.db, t.config.encryptionKey, workerOptions);
+    if (start) worker.start();
+    return { t, server, fixture, adminId, directoryId, worker };
   } catch (err) {
+    await worker?.stop();
     await t?.close();
     await server.stop();
     throw err;
   }
 }
 
+/** Stops the bed's worker (and another the test made), then the app and the slapd. */
 export async function closeImportTestBed(
   bed: ImportTestBed | undefined,
   worker?: ImportWorker,
 ): Promise<void> {
   await worker?.stop();
+  await bed?.worker.stop();
   await bed?.t.close();
   await bed?.server.stop();
+}
+
+/** What a run did, for comparing with `assert.deepEqual`. */
+export function runCounts(run: {
+  created: number;
+  updated: number;
+  unchanged: number;
+  skipped: number;
+  failed: number;
+}) {
+  return {
+    created: run.created,
+    updated: run.updated,
+    unchanged: run.unchanged,
+    skipped: run.skipped,
+    failed: run.failed,
+  };
 }
 
 /** A directory row pointing at the server, its service password encrypted with the app's key. */
@@ -184,38 +222,6 @@ export async function runQueued(worker: ImportWorker): Promise<number> {
   return runs;
 }
 
-/** The headers htmx 4 sends when it swaps one region. */
-export function asFragment<T extends { set(name: string, value: string): T }>(request: T, target: string): T {
-  return request.set("HX-Request", "true").set("HX-Request-Type", "partial").set("HX-Target", target);
-}
-
-/** A form post with repeated fields (`pick=a&pick=b`), as a browser sends it. */
-export function postForm(
-  agent: Agent,
-  url: string,
-  csrf: string,
-  body: Record<string, string | string[]> = {},
-) {
-  const params = new URLSearchParams();
-  for (const [key, value] of Object.entries({ _csrf: csrf, ...body })) {
-    for (const v of Array.isArray(value) ? value : [value]) params.append(key, v);
-  }
-  return agent.post(url).type("form").send(params.toString());
-}
-
-/** Decodes the few entities Eta writes, to compare with what a user reads. */
-export function text(html: string): string {
-  return html
-    .replace(/<\/?(strong|em|span|a|time|code|b|i|abbr|label)\b[^>]*>/g, "")
-    .replace(/<[^>]+>/g, " ")
-    .replace(/&lt;/g, "<")
-    .replace(/&gt;/g, ">")
-    .replace(/&quot;/g, '"')
-    .replace(/&#39;/g, "'")
-    .replace(/&amp;/g, "&")
-    .replace(/\s+/g, " ");
-}
-
 /** The `shown` and `pick` values of the rows on a results page whose name matches. */
 export function rowsOf(html: string): { key: string; info: string; name: string; status: string }[] {
   const rows: { key: string; info: string; name: string; status: string }[] = [];
@@ -226,20 +232,11 @@ export function rowsOf(html: string): { key: string; info: string; name: string;
     const name = /<td class="entry-name">([\s\S]*?)<\/td>/.exec(body)?.[1] ?? "";
     const status = /<span class="status [^"]*">([^<]*)<\/span>/.exec(body)?.[1] ?? "";
     rows.push({
-      key: decodeAttr(key),
-      info: decodeAttr(info),
-      name: decodeAttr(name),
-      status: decodeAttr(status),
+      key: decodeEntities(key),
+      info: decodeEntities(info),
+      name: decodeEntities(name),
+      status: decodeEntities(status),
     });
   }
   return rows;
-}
-
-function decodeAttr(value: string): string {
-  return value
-    .replace(/&quot;/g, '"')
-    .replace(/&#39;/g, "'")
-    .replace(/&lt;/g, "<")
-    .replace(/&gt;/g, ">")
-    .replace(/&amp;/g, "&");
 }

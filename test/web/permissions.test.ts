@@ -4,15 +4,12 @@ import { eq } from "drizzle-orm";
 import supertest from "supertest";
 import { groupMembers, groupSubgroups, groups, roleAssignments, roles } from "../../src/db/schema.ts";
 import { globalPermissionsOf } from "../../src/services/permissions.ts";
-import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
+import { createRoleUsers, createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
 
 let t: TestApp;
 before(async () => {
   t = await createTestApp();
-  await createUser(t.db, { username: "admin", role: "server_admin" });
-  await createUser(t.db, { username: "manager", role: "user_manager" });
-  await createUser(t.db, { username: "viewer", role: "viewer" });
-  await createUser(t.db, { username: "nobody" });
+  await createRoleUsers(t.db);
 });
 after(() => t.close());
 

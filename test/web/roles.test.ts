@@ -2,26 +2,22 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { and, eq, isNull } from "drizzle-orm";
 import { roleAssignments, roles } from "../../src/db/schema.ts";
-import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
 import {
-  asFragment,
-  decode,
-  flashOf,
-  follow,
-  lastAudit,
-  makeGroup,
-  postForm,
-  roleId,
-  userNamed,
-} from "../helpers/console.ts";
+  createTestApp,
+  createTestAppWithAdmin,
+  createUser,
+  type SignedInAgent,
+  signedInAgent,
+  type TestApp,
+} from "../helpers/app.ts";
+import { lastAudit, makeGroup, roleId, userNamed } from "../helpers/console.ts";
+import { asFragment, decode, flashOf, follow, postForm } from "../helpers/http.ts";
 
 let t: TestApp;
-let admin: Awaited<ReturnType<typeof signedInAgent>>;
+let admin: SignedInAgent;
 
 before(async () => {
-  t = await createTestApp();
-  await createUser(t.db, { username: "admin", role: "server_admin" });
-  admin = await signedInAgent(t.app, "admin");
+  ({ t, admin } = await createTestAppWithAdmin());
 });
 after(() => t.close());
 

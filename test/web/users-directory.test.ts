@@ -14,16 +14,7 @@ import { nameKey } from "../../src/services/names.ts";
 import { verifyPassword } from "../../src/services/passwords.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp, testConfig } from "../helpers/app.ts";
-import {
-  decode,
-  flashOf,
-  follow,
-  lastAudit,
-  makeGroup,
-  postForm,
-  roleId,
-  userNamed,
-} from "../helpers/console.ts";
+import { lastAudit, makeGroup, roleId, userNamed } from "../helpers/console.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/database.ts";
 import {
   BASE,
@@ -33,6 +24,7 @@ import {
   replaceAttribute,
   startDirectory,
 } from "../helpers/directory-fixture.ts";
+import { decode, flashOf, follow, postForm } from "../helpers/http.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
 
 const skip = skipWithoutSlapd;

@@ -3,7 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { sql } from "drizzle-orm";
 import { queryRows } from "../../src/db/client.ts";
 import { users } from "../../src/db/schema.ts";
-import { nameKey, searchTextOf, userSearchText } from "../../src/services/names.ts";
+import { userSearchText } from "../../src/services/names.ts";
 import {
   DENSE_MATCHES,
   decodeCursor,
@@ -13,7 +13,8 @@ import {
   listEntries,
 } from "../../src/services/user-list.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
-import { asFragment, decode, makeDirectory, makeExternalUser, makeGroup } from "../helpers/console.ts";
+import { insertBareUsers, makeDirectory, makeExternalUser, makeGroup } from "../helpers/console.ts";
+import { asFragment, decode } from "../helpers/http.ts";
 
 let t: TestApp;
 let agent: Awaited<ReturnType<typeof signedInAgent>>["agent"];
@@ -157,16 +158,10 @@ describe("the list of users and groups", () => {
 
 describe("keyset paging", () => {
   before(async () => {
-    const rows = Array.from({ length: 120 }, (_, i) => {
-      const username = `page-user-${String(i).padStart(3, "0")}`;
-      return {
-        kind: "internal" as const,
-        username,
-        usernameKey: nameKey(username),
-        searchText: searchTextOf(username),
-      };
-    });
-    await t.db.insert(users).values(rows);
+    await insertBareUsers(
+      t.db,
+      Array.from({ length: 120 }, (_, i) => `page-user-${String(i).padStart(3, "0")}`),
+    );
   });
 
   test("pages through a search 50 at a time, forwards and back, without gaps or repeats", async () => {

@@ -2,18 +2,23 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import supertest from "supertest";
 import { roleAssignments } from "../../src/db/schema.ts";
-import { createTestApp, createUser, csrfTokenOf, signedInAgent, type TestApp } from "../helpers/app.ts";
-import { makeGroup, postForm, roleId } from "../helpers/console.ts";
+import {
+  createRoleUsers,
+  createTestApp,
+  createUser,
+  csrfTokenOf,
+  signedInAgent,
+  type TestApp,
+} from "../helpers/app.ts";
+import { makeGroup, roleId } from "../helpers/console.ts";
+import { postForm } from "../helpers/http.ts";
 
 let t: TestApp;
 let ids: { user: number; group: number; role: number; assignment: number };
 
 before(async () => {
   t = await createTestApp();
-  await createUser(t.db, { username: "admin", role: "server_admin" });
-  await createUser(t.db, { username: "manager", role: "user_manager" });
-  await createUser(t.db, { username: "viewer", role: "viewer" });
-  await createUser(t.db, { username: "nobody" });
+  await createRoleUsers(t.db);
   const user = await createUser(t.db, { username: "subject" });
   const group = await makeGroup(t.db, { name: "Subjects" });
   const role = await roleId(t.db, "viewer");

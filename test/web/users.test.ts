@@ -3,26 +3,23 @@ import { after, before, describe, test } from "node:test";
 import supertest from "supertest";
 import { sessions } from "../../src/db/schema.ts";
 import { verifyPassword } from "../../src/services/passwords.ts";
-import { createTestApp, createUser, csrfTokenOf, signedInAgent, type TestApp } from "../helpers/app.ts";
 import {
-  decode,
-  flashOf,
-  follow,
-  lastAudit,
-  makeDirectory,
-  makeExternalUser,
-  postForm,
-  userNamed,
-} from "../helpers/console.ts";
+  createTestAppWithAdmin,
+  createUser,
+  csrfTokenOf,
+  type SignedInAgent,
+  signedInAgent,
+  type TestApp,
+} from "../helpers/app.ts";
+import { lastAudit, makeDirectory, makeExternalUser, userNamed } from "../helpers/console.ts";
+import { decode, flashOf, follow, postForm } from "../helpers/http.ts";
 
 let t: TestApp;
-let admin: Awaited<ReturnType<typeof signedInAgent>>;
+let admin: SignedInAgent;
 
 before(async () => {
-  t = await createTestApp();
-  await createUser(t.db, { username: "admin", role: "server_admin" });
+  ({ t, admin } = await createTestAppWithAdmin());
   await createUser(t.db, { username: "manager", role: "user_manager" });
-  admin = await signedInAgent(t.app, "admin");
 });
 after(() => t.close());
 
