@@ -94,6 +94,14 @@ export function dnEquals(a: string | null, b: string | null): boolean {
   return left !== null && left === tryNormalizeDn(b);
 }
 
+/**
+ * Whether a stored DN still names the entry now at `current`, for change detection: the same text
+ * costs no parsing (nearly every entry of a re-import); other spellings are compared parsed.
+ */
+export function sameDnText(stored: string | null, current: string): boolean {
+  return stored === current || dnEquals(stored, current);
+}
+
 /** True when `dn` lies strictly below `base` (pass `includeSelf` to accept `base` itself). */
 export function isDescendantOf(dn: string, base: string, options: { includeSelf?: boolean } = {}): boolean {
   const child = tryParseNormalized(dn);

@@ -15,6 +15,7 @@ import type { DirectoryConnection, DirectoryMapping } from "../ldap/types.ts";
 import { type Actor, recordAudit } from "./audit.ts";
 import { attempt, ensureManagersRemain, isUniqueViolation, type Outcome, Refusal } from "./guards.ts";
 import type { SecretBox } from "./secrets.ts";
+import { disableUsersOfDirectory } from "./sync/entries.ts";
 
 export type Directory = typeof directories.$inferSelect;
 
@@ -431,15 +432,11 @@ export async function deleteDirectory(
   return attempt(db, async (tx) => {
     const [directory] = await tx.select().from(directories).where(eq(directories.id, id)).for("update");
     if (!directory) throw new Refusal("This directory no longer exists.");
-    const disabled = await tx
-      .update(users)
-      .set({ enabled: false, updatedAt: new Date() })
-      .where(and(eq(users.directoryId, id), eq(users.kind, "external"), eq(users.enabled, true)))
-      .returning({ id: users.id });
+    const usersDisabled = await disableUsersOfDirectory(tx, id);
     const [kept] = await tx.select({ n: count() }).from(groups).where(eq(groups.directoryId, id));
     await tx.delete(directories).where(eq(directories.id, id));
     await ensureManagersRemain(tx, `Deleting ${directory.name}`);
-    const result = { directory, usersDisabled: disabled.length, groupsKept: Number(kept?.n ?? 0) };
+    const result = { directory, usersDisabled, groupsKept: Number(kept?.n ?? 0) };
     await recordAudit(tx, actor, {
       action: "directory.delete",
       targetType: "directory",

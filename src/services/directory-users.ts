@@ -17,7 +17,13 @@ import { nameKey } from "./names.ts";
 import { hashPassword } from "./passwords.ts";
 import type { SecretBox } from "./secrets.ts";
 import { userIdsInDirectory } from "./sync/directory-reads.ts";
-import { markGroupMissing, markUserMissing, syncUserEntry, type UserChange } from "./sync/entries.ts";
+import {
+  markGroupMissing,
+  markUserMissing,
+  syncUserEntry,
+  type UserChange,
+  unlinkFromDirectory,
+} from "./sync/entries.ts";
 import { type FoundBy, findGroupEntry, findUserEntry } from "./sync/find.ts";
 import { type GroupTreeResult, syncGroupTree } from "./sync/group-tree.ts";
 import { endSessionsOf } from "./users.ts";
@@ -275,21 +281,7 @@ export async function convertToInternal(
     if (!user) throw new Refusal("This user no longer exists.");
     if (user.kind !== "external") throw new Refusal("This user is internal already.");
     const directoryName = (await loadDirectoryName(tx, user.directoryId)) ?? "a deleted directory";
-    const [converted] = await tx
-      .update(users)
-      .set({
-        kind: "internal",
-        passwordHash,
-        directoryId: null,
-        externalId: null,
-        dn: null,
-        missingInDirectory: false,
-        lastSyncedAt: null,
-        updatedAt: new Date(),
-      })
-      .where(eq(users.id, userId))
-      .returning();
-    if (!converted) throw new Error("update returned no row");
+    const converted = await unlinkFromDirectory(tx, userId, passwordHash);
     await endSessionsOf(tx, userId, keepSessionId);
     await recordAudit(tx, actor, {
       action: "user.convert_to_internal",

@@ -3,7 +3,7 @@
  * user", "conflict" and "what changes" are decided, used by the search results (the status column)
  * and by the import itself, so the two always agree.
  */
-import { dnEquals } from "../../ldap/dn.ts";
+import { sameDnText } from "../../ldap/dn.ts";
 import type { LdapGroup, LdapUser } from "../../ldap/types.ts";
 import { nameKey, searchTextOf, userSearchText } from "../names.ts";
 
@@ -214,7 +214,7 @@ export function userChanges(desired: DesiredUser, stored: StoredUser): string[] 
   if (stored.department !== desired.department) changes.push("department");
   if (stored.phone !== desired.phone) changes.push("phone");
   if (stored.kind === "external") {
-    if (!dnEquals(stored.dn, desired.dn)) changes.push("DN");
+    if (!sameDnText(stored.dn, desired.dn)) changes.push("DN");
     if (stored.externalId !== desired.externalId) changes.push("stable id");
     if (stored.missingInDirectory) changes.push("found in the directory again");
     const enabled = signInAfterSync(desired.enabled, stored);
@@ -251,7 +251,7 @@ export function groupChanges(desired: DesiredGroup, stored: StoredGroup): string
   const changes: string[] = [];
   if (stored.name !== desired.name) changes.push("name");
   if (stored.description !== desired.description) changes.push("description");
-  if (!dnEquals(stored.dn, desired.dn)) changes.push("DN");
+  if (!sameDnText(stored.dn, desired.dn)) changes.push("DN");
   if (stored.externalId !== desired.externalId) changes.push("stable id");
   if (stored.missingInDirectory) changes.push("found in the directory again");
   return changes;

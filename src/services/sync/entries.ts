@@ -6,7 +6,7 @@
 import { and, eq, or, sql } from "drizzle-orm";
 import type { Db } from "../../db/client.ts";
 import { groups, users } from "../../db/schema.ts";
-import { dnEquals } from "../../ldap/dn.ts";
+import { sameDnText } from "../../ldap/dn.ts";
 import type { LdapUser } from "../../ldap/types.ts";
 import type { User } from "../auth.ts";
 import { nameKey } from "../names.ts";
@@ -96,7 +96,7 @@ export function entryChanges(user: User, entry: LdapUser): Record<string, UserCh
   };
   const changes: Record<string, UserChange> = {};
   for (const field of SYNCED_FIELDS) {
-    const same = field === "dn" ? dnEquals(user.dn, next.dn) : user[field] === next[field];
+    const same = field === "dn" ? sameDnText(user.dn, next.dn) : user[field] === next[field];
     if (!same) changes[field] = [user[field], next[field]];
   }
   if (user.externalId !== entry.externalId) changes.externalId = [user.externalId, entry.externalId];
@@ -132,4 +132,37 @@ export async function markGroupMissing(db: Db, groupId: number, now = new Date()
     .update(groups)
     .set({ missingInDirectory: true, lastSyncedAt: now, updatedAt: now })
     .where(eq(groups.id, groupId));
+}
+
+/**
+ * External → internal: the directory no longer owns the user. It keeps its id, username, fields,
+ * roles and groups, and signs in with the Roster password given (already hashed).
+ */
+export async function unlinkFromDirectory(tx: Db, userId: number, passwordHash: string): Promise<User> {
+  const [converted] = await tx
+    .update(users)
+    .set({
+      kind: "internal",
+      passwordHash,
+      directoryId: null,
+      externalId: null,
+      dn: null,
+      missingInDirectory: false,
+      lastSyncedAt: null,
+      updatedAt: new Date(),
+    })
+    .where(eq(users.id, userId))
+    .returning();
+  if (!converted) throw new Error("update returned no row");
+  return converted;
+}
+
+/** A directory deleted: its users can't sign in any more (they are kept, with their roles). */
+export async function disableUsersOfDirectory(tx: Db, directoryId: number): Promise<number> {
+  const disabled = await tx
+    .update(users)
+    .set({ enabled: false, updatedAt: new Date() })
+    .where(and(eq(users.directoryId, directoryId), eq(users.kind, "external"), eq(users.enabled, true)))
+    .returning({ id: users.id });
+  return disabled.length;
 }

@@ -5,7 +5,7 @@
  */
 import { sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
-import { dnEquals } from "../../ldap/dn.ts";
+import { sameDnText } from "../../ldap/dn.ts";
 import type { LdapGroup, LdapUser } from "../../ldap/types.ts";
 import { isUniqueViolation } from "../guards.ts";
 import {
@@ -215,7 +215,7 @@ async function applyUserUpdates(
       phone: user.phone,
       search: userSearch(user),
       // The stored spelling of an unchanged DN is kept: no write for a server's change of case.
-      dn: external && !dnEquals(target.dn, user.dn) ? user.dn : target.dn,
+      dn: external && !sameDnText(target.dn, user.dn) ? user.dn : target.dn,
       ext: external ? user.externalId : target.externalId,
       missing: external ? false : target.missingInDirectory,
       enabled: signIn.enabled,
@@ -458,7 +458,7 @@ async function applyGroupUpdates(
     key: group.nameKey,
     description: group.description,
     search: group.searchText,
-    dn: dnEquals(target.dn, group.dn) ? target.dn : group.dn,
+    dn: sameDnText(target.dn, group.dn) ? target.dn : group.dn,
     ext: group.externalId,
   }));
   const changed = await queryRows<{ id: number }>(
