@@ -210,6 +210,8 @@ class RunImporter {
   private readonly unresolvedReported = new Set<string>();
   /** Entries processed by this attempt's committed batches (the run's own counter includes earlier ones). */
   private processed = 0;
+  /** Set once a phase is read again after the directory came back: batches then skip what was handled. */
+  private readAgain = false;
   /** The run's total as last known here (counted alongside when the run began without one). */
   private total: number | null;
   private createdReported = 0;
@@ -304,6 +306,7 @@ class RunImporter {
           { importRun: this.claim.run.id, attempt, kind: err.classified.kind },
           "the directory stopped answering: reading on after a pause",
         );
+        this.readAgain = true;
         await delay(Math.min(15_000, 1000 * 2 ** Math.min(attempt - 1, 4), window - waited), undefined, {
           signal: this.signal,
         });
@@ -356,7 +359,7 @@ class RunImporter {
     );
     await forEachConcurrently(batches, this.writers, async (read) => {
       // Read again after the directory came back: what a committed batch wrote is not counted twice.
-      const batch = unhandled(read, this.importedUsers);
+      const batch = this.readAgain ? unhandled(read, this.importedUsers) : read;
       if (batch.size === 0) return;
       const ids = batch.values.map((user) => user.externalId);
       for (const id of ids) this.usersInFlight.add(id);
@@ -394,11 +397,13 @@ class RunImporter {
     );
     for await (const read of batches) {
       // Groups a first reading wrote and whose members it had not all read are expanded again.
-      for (const group of read.values) {
-        const id = this.importedGroups.get(group.externalId);
-        if (id !== undefined && id !== null && this.pendingGroups.has(id)) roots.push({ id, dn: group.dn });
+      if (this.readAgain) {
+        for (const group of read.values) {
+          const id = this.importedGroups.get(group.externalId);
+          if (id !== undefined && id !== null && this.pendingGroups.has(id)) roots.push({ id, dn: group.dn });
+        }
       }
-      const batch = unhandled(read, this.importedGroups);
+      const batch = this.readAgain ? unhandled(read, this.importedGroups) : read;
       if (batch.size === 0) continue;
       await this.commit(
         async (tx) => {
