@@ -109,14 +109,31 @@ function requestLogger(logger: Logger): RequestHandler {
         : err || res.statusCode >= 500
           ? "error"
           : "info",
-    autoLogging: {
-      ignore: (req) => Boolean(req.url?.startsWith("/static/") || req.url?.startsWith("/vendor/")),
+    // For any answer of 500 or more pino-http makes up an Error ("failed with status code 502")
+    // whose stack says nothing but pino-http's own frames. Only a real error is kept on the line;
+    // an unexpected one was logged with its stack by errorHandler already.
+    customErrorObject: (_req, res, error, fields) => {
+      if (!isMadeUpError(error, res.statusCode)) return fields;
+      const { err: _madeUp, ...rest } = fields;
+      return rest;
     },
+    customErrorMessage: (_req, res, error) =>
+      isMadeUpError(error, res.statusCode) ? "request completed" : "request errored",
+    autoLogging: { ignore: (req) => isAssetPath(req.url) },
   });
 }
 
-function securityHeaders(config: Config): RequestHandler {
-  return helmet({
+function isMadeUpError(error: Error, statusCode: number): boolean {
+  return error.message === `failed with status code ${statusCode}`;
+}
+
+/** Static files: logged by nobody and cached by browsers, unlike every page and fragment. */
+function isAssetPath(url: string | undefined): boolean {
+  return Boolean(url?.startsWith("/static/") || url?.startsWith("/vendor/") || url === "/favicon.ico");
+}
+
+function securityHeaders(config: Config): RequestHandler[] {
+  const headers = helmet({
     contentSecurityPolicy: {
       directives: {
         "script-src": ["'self'"],
@@ -126,7 +143,42 @@ function securityHeaders(config: Config): RequestHandler {
     },
     strictTransportSecurity: config.secureCookies,
   });
+  return [headers, pageHeaders];
 }
+
+/**
+ * The console uses none of the browser's powerful features (helmet sets no Permissions-Policy), so
+ * a script that got in anyway can't ask for them. Pages and fragments show people, groups and
+ * settings: `no-store` keeps them out of browser and proxy caches (and out of the Back button after
+ * signing out); static files keep their caching (express.static sets it only when none is set).
+ */
+const pageHeaders: RequestHandler = (req, res, next) => {
+  res.set("Permissions-Policy", PERMISSIONS_POLICY);
+  if (!isAssetPath(req.path)) res.set("Cache-Control", "no-store");
+  next();
+};
+
+const PERMISSIONS_POLICY = [
+  "accelerometer",
+  "autoplay",
+  "camera",
+  "display-capture",
+  "fullscreen",
+  "geolocation",
+  "gyroscope",
+  "hid",
+  "magnetometer",
+  "microphone",
+  "midi",
+  "payment",
+  "publickey-credentials-get",
+  "screen-wake-lock",
+  "serial",
+  "usb",
+  "xr-spatial-tracking",
+]
+  .map((feature) => `${feature}=()`)
+  .join(", ");
 
 function sessions(config: Config, database: Database, logger: Logger): RequestHandler {
   const PgStore = connectPgSimple(session);

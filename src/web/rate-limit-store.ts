@@ -56,6 +56,26 @@ export class DatabaseRateLimitStore implements Store {
   }
 }
 
+/**
+ * Where each user signed in from lately (an address and a typed username), kept beside the
+ * counters: `hits` counts the sign-ins, and each one keeps the row for `days` more.
+ */
+export async function rememberSignIn(db: Db, key: string, days: number): Promise<void> {
+  const resetAt = new Date(Date.now() + days * 86_400_000).toISOString();
+  await db.execute(
+    sql`insert into ${rateLimits} (key, hits, reset_at) values (${`signed-in:${key}`}, 1, ${resetAt})
+        on conflict (key) do update set hits = ${rateLimits.hits} + 1, reset_at = excluded.reset_at`,
+  );
+}
+
+export async function signedInBefore(db: Db, key: string): Promise<boolean> {
+  const rows = await queryRows<{ key: string }>(
+    db,
+    sql`select key from ${rateLimits} where key = ${`signed-in:${key}`} and reset_at > now()`,
+  );
+  return rows.length > 0;
+}
+
 /** Drops counters whose window ended; run from the housekeeping timer. */
 export async function pruneRateLimits(db: Db): Promise<void> {
   await db.execute(sql`delete from ${rateLimits} where reset_at < now() - interval '1 hour'`);

@@ -8,27 +8,40 @@ import { safeReturnTo } from "../auth-middleware.ts";
 import { redirectAfterPost } from "../flash.ts";
 import { loginSchema, setupSchema } from "../forms/auth.ts";
 import { type FieldErrors, parseForm } from "../forms/form.ts";
-import { DatabaseRateLimitStore } from "../rate-limit-store.ts";
+import { DatabaseRateLimitStore, rememberSignIn, signedInBefore } from "../rate-limit-store.ts";
 import { render } from "../render.ts";
 
 export interface AuthRouteDeps {
   db: Db;
   externalAuth?: ExternalAuthenticator;
-  /** Failed sign-ins allowed per address and username in a window, and per address alone. */
-  throttle?: { windowMs: number; perAccount: number; perAddress: number };
+  /**
+   * Failed sign-ins allowed in a window: per address and username, per address alone, and per
+   * username from all addresses together (which addresses the user signed in from before pass).
+   */
+  throttle?: { windowMs: number; perAccount: number; perAddress: number; perUsername?: number };
 }
+
+/** How long an address a user signed in from still passes the username's lock. */
+const SIGNED_IN_BEFORE_DAYS = 90;
 
 /** Signing in and out, and the first administrator's set-up. */
 export function authHandlers({ db, externalAuth, throttle }: AuthRouteDeps) {
-  const limits = throttle ?? { windowMs: 15 * 60_000, perAccount: 5, perAddress: 50 };
-
-  const tooMany = (req: Request, res: Response) => {
-    const minutes = Math.ceil(limits.windowMs / 60_000);
+  const limits = { windowMs: 15 * 60_000, perAccount: 5, perAddress: 50, perUsername: 20, ...throttle };
+  const minutes = Math.ceil(limits.windowMs / 60_000);
+  const tooMany = (req: Request, res: Response) =>
     renderLogin(req, res, 429, {
       form: `Too many failed sign-in attempts. Wait ${minutes} minutes, then try again.`,
     });
-  };
-  // Only failed attempts count (a failure answers 401 or 422), so people who sign in are never held up.
+  const usernameLocked = (req: Request, res: Response) =>
+    renderLogin(req, res, 429, {
+      form: `Too many failed sign-in attempts for this username. Wait ${minutes} minutes, or sign in from a network you have signed in from before.`,
+    });
+
+  // Only failures count (401 or 422). Per address: all its failures, and those on one username;
+  // past either it is refused even the right password, or a 429 would tell a guess from the answer.
+  // Per username from all addresses together: the lock that holds guessing spread over many
+  // addresses. An address the user signed in from in the last 90 days passes it (its own limits
+  // still hold), so an attacker elsewhere can't lock the user out; a new address waits it out.
   const loginThrottle = [
     rateLimit({
       windowMs: limits.windowMs,
@@ -41,10 +54,18 @@ export function authHandlers({ db, externalAuth, throttle }: AuthRouteDeps) {
       windowMs: limits.windowMs,
       limit: limits.perAccount,
       skipSuccessfulRequests: true,
-      keyGenerator: (req) =>
-        `${ipKeyGenerator(req.ip ?? "")}|${nameKey(String(req.body?.username ?? "").trim())}`,
+      keyGenerator: addressAndUsername,
       store: new DatabaseRateLimitStore(db, "login-account:"),
       handler: tooMany,
+    }),
+    rateLimit({
+      windowMs: limits.windowMs,
+      limit: limits.perUsername,
+      skipSuccessfulRequests: true,
+      keyGenerator: typedUsernameKey,
+      skip: (req) => signedInBefore(db, addressAndUsername(req)),
+      store: new DatabaseRateLimitStore(db, "login-username:"),
+      handler: usernameLocked,
     }),
   ];
 
@@ -65,6 +86,7 @@ export function authHandlers({ db, externalAuth, throttle }: AuthRouteDeps) {
         req.log.info({ username: form.data.username }, "sign-in refused");
         return renderLogin(req, res, 401, { form: "The username or password is not correct." });
       }
+      await rememberSignIn(db, addressAndUsername(req), SIGNED_IN_BEFORE_DAYS);
       startSession(req, result.user.id, (err) => {
         if (err) return next(err);
         req.log.info({ userId: result.user.id }, "signed in");
@@ -98,6 +120,14 @@ export function authHandlers({ db, externalAuth, throttle }: AuthRouteDeps) {
       });
     },
   };
+}
+
+function typedUsernameKey(req: Request): string {
+  return nameKey(String(req.body?.username ?? "").trim());
+}
+
+function addressAndUsername(req: Request): string {
+  return `${ipKeyGenerator(req.ip ?? "")}|${typedUsernameKey(req)}`;
 }
 
 /** A new session id at sign-in, so an id planted before sign-in is worth nothing after it. */
