@@ -182,7 +182,47 @@ const PERMISSIONS_POLICY = [
 
 function sessions(config: Config, database: Database, logger: Logger): RequestHandler {
   const PgStore = connectPgSimple(session);
-  const store = new PgStore({
+  const idleMs = config.sessionIdleMinutes * 60_000;
+  // Renewing the stored expiry on every request was a write per page view. It is renewed once it
+  // is this old, so an idle session ends after the idle time less at most this much.
+  const renewAfterMs = Math.min(60_000, idleMs / 10);
+  const renewedAt = new Map<string, number>();
+  let prunedAt = Date.now();
+  const remember = (sid: string) => {
+    const now = Date.now();
+    renewedAt.set(sid, now);
+    // An entry older than renewAfterMs saves no write: such entries go, keeping the map small.
+    if (now - prunedAt < renewAfterMs) return;
+    prunedAt = now;
+    for (const [key, at] of renewedAt) if (now - at >= renewAfterMs) renewedAt.delete(key);
+  };
+  class ThrottledTouchStore extends PgStore {
+    override set(sid: string, sess: session.SessionData, callback?: (err?: unknown) => void): void {
+      super.set(sid, sess, (err?: unknown) => {
+        if (!err) remember(sid);
+        callback?.(err);
+      });
+    }
+
+    override touch(sid: string, sess: session.SessionData, callback?: (err?: unknown) => void): void {
+      const at = renewedAt.get(sid);
+      if (at !== undefined && Date.now() - at < renewAfterMs) {
+        callback?.();
+        return;
+      }
+      const touched = (err?: unknown) => {
+        if (!err) remember(sid);
+        callback?.(err);
+      };
+      super.touch(sid, sess, touched as () => void);
+    }
+
+    override destroy(sid: string, callback?: (err?: unknown) => void): void {
+      renewedAt.delete(sid);
+      super.destroy(sid, callback);
+    }
+  }
+  const store = new ThrottledTouchStore({
     pool: database.pool as never,
     tableName: "session",
     createTableIfMissing: false,

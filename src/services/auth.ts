@@ -130,12 +130,29 @@ export async function bootstrapAdmin(
   await createFirstAdmin(db, admin, SYSTEM_ACTOR);
 }
 
-/** Records activity at most once a minute per user, so page views don't each cost a write. */
+const ACTIVITY_INTERVAL_MS = 60_000;
+
+/** When this process last recorded each user's activity, per database. */
+const activityRecorded = new WeakMap<Db, Map<number, number>>();
+
+/**
+ * Records activity at most once a minute per user, so page views don't each cost a write: this
+ * process skips the statement within the minute, and the condition holds across instances.
+ */
 export async function touchActivity(db: Db, userId: number): Promise<void> {
+  const now = Date.now();
+  const recorded = activityRecorded.get(db) ?? new Map<number, number>();
+  activityRecorded.set(db, recorded);
+  const at = recorded.get(userId);
+  if (at !== undefined && now - at < ACTIVITY_INTERVAL_MS) return;
   await db
     .update(users)
     .set({ lastActivityAt: sql`now()` })
     .where(
       sql`${users.id} = ${userId} and (${users.lastActivityAt} is null or ${users.lastActivityAt} < now() - interval '1 minute')`,
     );
+  if (recorded.size > 10_000) {
+    for (const [id, time] of recorded) if (now - time >= ACTIVITY_INTERVAL_MS) recorded.delete(id);
+  }
+  recorded.set(userId, now);
 }

@@ -192,6 +192,11 @@ export function listQuery(query: ListQuery, limit: number, reachesEmails = false
   // which is partial (a generic plan for `kind = $1` can't prove the index covers the rows).
   const kindCondition = scope.kind ? kindIs(scope.kind) : sql`true`;
   const pattern = query.search ? patternLiteral(likePattern(query.search)) : null;
+  // Numbers as literals too: a statement without parameters is planned once per connection and its
+  // plan reused (a search's text is in the statement anyway), where parameters had it planned anew.
+  const rows = sql.raw(String(Math.max(1, Math.trunc(limit))));
+  const dense = sql.raw(String(DENSE_MATCHES));
+  const collected = sql.raw(String(DENSE_MATCHES + 1));
 
   const ctes: SQL[] = [];
   const counts: SQL[] = [];
@@ -199,8 +204,9 @@ export function listQuery(query: ListQuery, limit: number, reachesEmails = false
   for (const table of tables(scope)) {
     const from = sql.raw(table.name);
     const keyset = keysetCondition(table.key, table.rank, direction);
-    const walk = (match: SQL) => sql`(select ${table.rank} as rank, id, ${table.key} as key from ${from}
-        where ${kindCondition} and ${keyset} and ${match} order by ${table.key} ${order} limit ${limit})`;
+    const rank = sql.raw(String(table.rank));
+    const walk = (match: SQL) => sql`(select ${rank} as rank, id, ${table.key} as key from ${from}
+        where ${kindCondition} and ${keyset} and ${match} order by ${table.key} ${order} limit ${rows})`;
     if (pattern === null) {
       // Internal rows are counted on their own index (once); external ones are the rest of the table.
       const internal = sql.raw(`${table.name}_internal`);
@@ -219,27 +225,27 @@ export function listQuery(query: ListQuery, limit: number, reachesEmails = false
     const found = sql.raw(`${table.name}_found`);
     const size = sql`(select count(*) from ${found})`;
     ctes.push(sql`${found} as materialized (select id, ${table.key} as key, kind from ${from}
-        where ${match} limit ${DENSE_MATCHES + 1})`);
+        where ${match} limit ${collected})`);
     // Past DENSE_MATCHES the collection is a sample, so its counts are lower bounds ("3,300+").
     for (const kind of KINDS) {
       counts.push(
         sql`(select count(*)::int from ${found} where ${kindIs(kind)}) as ${countColumn(table, kind)}`,
       );
     }
-    counts.push(sql`${size} > ${DENSE_MATCHES} as ${sql.raw(`${table.name}_overflow`)}`);
+    counts.push(sql`${size} > ${dense} as ${sql.raw(`${table.name}_overflow`)}`);
     if (!table.shown) continue;
-    parts.push(sql`(select ${table.rank} as rank, id, key from ${found}
-        where ${size} <= ${DENSE_MATCHES} and ${kindCondition}
+    parts.push(sql`(select ${rank} as rank, id, key from ${found}
+        where ${size} <= ${dense} and ${kindCondition}
           and ${keysetCondition(sql`key`, table.rank, direction)}
-        order by key ${order} limit ${limit})`);
-    parts.push(walk(sql`${size} > ${DENSE_MATCHES} and ${match}`));
+        order by key ${order} limit ${rows})`);
+    parts.push(walk(sql`${size} > ${dense} and ${match}`));
   }
   const withClause = ctes.length > 0 ? sql`with ${sql.join(ctes, sql`, `)} ` : sql``;
   return sql`${withClause}select counts.*, page.rank, page.id, page.key
     from (select ${sql.join(counts, sql`, `)}) as counts
     left join (
       select rank, id, key from (${sql.join(parts, sql` union all `)}) as parts
-      order by key ${order}, rank ${order} limit ${limit}
+      order by key ${order}, rank ${order} limit ${rows}
     ) as page on true
     order by page.key ${order}, page.rank ${order}`;
 }
