@@ -144,11 +144,10 @@ export function sqlState(err: unknown): string | undefined {
  * postgres.js's own codes and the socket's for a connection that was lost or never made, and the
  * SQLSTATEs a server sends as it drops one (class 08, and 57P01–57P03: terminated, crashed,
  * starting up). Such a failure says nothing about the statement: the same work can be tried again.
+ * Not CONNECTION_ENDED or CONNECTION_DESTROYED: those mean Roster itself closed its pool.
  */
 const CONNECTION_CODES = new Set([
   "CONNECTION_CLOSED",
-  "CONNECTION_ENDED",
-  "CONNECTION_DESTROYED",
   "CONNECT_TIMEOUT",
   "ECONNREFUSED",
   "ECONNRESET",
