@@ -3,6 +3,7 @@
  * objects whose values are sent as raw octets. Raw filters typed by an administrator are checked
  * here first so that mistakes come back with a position, then handed to ldapts' parser.
  */
+
 import {
   AndFilter,
   ApproximateFilter,
@@ -17,6 +18,7 @@ import {
   PresenceFilter,
   SubstringFilter,
 } from "ldapts";
+import { DirectoryError } from "./errors.ts";
 
 export type { Filter } from "ldapts";
 
@@ -43,6 +45,17 @@ export function escapeFilterValue(value: string | Buffer): string {
 }
 
 /** Parses an RFC 4515 filter, reporting the first problem with a 1-based position. */
+/** A directory's configured filter, parsed; a malformed one is the directory's error, not a crash. */
+export function compileDirectoryFilter(filter: string): Filter {
+  const parsed = parseFilter(filter);
+  if (parsed.ok) return parsed.filter;
+  throw new DirectoryError({
+    kind: "protocol",
+    message: `The directory's filter is invalid: ${parsed.message}`,
+    detail: `filter: ${filter}`,
+  });
+}
+
 export function parseFilter(text: string): ParseFilterResult {
   const trimmed = text.trim();
   if (trimmed === "") return { ok: false, message: "The filter is empty." };

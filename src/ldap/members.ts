@@ -8,7 +8,7 @@ import { AndFilter, EqualityFilter, ExtensibleFilter, OrFilter } from "ldapts";
 import type { DirectorySession } from "./client.ts";
 import { DnCache, resolveBase, tryNormalizeDn } from "./dn.ts";
 import { DirectoryError } from "./errors.ts";
-import { type Filter, parseFilter } from "./filter.ts";
+import { compileDirectoryFilter, type Filter } from "./filter.ts";
 import {
   bufferAttributes,
   groupAttributes,
@@ -62,7 +62,7 @@ export async function readGroup(
   const entry = await firstEntry(
     session,
     dn,
-    compile(mapping.groupFilter),
+    compileDirectoryFilter(mapping.groupFilter),
     groupAttributes(mapping),
     mapping,
   );
@@ -154,7 +154,7 @@ export async function* transitiveUserMembers(
     rule: MATCHING_RULE_IN_CHAIN,
     value: groupDn,
   });
-  const filter = and(compile(mapping.userFilter), inChain);
+  const filter = and(compileDirectoryFilter(mapping.userFilter), inChain);
   const base = resolveBase(mapping.userBase, session.connection.baseDn);
   const options = { pageSize: mapping.pageSize, bufferAttributes: bufferAttributes(mapping) };
   const pages = session.searchPages(base, filter, mapping.userScope, userAttributes(mapping), options);
@@ -219,8 +219,8 @@ class MemberResolver {
     private readonly session: DirectorySession,
     private readonly mapping: DirectoryMapping,
   ) {
-    this.userFilter = compile(mapping.userFilter);
-    this.groupFilter = compile(mapping.groupFilter);
+    this.userFilter = compileDirectoryFilter(mapping.userFilter);
+    this.groupFilter = compileDirectoryFilter(mapping.groupFilter);
     this.userAttributes = userAttributes(mapping);
     this.groupAttributes = groupAttributes(mapping);
   }
@@ -478,16 +478,6 @@ function textValues(raw: Entry[string] | undefined): string[] {
   if (raw === undefined) return [];
   const values = Array.isArray(raw) ? raw : [raw];
   return values.map((value) => (Buffer.isBuffer(value) ? value.toString("utf8") : value));
-}
-
-function compile(filter: string): Filter {
-  const parsed = parseFilter(filter);
-  if (parsed.ok) return parsed.filter;
-  throw new DirectoryError({
-    kind: "protocol",
-    message: `The directory's filter is invalid: ${parsed.message}`,
-    detail: `filter: ${filter}`,
-  });
 }
 
 function anyOf(attribute: string, values: string[]): Filter {

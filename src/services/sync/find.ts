@@ -7,7 +7,7 @@ import { type Entry, EqualityFilter } from "ldapts";
 import type { DirectorySession } from "../../ldap/client.ts";
 import { resolveBase } from "../../ldap/dn.ts";
 import { DirectoryError } from "../../ldap/errors.ts";
-import { andFilters, type Filter, parseFilter } from "../../ldap/filter.ts";
+import { andFilters, compileDirectoryFilter, type Filter } from "../../ldap/filter.ts";
 import {
   bufferAttributes,
   groupAttributes,
@@ -53,7 +53,7 @@ export async function findUserEntry(
   keys: EntryKeys,
   options: FindOptions = {},
 ): Promise<FindResult<LdapUser>> {
-  const objectFilter = compile(mapping.userFilter);
+  const objectFilter = compileDirectoryFilter(mapping.userFilter);
   const base = resolveBase(mapping.userBase, session.connection.baseDn);
   const read = (searchBase: string, filter: Filter, scope: "sub" | "one" | "base") =>
     searchEntries(session, searchBase, filter, scope, userAttributes(mapping), mapping, (entry) =>
@@ -99,7 +99,7 @@ export async function findGroupEntry(
   mapping: DirectoryMapping,
   keys: { externalId?: string | null; dn?: string | null; name?: string | null },
 ): Promise<FindResult<LdapGroup>> {
-  const objectFilter = compile(mapping.groupFilter);
+  const objectFilter = compileDirectoryFilter(mapping.groupFilter);
   const base = resolveBase(mapping.groupBase, session.connection.baseDn);
   const read = (searchBase: string, filter: Filter, scope: "sub" | "one" | "base") =>
     searchEntries(session, searchBase, filter, scope, groupAttributes(mapping), mapping, (entry) =>
@@ -177,14 +177,4 @@ async function searchEntries<T>(
     throw err;
   }
   return found;
-}
-
-function compile(filter: string): Filter {
-  const parsed = parseFilter(filter);
-  if (parsed.ok) return parsed.filter;
-  throw new DirectoryError({
-    kind: "protocol",
-    message: `The directory's filter is invalid: ${parsed.message}`,
-    detail: `filter: ${filter}`,
-  });
 }
