@@ -269,6 +269,9 @@ export const importRuns = pgTable(
     claimedBy: text("claimed_by"),
     heartbeatAt: timestamp("heartbeat_at", { withTimezone: true }),
     attempts: integer("attempts").notNull().default(0),
+    /** When a worker last took the run over and read on from its checkpoint, and from which entry count. */
+    resumedAt: timestamp("resumed_at", { withTimezone: true }),
+    resumedFrom: integer("resumed_from"),
     total: integer("total"),
     processed: integer("processed").notNull().default(0),
     created: integer("created").notNull().default(0),
@@ -285,6 +288,37 @@ export const importRuns = pgTable(
     index("import_runs_status_idx").on(t.status, t.createdAt),
     index("import_runs_directory_idx").on(t.directoryId, t.createdAt),
   ],
+);
+
+/**
+ * A running import's checkpoint: every entry its committed batches handled (written in the same
+ * transaction), so a worker taking the run over reads on without counting anything twice. Unlogged
+ * and without an index (the migration says so; it is only read whole, when a run is taken over): a
+ * database crash empties it, and the run then starts again from zero. Rows go when the run ends.
+ */
+export const importRunHandled = pgTable("import_run_handled", {
+  /** No foreign key either: a check per row would cost more than the row; the run's end deletes them. */
+  runId: integer("run_id").notNull(),
+  /** user: a stable id; member: a group DN and a member value reported as not importable. */
+  kind: text("kind", { enum: ["user", "member"] }).notNull(),
+  key: text("key").notNull(),
+  /** The Roster row the entry became (null: skipped). */
+  objectId: integer("object_id"),
+});
+
+/** The groups a running import has handled, with each one's report so far (also unlogged). */
+export const importRunGroups = pgTable(
+  "import_run_groups",
+  {
+    runId: integer("run_id")
+      .notNull()
+      .references(() => importRuns.id, { onDelete: "cascade" }),
+    externalId: text("external_id").notNull(),
+    objectId: integer("object_id"),
+    /** Outcome, changes, members added, finished (null for an entry skipped as not importable). */
+    state: jsonb("state"),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.externalId] })],
 );
 
 /** One row per entry a run did not simply create or leave alone: what happened and why. */

@@ -34,6 +34,13 @@ import {
   upsertUsers,
 } from "../sync/write.ts";
 import {
+  type GroupProgress,
+  loadCheckpoint,
+  recordHandledGroups,
+  recordHandledUsers,
+  recordUnresolved,
+} from "./checkpoint.ts";
+import {
   type Claim,
   type Ending,
   LostClaimError,
@@ -183,6 +190,7 @@ function isDatabaseError(err: unknown): boolean {
 
 interface GroupState {
   id: number;
+  externalId: string;
   name: string;
   dn: string;
   outcome: "created" | "updated" | "unchanged";
@@ -208,8 +216,8 @@ class RunImporter {
   /** Groups whose member count was corrected, and unresolved members reported: once each, re-read or not. */
   private readonly countCorrected = new Set<string>();
   private readonly unresolvedReported = new Set<string>();
-  /** Entries processed by this attempt's committed batches (the run's own counter includes earlier ones). */
-  private processed = 0;
+  /** Entries processed by the run's committed batches, an earlier attempt's included. */
+  private processed: number;
   /** Set once a phase is read again after the directory came back: batches then skip what was handled. */
   private readAgain = false;
   /** The run's total as last known here (counted alongside when the run began without one). */
@@ -235,6 +243,7 @@ class RunImporter {
     this.writers = Math.max(1, deps.writers ?? DEFAULT_WRITERS);
     this.copyRolesFrom = (claim.run.copyRolesFrom as RoleSource | null) ?? null;
     this.total = claim.run.total;
+    this.processed = claim.run.processed;
   }
 
   private get signal(): AbortSignal {
@@ -242,6 +251,7 @@ class RunImporter {
   }
 
   async run(selection: Selection): Promise<void> {
+    if (this.claim.run.resumedAt !== null) await this.resume();
     if (selection.mode === "query") {
       const kinds =
         selection.kind === "both"
@@ -280,6 +290,47 @@ class RunImporter {
       await this.reportMissing(selection.entries);
     }
     await this.finishPendingGroups();
+  }
+
+  /**
+   * Taken over from a worker that stopped: what its committed batches handled is loaded from the
+   * checkpoint, and every phase reads on as after a directory outage, skipping it.
+   */
+  private async resume(): Promise<void> {
+    const checkpoint = await loadCheckpoint(this.deps.db, this.claim.run.id);
+    mergeInto(this.importedUsers, checkpoint.users);
+    for (const [externalId, { id, progress }] of checkpoint.groups) {
+      this.importedGroups.set(externalId, id);
+      if (progress === null) continue;
+      const key = normalizeDn(progress.dn);
+      this.groupIds.set(key, id);
+      if (progress.corrected) this.countCorrected.add(key);
+      if (id === null || progress.outcome === undefined) continue;
+      if (progress.finished) this.finishedGroups.add(id);
+      else {
+        // Its members are read again from the first: those handled before are linked, not counted.
+        this.pendingGroups.set(id, {
+          id,
+          externalId,
+          name: progress.name,
+          dn: progress.dn,
+          outcome: progress.outcome,
+          changes: progress.changes ?? [],
+          members: new Set(),
+          children: new Set(),
+          membersAdded: progress.membersAdded,
+          subgroupsAdded: progress.subgroupsAdded,
+          memberHash: null,
+        });
+      }
+    }
+    for (const key of checkpoint.unresolved) this.unresolvedReported.add(key);
+    this.createdReported = checkpoint.createdListed;
+    this.readAgain = true;
+    this.deps.logger.info(
+      { importRun: this.claim.run.id, processed: this.processed },
+      "import taken over: reading on from its checkpoint",
+    );
   }
 
   /**
@@ -369,6 +420,7 @@ class RunImporter {
             const context = { ...this.context(), insertFirst: this.mostlyNew };
             const result = await upsertUsers(tx, context, batch.values);
             this.mostlyNew = result.counts.created * 2 > batch.values.length;
+            await recordHandledUsers(tx, this.claim.run.id, [...result.ids, ...invalidIds(batch.invalid)]);
             return {
               processed: batch.size,
               counts: addCounts(result.counts, { skipped: batch.invalid.length }),
@@ -396,11 +448,13 @@ class RunImporter {
       1,
     );
     for await (const read of batches) {
-      // Groups a first reading wrote and whose members it had not all read are expanded again.
-      if (this.readAgain) {
+      // While groups a first reading wrote have members it had not all read, the groups it wrote
+      // are walked again (a root may be finished while its nested groups are not): finished groups
+      // are passed over, the others read on.
+      if (this.readAgain && this.pendingGroups.size > 0) {
         for (const group of read.values) {
           const id = this.importedGroups.get(group.externalId);
-          if (id !== undefined && id !== null && this.pendingGroups.has(id)) roots.push({ id, dn: group.dn });
+          if (id !== undefined && id !== null) roots.push({ id, dn: group.dn });
         }
       }
       const batch = this.readAgain ? unhandled(read, this.importedGroups) : read;
@@ -408,6 +462,7 @@ class RunImporter {
       await this.commit(
         async (tx) => {
           const result = await upsertGroups(tx, this.context(), batch.values);
+          await this.recordGroups(tx, batch.values, result, batch.invalid);
           return {
             processed: batch.size,
             counts: addCounts(result.counts, { skipped: batch.invalid.length }),
@@ -426,7 +481,7 @@ class RunImporter {
       );
     }
     for (const root of roots) {
-      if (!this.finishedGroups.has(root.id)) await this.expand(root.dn);
+      if (!this.finishedGroups.has(root.id) || this.pendingGroups.size > 0) await this.expand(root.dn);
     }
   }
 
@@ -468,6 +523,23 @@ class RunImporter {
         const unresolvedOnce = batch.unresolved.filter(
           (member) => !this.unresolvedReported.has(`${batch.groupDn}\n${member.value}`),
         );
+        await recordHandledUsers(tx, this.claim.run.id, users.ids, this.importedUsers);
+        await this.recordGroups(tx, batch.groups, groups, []);
+        await recordUnresolved(
+          tx,
+          this.claim.run.id,
+          unresolvedOnce.map((member) => `${batch.groupDn}\n${member.value}`),
+        );
+        if (parent && linked) {
+          await recordHandledGroups(tx, this.claim.run.id, [
+            this.groupCheckpoint(parent, {
+              membersAdded: parent.membersAdded + linked.membersAdded,
+              subgroupsAdded: parent.subgroupsAdded + linked.subgroupsAdded,
+              corrected: batch.memberValues !== undefined || this.countCorrected.has(normalizeDn(parent.dn)),
+              finished: false,
+            }),
+          ]);
+        }
         const unresolved: ReportedEntry[] = unresolvedOnce.map((member) => ({
           outcome: "skipped",
           kind: "user",
@@ -514,6 +586,14 @@ class RunImporter {
       async (tx) => {
         const pruned = await pruneMembers(tx, group.id, group.members, group.children);
         if (group.memberHash !== null) await rememberMemberList(tx, group.id, group.memberHash);
+        await recordHandledGroups(tx, this.claim.run.id, [
+          this.groupCheckpoint(group, {
+            membersAdded: group.membersAdded,
+            subgroupsAdded: group.subgroupsAdded,
+            corrected: true,
+            finished: true,
+          }),
+        ]);
         const report = groupReport(group, pruned);
         return {
           processed: 0,
@@ -533,7 +613,19 @@ class RunImporter {
     const left = [...this.pendingGroups.values()];
     if (left.length === 0) return;
     await this.commit(
-      async () => {
+      async (tx) => {
+        await recordHandledGroups(
+          tx,
+          this.claim.run.id,
+          left.map((group) =>
+            this.groupCheckpoint(group, {
+              membersAdded: group.membersAdded,
+              subgroupsAdded: group.subgroupsAdded,
+              corrected: true,
+              finished: true,
+            }),
+          ),
+        );
         const counts = emptyCounts();
         const entries: ReportedEntry[] = [];
         for (const group of left) {
@@ -547,6 +639,55 @@ class RunImporter {
     );
   }
 
+  /** Groups this batch handled for the first time go into the run's checkpoint. */
+  private async recordGroups(
+    tx: Db,
+    groups: readonly LdapGroup[],
+    result: GroupBatchResult,
+    invalid: readonly { externalId?: string }[],
+  ): Promise<void> {
+    const fresh = new Map<string, { key: string; id: number | null; progress: GroupProgress | null }>();
+    for (const group of groups) {
+      if (this.importedGroups.has(group.externalId) || fresh.has(group.externalId)) continue;
+      const decision = result.decisions.get(group.externalId);
+      fresh.set(group.externalId, {
+        key: group.externalId,
+        id: result.ids.get(group.externalId) ?? null,
+        progress: {
+          dn: group.dn,
+          name: group.name,
+          ...(decision ? { outcome: decision.outcome, changes: decision.changes } : {}),
+          membersAdded: 0,
+          subgroupsAdded: 0,
+          corrected: false,
+          finished: false,
+        },
+      });
+    }
+    for (const { externalId } of invalid) {
+      if (externalId !== undefined && !fresh.has(externalId))
+        fresh.set(externalId, { key: externalId, id: null, progress: null });
+    }
+    await recordHandledGroups(tx, this.claim.run.id, [...fresh.values()]);
+  }
+
+  private groupCheckpoint(
+    group: GroupState,
+    progress: Pick<GroupProgress, "membersAdded" | "subgroupsAdded" | "corrected" | "finished">,
+  ): { key: string; id: number; progress: GroupProgress } {
+    return {
+      key: group.externalId,
+      id: group.id,
+      progress: {
+        dn: group.dn,
+        name: group.name,
+        outcome: group.outcome,
+        changes: group.changes,
+        ...progress,
+      },
+    };
+  }
+
   private rememberGroup(group: LdapGroup, result: GroupBatchResult): number | null {
     const id = result.ids.get(group.externalId) ?? null;
     this.importedGroups.set(group.externalId, id);
@@ -555,6 +696,7 @@ class RunImporter {
     if (id !== null && decision && !this.pendingGroups.has(id) && !this.finishedGroups.has(id)) {
       this.pendingGroups.set(id, {
         id,
+        externalId: group.externalId,
         name: group.name,
         dn: group.dn,
         outcome: decision.outcome,
@@ -828,6 +970,12 @@ function markHandled(handled: Map<string, number | null>, invalid: readonly { ex
 
 function mergeInto(target: Map<string, number | null>, source: Map<string, number | null>): void {
   for (const [key, value] of source) target.set(key, value);
+}
+
+function invalidIds(invalid: readonly { externalId?: string }[]): [string, null][] {
+  return invalid.flatMap(({ externalId }) =>
+    externalId === undefined ? [] : [[externalId, null] as [string, null]],
+  );
 }
 
 function definedIds(ids: (number | null | undefined)[]): number[] {

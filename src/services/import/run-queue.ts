@@ -1,14 +1,15 @@
 /**
  * Import runs as a queue in the database. Any number of Roster instances may share it: a run is
  * claimed with FOR UPDATE SKIP LOCKED, its worker keeps a heartbeat, and a run whose heartbeat
- * went stale (the worker died) is claimed again — from the start, since every batch it wrote is
- * complete and re-importing it changes nothing.
+ * went stale (the worker died) is claimed again and reads on from its checkpoint (checkpoint.ts):
+ * every batch it wrote is complete, and what it handled is not counted again.
  */
 import { and, asc, count, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
 import { importRunEntries, importRuns } from "../../db/schema.ts";
 import type { Actor } from "../audit.ts";
 import { recordAudit } from "../audit.ts";
+import { forgetCheckpoint, hasCheckpoint } from "./checkpoint.ts";
 import type {
   EntryKind,
   Outcome,
@@ -65,16 +66,16 @@ export interface Claim {
 }
 
 /**
- * Claims the oldest queued run, or a running one whose worker stopped sending heartbeats. A claim
- * starts the run afresh: counters and report of an abandoned attempt are cleared.
+ * Claims the oldest queued run, or a running one whose worker stopped sending heartbeats. A run
+ * with a checkpoint keeps its counters and report and reads on; any other starts afresh.
  */
 export async function claimNextRun(db: Db, workerId: string, staleAfterMs: number): Promise<Claim | null> {
   const staleSeconds = staleAfterMs / 1000;
   await giveUpAbandonedRuns(db, staleSeconds);
   return db.transaction(async (tx) => {
-    const [run] = await queryRows<{ id: number }>(
+    const [run] = await queryRows<{ id: number; processed: number }>(
       tx as unknown as Db,
-      sql`select id from import_runs
+      sql`select id, processed from import_runs
           where not cancel_requested and (
             status = 'queued'
             or (status = 'running' and heartbeat_at < now() - make_interval(secs => ${staleSeconds}))
@@ -85,7 +86,27 @@ export async function claimNextRun(db: Db, workerId: string, staleAfterMs: numbe
     );
     if (!run) return null;
     const id = Number(run.id);
+    const txDb = tx as unknown as Db;
+    // A run taken over reads on from its checkpoint; without one (it wrote nothing yet, or a
+    // database crash emptied the unlogged table) it starts afresh.
+    if (run.processed > 0 && (await hasCheckpoint(txDb, id))) {
+      const [resumed] = await tx
+        .update(importRuns)
+        .set({
+          status: "running",
+          claimedBy: workerId,
+          heartbeatAt: sql`now()`,
+          attempts: sql`${importRuns.attempts} + 1`,
+          resumedAt: sql`now()`,
+          resumedFrom: sql`${importRuns.processed}`,
+          error: null,
+        })
+        .where(eq(importRuns.id, id))
+        .returning();
+      return resumed ? { run: resumed, workerId } : null;
+    }
     await tx.delete(importRunEntries).where(eq(importRunEntries.runId, id));
+    await forgetCheckpoint(txDb, id);
     const [claimed] = await tx
       .update(importRuns)
       .set({
@@ -95,6 +116,8 @@ export async function claimNextRun(db: Db, workerId: string, staleAfterMs: numbe
         attempts: sql`${importRuns.attempts} + 1`,
         startedAt: sql`coalesce(${importRuns.startedAt}, now())`,
         processed: 0,
+        resumedAt: null,
+        resumedFrom: null,
         // An earlier attempt's groups made the total grow by their members: it starts afresh too.
         // Chosen entries are known; matches of a query are counted again by the worker.
         total: sql`case when ${importRuns.selection}->>'mode' = 'entries' then jsonb_array_length(${importRuns.selection}->'entries')
@@ -171,8 +194,9 @@ export async function recordProgress(
       failed: sql`${importRuns.failed} + ${counts.failed}`,
       ...(progress.totalGrowth
         ? {
-            // Without a total yet, what is known: the entries processed, this batch's included.
-            total: sql`coalesce(${importRuns.total}, ${importRuns.processed} + ${progress.processed}) + ${progress.totalGrowth}`,
+            // Without a total yet, what is known: the entries processed, this batch's included. Never
+            // below that (a group read on after a takeover finds members handled before as repeats).
+            total: sql`greatest(coalesce(${importRuns.total}, ${importRuns.processed} + ${progress.processed}) + ${progress.totalGrowth}, ${importRuns.processed} + ${progress.processed})`,
           }
         : {}),
       heartbeatAt: sql`now()`,
@@ -216,7 +240,10 @@ export async function finishRun(db: Db, claim: Claim, ending: Ending): Promise<I
       })
       .where(claimedBy(claim))
       .returning();
-    if (run) await auditRun(tx as unknown as Db, run);
+    if (run) {
+      await forgetCheckpoint(tx as unknown as Db, run.id);
+      await auditRun(tx as unknown as Db, run);
+    }
     return run ?? null;
   });
 }
