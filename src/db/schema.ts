@@ -61,6 +61,17 @@ export const directories = pgTable("directories", {
   lastTestOk: boolean("last_test_ok"),
   lastUserCount: integer("last_user_count"),
   lastGroupCount: integer("last_group_count"),
+  /** Synchronized automatically every this many minutes (null: only when asked). */
+  syncIntervalMinutes: integer("sync_interval_minutes").default(60),
+  /** When the next scheduled synchronization is due: claimed by one instance, then moved on. */
+  nextSyncAt: timestamp("next_sync_at", { withTimezone: true }).default(sql`now() + interval '1 hour'`),
+  /**
+   * A synchronization whose removals (users disabled, groups marked missing, memberships removed)
+   * exceed this share of the directory's users in Roster, or this many, whichever is larger, holds
+   * them for review instead of applying them.
+   */
+  holdRemovalsPercent: integer("hold_removals_percent").notNull().default(5),
+  holdRemovalsMinimum: integer("hold_removals_minimum").notNull().default(50),
   createdAt: createdAt(),
   updatedAt: updatedAt(),
 });
@@ -258,10 +269,14 @@ export const importRuns = pgTable(
     actorId: integer("actor_id").references(() => users.id, { onDelete: "set null" }),
     actorName: text("actor_name").notNull(),
     /** What was searched (text or raw filter) and what was chosen: kept to re-run and to show. */
+    /** An import of chosen entries, or a synchronization of everything imported from the directory. */
+    kind: text("kind", { enum: ["import", "synchronization"] })
+      .notNull()
+      .default("import"),
     query: text("query").notNull().default(""),
     selection: jsonb("selection").notNull(),
     copyRolesFrom: jsonb("copy_roles_from"),
-    status: text("status", { enum: ["queued", "running", "succeeded", "failed", "cancelled"] })
+    status: text("status", { enum: ["queued", "running", "succeeded", "failed", "cancelled", "held"] })
       .notNull()
       .default("queued"),
     cancelRequested: boolean("cancel_requested").notNull().default(false),
@@ -280,6 +295,15 @@ export const importRuns = pgTable(
     skipped: integer("skipped").notNull().default(0),
     failed: integer("failed").notNull().default(0),
     error: text("error"),
+    /**
+     * A synchronization that held its removals: why, how many, and what an administrator decided
+     * (applied, discarded, or superseded by a later synchronization).
+     */
+    heldReason: text("held_reason"),
+    heldCount: integer("held_count"),
+    review: text("review", { enum: ["applied", "discarded", "superseded"] }),
+    reviewedBy: text("reviewed_by"),
+    reviewedAt: timestamp("reviewed_at", { withTimezone: true }),
     createdAt: createdAt(),
     startedAt: timestamp("started_at", { withTimezone: true }),
     finishedAt: timestamp("finished_at", { withTimezone: true }),
@@ -319,6 +343,31 @@ export const importRunGroups = pgTable(
     state: jsonb("state"),
   },
   (t) => [primaryKey({ columns: [t.runId, t.externalId] })],
+);
+
+/**
+ * What a synchronization would remove: users whose entries are gone (disabled and marked missing),
+ * groups gone (marked missing), memberships the directory no longer lists. Collected while the run
+ * reads, applied at its end when the safety guard lets it, held for review otherwise.
+ */
+export const syncRemovals = pgTable(
+  "sync_removals",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    runId: integer("run_id")
+      .notNull()
+      .references(() => importRuns.id, { onDelete: "cascade" }),
+    change: text("change", {
+      enum: ["disable_user", "group_missing", "remove_member", "remove_subgroup"],
+    }).notNull(),
+    /** The user disabled or removed from the group. */
+    userId: integer("user_id").references(() => users.id, { onDelete: "cascade" }),
+    /** The group marked missing, or the group a member or subgroup leaves. */
+    groupId: integer("group_id").references(() => groups.id, { onDelete: "cascade" }),
+    /** The subgroup removed from groupId. */
+    childId: integer("child_id").references(() => groups.id, { onDelete: "cascade" }),
+  },
+  (t) => [index("sync_removals_run_idx").on(t.runId, t.change)],
 );
 
 /** One row per entry a run did not simply create or leave alone: what happened and why. */

@@ -13,6 +13,7 @@ import { home } from "./routes/home.ts";
 import { importHandlers } from "./routes/imports.ts";
 import { roleHandlers } from "./routes/roles.ts";
 import { settings } from "./routes/settings.ts";
+import { synchronizationHandlers } from "./routes/synchronization.ts";
 import { userDirectoryHandlers } from "./routes/user-directory.ts";
 import { userHandlers } from "./routes/users.ts";
 
@@ -41,6 +42,7 @@ export function routes(deps: RouteDeps): Router {
   const auditLog = auditLogHandlers(deps);
   const imports = importHandlers(deps);
   const directories = directoryHandlers(deps);
+  const synchronization = synchronizationHandlers(deps);
 
   router.get("/login", auth.loginForm);
   router.post("/login", ...auth.loginThrottle, auth.login);
@@ -108,6 +110,7 @@ export function routes(deps: RouteDeps): Router {
   router.get("/imports", imports.list);
   router.get("/imports/:runId", imports.show);
   router.post("/imports/:runId/cancellation", imports.cancel);
+  router.post("/imports/:runId/held-changes", synchronization.review);
 
   router.get("/settings", settings.index);
   router.get("/settings/audit-log", auditLog.index);
@@ -122,6 +125,9 @@ export function routes(deps: RouteDeps): Router {
   router.post("/settings/directories/:directoryId/connection-tests", directories.testSaved);
   router.post("/settings/directories/:directoryId/position", directories.move);
   router.post("/settings/directories/:directoryId/enabled", directories.setEnabled);
+  router.get("/settings/directories/:directoryId/synchronization", synchronization.show);
+  router.post("/settings/directories/:directoryId/synchronization", synchronization.save);
+  router.post("/settings/directories/:directoryId/synchronizations", synchronization.synchronizeNow);
   router.get("/settings/directories/:directoryId/delete", directories.deleteForm);
   router.post("/settings/directories/:directoryId/delete", directories.destroy);
   // Not :directoryId: a missing directory here gets the imports' own 404 page, as it always has.

@@ -23,7 +23,15 @@ import {
   searchEntries,
   userIdsInDirectory,
 } from "../sync/directory-reads.ts";
-import { directoryHasUsers } from "../sync/store.ts";
+import {
+  applyRemovals,
+  collectMembershipRemovals,
+  collectMissing,
+  countRemovals,
+  guardVerdict,
+  totalRemovals,
+} from "../sync/removals.ts";
+import { directoryHasUsers, directoryHoldings, importedExternalIds } from "../sync/store.ts";
 import {
   type GroupBatchResult,
   linkMembers,
@@ -125,9 +133,10 @@ export async function executeRun(
   try {
     if (run.directoryId === null) return { status: "failed", error: "The directory was deleted." };
     const done = await withStoredDirectory({ ...deps, logger: log }, run.directoryId, (session, loaded) =>
-      new RunImporter(deps, claim, session, loaded.mapping, loaded.directory.id, controller).run(
-        run.selection as Selection,
-      ),
+      new RunImporter(deps, claim, session, loaded.mapping, loaded.directory.id, controller, {
+        percent: loaded.directory.holdRemovalsPercent,
+        minimum: loaded.directory.holdRemovalsMinimum,
+      }).run(run.selection as Selection),
     );
     if (!done.ok) {
       // An error the directory answered mid-run is judged below like any other (a cancel may explain it).
@@ -138,7 +147,7 @@ export async function executeRun(
           : done.message;
       return { status: "failed", error };
     }
-    return { status: "succeeded" };
+    return done.value;
   } catch (err) {
     const stopped = stopReason(err, controller);
     if (stopped === "cancel") return { status: "cancelled" };
@@ -220,6 +229,10 @@ class RunImporter {
   private processed: number;
   /** Set once a phase is read again after the directory came back: batches then skip what was handled. */
   private readAgain = false;
+  /** A synchronization: only what was imported before is refreshed, and removals are collected. */
+  private syncing = false;
+  /** User entries a synchronization read (imported or not): the guard's evidence of a sound answer. */
+  private usersRead = 0;
   /** The run's total as last known here (counted alongside when the run began without one). */
   private total: number | null;
   private createdReported = 0;
@@ -238,6 +251,7 @@ class RunImporter {
     private readonly mapping: DirectoryMapping,
     private readonly directoryId: number,
     private readonly controller: AbortController,
+    private readonly guard: { percent: number; minimum: number },
   ) {
     this.batchSize = deps.batchSize ?? DEFAULT_BATCH_SIZE;
     this.writers = Math.max(1, deps.writers ?? DEFAULT_WRITERS);
@@ -250,8 +264,9 @@ class RunImporter {
     return this.controller.signal;
   }
 
-  async run(selection: Selection): Promise<void> {
+  async run(selection: Selection): Promise<Ending> {
     if (this.claim.run.resumedAt !== null) await this.resume();
+    if (selection.mode === "synchronize") return this.synchronize();
     if (selection.mode === "query") {
       const kinds =
         selection.kind === "both"
@@ -290,6 +305,83 @@ class RunImporter {
       await this.reportMissing(selection.entries);
     }
     await this.finishPendingGroups();
+    return { status: "succeeded" };
+  }
+
+  /**
+   * A synchronization: every user and group imported from the directory is read again and
+   * refreshed, imported groups gain their new members (imported as a group import would), and what
+   * the directory no longer has is removed at the end — unless the safety guard holds it.
+   */
+  private async synchronize(): Promise<Ending> {
+    this.syncing = true;
+    const held = await directoryHoldings(this.deps.db, this.directoryId);
+    if (this.claim.run.total === null) {
+      await setTotal(this.deps.db, this.claim, held.users + held.groups);
+      this.total = held.users + held.groups;
+    }
+    const phases: ["user" | "group", number][] = [
+      ["user", held.users],
+      ["group", held.groups],
+    ];
+    for (const [kind, count] of phases) {
+      if (count === 0) continue;
+      const filter = importFilter(kind, "", this.mapping);
+      if (!filter.ok) throw new Error(`The directory's ${kind} filter is not valid: ${filter.message}`);
+      const pages = () =>
+        searchEntries(this.session, this.mapping, kind, filter.filter, { signal: this.signal });
+      if (kind === "user") await this.readingOn(() => this.importUsers(pages()));
+      else await this.readingOn(() => this.importGroups(pages()));
+    }
+    await this.finishPendingGroups();
+    return this.settleRemovals(held.usersPresent);
+  }
+
+  /** The guard decides: the removals the run collected are applied with its last batch, or held. */
+  private async settleRemovals(usersHeld: number): Promise<Ending> {
+    let ending: Ending = { status: "succeeded" };
+    const runId = this.claim.run.id;
+    await this.commit(
+      async (tx) => {
+        await collectMissing(tx, runId, this.directoryId);
+        const removals = await countRemovals(tx, runId);
+        const verdict = guardVerdict({
+          removals,
+          usersHeld,
+          usersRead: this.usersRead,
+          percent: this.guard.percent,
+          minimum: this.guard.minimum,
+        });
+        if (verdict !== null) {
+          ending = { status: "held", reason: verdict, count: totalRemovals(removals) };
+          return { processed: 0, counts: emptyCounts(), entries: [] };
+        }
+        const applied = await applyRemovals(tx, runId);
+        return {
+          processed: applied.updated,
+          counts: addCounts(emptyCounts(), { updated: applied.updated }),
+          entries: [],
+        };
+      },
+      () => {},
+    );
+    return ending;
+  }
+
+  /** Of a batch a synchronization read, the entries imported before (the others are not its business). */
+  private async onlyImported<T extends { externalId: string }>(
+    kind: "user" | "group",
+    batch: MappedBatch<T>,
+  ): Promise<MappedBatch<T>> {
+    const ids = [
+      ...batch.values.map((v) => v.externalId),
+      ...batch.invalid.flatMap((i) => (i.externalId === undefined ? [] : [i.externalId])),
+    ];
+    const known = await importedExternalIds(this.deps.db, kind, this.directoryId, ids);
+    const values = batch.values.filter((v) => known.has(v.externalId));
+    // An imported entry that can't be read any more is reported (and not taken for gone).
+    const invalid = batch.invalid.filter((i) => i.externalId !== undefined && known.has(i.externalId));
+    return { values, invalid, size: values.length + invalid.length };
   }
 
   /**
@@ -409,8 +501,10 @@ class RunImporter {
       1,
     );
     await forEachConcurrently(batches, this.writers, async (read) => {
+      if (this.syncing) this.usersRead += read.size;
       // Read again after the directory came back: what a committed batch wrote is not counted twice.
-      const batch = this.readAgain ? unhandled(read, this.importedUsers) : read;
+      const fresh = this.readAgain ? unhandled(read, this.importedUsers) : read;
+      const batch = this.syncing ? await this.onlyImported("user", fresh) : fresh;
       if (batch.size === 0) return;
       const ids = batch.values.map((user) => user.externalId);
       for (const id of ids) this.usersInFlight.add(id);
@@ -457,7 +551,8 @@ class RunImporter {
           if (id !== undefined && id !== null) roots.push({ id, dn: group.dn });
         }
       }
-      const batch = this.readAgain ? unhandled(read, this.importedGroups) : read;
+      const fresh = this.readAgain ? unhandled(read, this.importedGroups) : read;
+      const batch = this.syncing ? await this.onlyImported("group", fresh) : fresh;
       if (batch.size === 0) continue;
       await this.commit(
         async (tx) => {
@@ -584,7 +679,16 @@ class RunImporter {
   private async finishGroup(group: GroupState): Promise<void> {
     await this.commit(
       async (tx) => {
-        const pruned = await pruneMembers(tx, group.id, group.members, group.children);
+        // A synchronization collects what left, for the guard; an import removes it at once.
+        const pruned = this.syncing
+          ? await collectMembershipRemovals(
+              tx,
+              this.claim.run.id,
+              group.id,
+              group.members,
+              group.children,
+            ).then(() => ({ membersRemoved: 0, subgroupsRemoved: 0 }))
+          : await pruneMembers(tx, group.id, group.members, group.children);
         if (group.memberHash !== null) await rememberMemberList(tx, group.id, group.memberHash);
         await recordHandledGroups(tx, this.claim.run.id, [
           this.groupCheckpoint(group, {

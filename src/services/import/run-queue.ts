@@ -4,7 +4,7 @@
  * went stale (the worker died) is claimed again and reads on from its checkpoint (checkpoint.ts):
  * every batch it wrote is complete, and what it handled is not counted again.
  */
-import { and, asc, count, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, inArray, isNull, type SQL, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
 import { importRunEntries, importRuns } from "../../db/schema.ts";
 import type { Actor } from "../audit.ts";
@@ -46,6 +46,7 @@ export async function createRun(db: Db, input: NewRun): Promise<ImportRun> {
   const [run] = await db
     .insert(importRuns)
     .values({
+      kind: input.selection.mode === "synchronize" ? "synchronization" : "import",
       directoryId: input.directory.id,
       directoryName: input.directory.name,
       actorId: input.actor.id,
@@ -223,7 +224,11 @@ export async function setTotal(db: Db, claim: Claim, total: number): Promise<voi
     .where(claimedBy(claim));
 }
 
-export type Ending = { status: "succeeded" } | { status: "cancelled" } | { status: "failed"; error: string };
+export type Ending =
+  | { status: "succeeded" }
+  | { status: "cancelled" }
+  | { status: "failed"; error: string }
+  | { status: "held"; reason: string; count: number };
 
 /** Closes the run and writes its audit-log entry; nothing happens when the claim was lost. */
 export async function finishRun(db: Db, claim: Claim, ending: Ending): Promise<ImportRun | null> {
@@ -236,12 +241,34 @@ export async function finishRun(db: Db, claim: Claim, ending: Ending): Promise<I
         finishedAt: sql`now()`,
         claimedBy: null,
         // A finished run's bar is full: the total is what was actually processed.
-        ...(ending.status === "succeeded" ? { total: sql`${importRuns.processed}` } : {}),
+        ...(ending.status === "succeeded" || ending.status === "held"
+          ? { total: sql`${importRuns.processed}` }
+          : {}),
+        ...(ending.status === "held" ? { heldReason: ending.reason, heldCount: ending.count } : {}),
       })
       .where(claimedBy(claim))
       .returning();
     if (run) {
       await forgetCheckpoint(tx as unknown as Db, run.id);
+      if (
+        run.kind === "synchronization" &&
+        run.directoryId !== null &&
+        ending.status !== "failed" &&
+        ending.status !== "cancelled"
+      ) {
+        // A later synchronization has looked again: what an earlier one held is out of date.
+        await tx
+          .update(importRuns)
+          .set({ review: "superseded", reviewedAt: sql`now()` })
+          .where(
+            and(
+              eq(importRuns.directoryId, run.directoryId),
+              eq(importRuns.status, "held"),
+              isNull(importRuns.review),
+              sql`${importRuns.id} <> ${run.id}`,
+            ),
+          );
+      }
       await auditRun(tx as unknown as Db, run);
     }
     return run ?? null;
@@ -335,7 +362,7 @@ export async function listRunEntries(
 }
 
 export function isFinished(status: RunStatus): boolean {
-  return status === "succeeded" || status === "failed" || status === "cancelled";
+  return status === "succeeded" || status === "failed" || status === "cancelled" || status === "held";
 }
 
 function claimedBy(claim: Claim): SQL | undefined {
@@ -346,12 +373,12 @@ function claimedBy(claim: Claim): SQL | undefined {
   );
 }
 
-async function auditRun(db: Db, run: ImportRun): Promise<void> {
+export async function auditRun(db: Db, run: ImportRun): Promise<void> {
   await recordAudit(
     db,
     { id: run.actorId, name: run.actorName },
     {
-      action: `import.${run.status}`,
+      action: `${run.kind === "synchronization" ? "synchronization" : "import"}.${run.status}`,
       targetType: "directory",
       targetId: run.directoryId ?? "",
       targetName: run.directoryName,
@@ -364,6 +391,7 @@ async function auditRun(db: Db, run: ImportRun): Promise<void> {
         skipped: run.skipped,
         failed: run.failed,
         ...(run.error ? { error: run.error } : {}),
+        ...(run.heldReason ? { held: run.heldCount, reason: run.heldReason } : {}),
         ...(run.copyRolesFrom ? { copyRolesFrom: run.copyRolesFrom } : {}),
       },
     },

@@ -22,6 +22,9 @@ export interface SelectedEntry {
  */
 export type Selection =
   | { mode: "query"; text: string; kind: ImportKind }
-  | { mode: "entries"; entries: SelectedEntry[] };
+  | { mode: "entries"; entries: SelectedEntry[] }
+  /** A synchronization: every user and group imported from the directory (see sync/removals.ts). */
+  | { mode: "synchronize"; trigger: "schedule" | "manual" };
 
-export type RunStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+/** held: a synchronization that applied its additions and updates and holds its removals for review. */
+export type RunStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled" | "held";

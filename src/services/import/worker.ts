@@ -1,5 +1,6 @@
 /**
- * The background worker of one Roster instance: claims import runs from the database queue, keeps
+ * The background worker of one Roster instance: queues the scheduled synchronizations that are due,
+ * claims import and synchronization runs from the database queue, keeps
  * their heartbeat, stops them when cancelled, and puts its run back in the queue when the instance
  * shuts down. Started by server.ts; tests start it (or call `runOnce`) themselves.
  */
@@ -8,6 +9,7 @@ import { hostname } from "node:os";
 import type { Logger } from "pino";
 import type { Db } from "../../db/client.ts";
 import type { SecretBox } from "../secrets.ts";
+import { queueDueSynchronizations } from "../sync/schedule.ts";
 import { type ExecuteDeps, executeRun, type ImportHooks, RunStopped } from "./importer.ts";
 import { type Claim, claimNextRun, finishRun, heartbeat, releaseRun } from "./run-queue.ts";
 
@@ -104,6 +106,13 @@ export function createImportWorker(options: ImportWorkerOptions): ImportWorker {
   async function drain(): Promise<void> {
     do {
       wanted = false;
+      try {
+        const queued = await queueDueSynchronizations(options.db);
+        for (const run of queued)
+          log.info({ importRun: run.id, directory: run.directoryName }, "scheduled synchronization queued");
+      } catch (err) {
+        log.warn({ err }, "import worker could not queue the scheduled synchronizations");
+      }
       try {
         while (!stopped && (await runOnce())) {
           // keep going while there is work

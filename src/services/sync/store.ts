@@ -55,6 +55,44 @@ export async function directoryHasUsers(db: Db, directoryId: number): Promise<bo
   return row?.found === true;
 }
 
+/**
+ * What Roster holds of a directory: its users and groups (a synchronization reads them all again,
+ * those marked missing included: their entries may be back), and how many of the users are present.
+ */
+export async function directoryHoldings(
+  db: Db,
+  directoryId: number,
+): Promise<{ users: number; usersPresent: number; groups: number }> {
+  const [row] = await queryRows<{ users: number; present: number; groups: number }>(
+    db,
+    sql`select count(*)::int as users, (count(*) filter (where not missing_in_directory))::int as present,
+               (select count(*)::int from groups where directory_id = ${directoryId}) as groups
+        from users where directory_id = ${directoryId} and kind = 'external'`,
+  );
+  return {
+    users: Number(row?.users ?? 0),
+    usersPresent: Number(row?.present ?? 0),
+    groups: Number(row?.groups ?? 0),
+  };
+}
+
+/** Which of these stable ids are of users (or groups) imported from the directory. */
+export async function importedExternalIds(
+  db: Db,
+  kind: "user" | "group",
+  directoryId: number,
+  externalIds: readonly string[],
+): Promise<Set<string>> {
+  if (externalIds.length === 0) return new Set();
+  const table = sql.raw(kind === "user" ? "users" : "groups");
+  const rows = await queryRows<{ external_id: string }>(
+    db,
+    sql`select external_id from ${table}
+        where directory_id = ${directoryId} and external_id = any(${textArray(externalIds)}::text[])`,
+  );
+  return new Set(rows.map((row) => row.external_id));
+}
+
 export async function lookupUsers(
   db: Db,
   directoryId: number,

@@ -38,6 +38,7 @@ import {
   type SelectedEntry,
 } from "../../services/import/types.ts";
 import type { SecretBox } from "../../services/secrets.ts";
+import { listRemovals } from "../../services/sync/removals.ts";
 import { redirectAfterPost, redirectWhenSaved } from "../flash.ts";
 import type { FieldErrors } from "../forms/form.ts";
 import { choicesSchema, entrySchema, one, type SearchParams, searchSchema } from "../forms/imports.ts";
@@ -63,6 +64,8 @@ export interface ImportRouteDeps {
 const RESULTS_PER_PAGE = 50;
 const RUNS_PER_PAGE = 25;
 const ENTRIES_PER_PAGE = 50;
+/** Held removals listed on a run page (the count says how many there are in all). */
+const HELD_SHOWN = 500;
 const MAX_QUERY_LENGTH = 1000;
 
 export function importHandlers(deps: ImportRouteDeps) {
@@ -181,13 +184,17 @@ export function importHandlers(deps: ImportRouteDeps) {
           offset: (page - 1) * ENTRIES_PER_PAGE,
         })
       : null;
+    const held =
+      run.status === "held" ? await listRemovals(db, run.id, { limit: HELD_SHOWN, offset: 0 }) : null;
     render(
       req,
       res,
       "imports/show",
       {
-        title: `Import #${run.id}`,
+        title: `${run.kind === "synchronization" ? "Synchronization" : "Import"} #${run.id}`,
         run,
+        held,
+        heldShown: HELD_SHOWN,
         counts,
         outcome,
         report,
@@ -460,7 +467,16 @@ function outcomeOf(raw: unknown, counts: Record<Outcome, number>): Outcome {
 }
 
 function selectionText(run: ImportRun): string {
-  const selection = run.selection as { mode: string; text?: string; kind?: ImportKind; entries?: unknown[] };
+  const selection = run.selection as {
+    mode: string;
+    text?: string;
+    kind?: ImportKind;
+    entries?: unknown[];
+    trigger?: string;
+  };
+  if (selection.mode === "synchronize") {
+    return `Every user and group imported from the directory (${selection.trigger === "schedule" ? "on its schedule" : "asked for"})`;
+  }
   if (selection.mode === "query") {
     const what =
       selection.kind === "users" ? "users" : selection.kind === "groups" ? "groups" : "users and groups";
