@@ -72,6 +72,12 @@ export const directories = pgTable("directories", {
    */
   holdRemovalsPercent: integer("hold_removals_percent").notNull().default(5),
   holdRemovalsMinimum: integer("hold_removals_minimum").notNull().default(50),
+  /**
+   * Where the last synchronization left off (sync/incremental.ts): the directory's own time of the
+   * newest change it read, the settings it read with, and when it last looked for deleted entries.
+   * Null: the next synchronization reads everything.
+   */
+  syncState: jsonb("sync_state"),
   createdAt: createdAt(),
   updatedAt: updatedAt(),
 });
@@ -275,6 +281,10 @@ export const importRuns = pgTable(
       .default("import"),
     query: text("query").notNull().default(""),
     selection: jsonb("selection").notNull(),
+    /** A synchronization's reading: every entry (full), or those changed since the last one. */
+    syncMethod: text("sync_method", { enum: ["full", "incremental"] }),
+    /** Why a synchronization read everything, or how far back an incremental one read. */
+    syncNote: text("sync_note"),
     copyRolesFrom: jsonb("copy_roles_from"),
     status: text("status", { enum: ["queued", "running", "succeeded", "failed", "cancelled", "held"] })
       .notNull()

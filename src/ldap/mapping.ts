@@ -102,6 +102,33 @@ export function mapGroup(entry: Entry, mapping: DirectoryMapping): MapResult<Lda
   };
 }
 
+/** An entry's stable id alone (an entry read with nothing but that attribute). */
+export function stableIdOf(entry: Entry, mapping: DirectoryMapping): string | null {
+  return new EntryAttributes(entry).uniqueId(mapping.attrUniqueId) ?? null;
+}
+
+/** The operational attribute that says when an entry last changed (OpenLDAP, 389 DS, Active Directory). */
+export const CHANGED_AT_ATTRIBUTE = "modifyTimestamp";
+
+/** When the entry last changed, in ms since the epoch, from its modifyTimestamp (server time). */
+export function changedAtOf(entry: Entry): number | null {
+  return parseGeneralizedTime(new EntryAttributes(entry).first(CHANGED_AT_ATTRIBUTE));
+}
+
+/** LDAP GeneralizedTime in UTC (`20261207152100Z`, `20261207152100.0Z`) → ms since the epoch. */
+export function parseGeneralizedTime(text: string | null): number | null {
+  const m = text ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:[.,]\d+)?Z$/.exec(text) : null;
+  if (!m) return null;
+  const [, y, mo, d, h, mi, se] = m.map(Number) as number[];
+  const ms = Date.UTC(y ?? 0, (mo ?? 1) - 1, d ?? 1, h ?? 0, mi ?? 0, se ?? 0);
+  return Number.isNaN(ms) ? null : ms;
+}
+
+/** ms since the epoch → GeneralizedTime as a filter value (`20261207152100Z`). */
+export function generalizedTime(ms: number): string {
+  return `${new Date(ms).toISOString().replace(/[-:T]/g, "").slice(0, 14)}Z`;
+}
+
 /** Active Directory's objectGUID bytes → the GUID as AD shows it (first three fields little-endian). */
 export function guidToString(bytes: Buffer): string {
   if (bytes.length !== 16) throw new RangeError(`A GUID has 16 bytes, not ${bytes.length}.`);

@@ -9,7 +9,10 @@ test("removals within the limit are applied: 5% of the users, or 50, whichever i
   const at = (usersHeld: number, disableUser: number) =>
     guardVerdict({ removals: { ...none, disableUser }, usersHeld, usersRead: usersHeld, ...limits });
   assert.equal(at(200, 50), null, "50 of 200: the minimum allows it");
-  assert.match(at(200, 51) ?? "", /would disable 51 users: more than the directory's limit of 50 \(5% of its 200 users/);
+  assert.match(
+    at(200, 51) ?? "",
+    /would disable 51 users: more than the directory's limit of 50 \(5% of its 200 users/,
+  );
   assert.equal(at(100_000, 5000), null, "5% of 100,000");
   assert.match(at(100_000, 5001) ?? "", /limit of 5,000/);
 });
@@ -28,7 +31,12 @@ test("memberships and groups count as removals too", () => {
 });
 
 test("a directory that returned no users at all holds even a few removals", () => {
-  const verdict = guardVerdict({ removals: { ...none, disableUser: 3 }, usersHeld: 3, usersRead: 0, ...limits });
+  const verdict = guardVerdict({
+    removals: { ...none, disableUser: 3 },
+    usersHeld: 3,
+    usersRead: 0,
+    ...limits,
+  });
   assert.match(verdict ?? "", /^The directory returned no users at all, while Roster holds 3 users of it/);
 });
 

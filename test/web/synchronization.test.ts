@@ -21,7 +21,7 @@ import { addDirectory, runQueued, testWorker, withStableIds } from "./import-sup
 
 const PEOPLE = 200;
 const STAFF = groupDn("staff");
-const OPS = groupDn("ops");
+
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => userDn(from + i));
 const uid = (index: number) => userFixture(index).uid;
 
@@ -67,14 +67,16 @@ after(async () => {
 });
 
 function worker(options: Parameters<typeof testWorker>[2] = {}) {
-  return testWorker(t.db, t.config.encryptionKey, { batchSize: 50, ...options });
+  // No margin: the fixture's entries were all written a moment ago, as were the test's changes.
+  return testWorker(t.db, t.config.encryptionKey, { batchSize: 50, watermarkMarginMs: 0, ...options });
 }
 
-async function synchronize(options: Parameters<typeof testWorker>[2] = {}): Promise<ImportRun> {
+async function synchronize(options: Parameters<typeof testWorker>[2] = {}, full = false): Promise<ImportRun> {
   const { run } = await requestSynchronization(
     t.db,
     { id: directoryId, name: "LDAP" },
     { id: null, name: "admin" },
+    { full },
   );
   await runQueued(worker(options));
   const [ended] = await t.db.select().from(importRuns).where(eq(importRuns.id, run.id));
@@ -142,6 +144,8 @@ describe("synchronizing a directory", { skip: skipWithoutSlapd }, () => {
     const run = await synchronize();
     assert.equal(run.status, "succeeded", run.error ?? "");
     assert.equal(run.kind, "synchronization");
+    assert.equal(run.syncMethod, "full");
+    assert.equal(run.syncNote, "The first synchronization of this directory reads every entry.");
 
     assert.equal((await userNamed(uid(5)))?.email, "moved.on@example.test");
     const renamed = await userNamed("renamed.person");
@@ -180,13 +184,55 @@ describe("synchronizing a directory", { skip: skipWithoutSlapd }, () => {
     const audit = await t.db.select().from(auditLog).where(eq(auditLog.action, "synchronization.succeeded"));
     assert.ok(audit.some((e) => (e.details as { run?: number }).run === run.id));
 
-    const again = await synchronize();
+    const again = await synchronize({}, true);
     assert.equal(again.status, "succeeded");
+    assert.equal(again.syncMethod, "full");
     assert.deepEqual(
       { created: again.created, updated: again.updated, skipped: again.skipped, failed: again.failed },
       { created: 0, updated: 0, skipped: 1, failed: 0 },
       "nothing changed since (the deleted member staff still lists is skipped, with its reason)",
     );
+  });
+
+  test("an incremental synchronization reads only what changed; its presence pass finds deletions", async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // a new second on the directory's clock
+    await replace(userDn(6), "telephoneNumber", ["+1 555 000 0006"]);
+    await members("add", STAFF, [userDn(151)]);
+    await admin.del(userDn(160)); // in no group: only the presence pass can notice
+    const run = await synchronize();
+    assert.equal(run.status, "succeeded", run.error ?? "");
+    assert.equal(run.syncMethod, "incremental");
+    assert.match(
+      run.syncNote ?? "",
+      /^Entries changed since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(the directory's clock\)\.$/,
+    );
+    assert.equal((await userNamed(uid(6)))?.phone, "+1 555 000 0006");
+    assert.ok((await membersOf("staff")).includes(uid(151)));
+    assert.equal(
+      (await userNamed(uid(160)))?.enabled,
+      true,
+      "a deletion is not seen without a presence pass",
+    );
+    assert.ok(run.processed < 120, `read user 6 and staff's members, not all ${PEOPLE} (${run.processed})`);
+
+    const quiet = await synchronize();
+    assert.equal(quiet.syncMethod, "incremental");
+    assert.ok(quiet.processed < 120, `nothing new (${quiet.processed})`);
+
+    // A day later, the incremental run also checks every entry's presence.
+    await t.db.execute(
+      sql`update directories set sync_state = jsonb_set(sync_state, '{presenceAt}', to_jsonb((now() - interval '25 hours')::text))
+          where id = ${directoryId}`,
+    );
+    const withPresence = await synchronize();
+    assert.equal(withPresence.syncMethod, "incremental");
+    assert.match(withPresence.syncNote ?? "", /and every entry's presence, to find deleted ones\.$/);
+    const gone = await userNamed(uid(160));
+    assert.deepEqual(
+      { missing: gone?.missingInDirectory, enabled: gone?.enabled },
+      { missing: true, enabled: false },
+    );
+    assert.equal(await disabledByDirectory(), 2, "user 10 before, user 160 now");
   });
 
   test("a filter that hides most users holds the removals for review; discard, then apply", async () => {
@@ -203,7 +249,7 @@ describe("synchronizing a directory", { skip: skipWithoutSlapd }, () => {
       assert.match(held.heldReason ?? "", /^This synchronization would disable \d+ users/);
       assert.match(
         held.heldReason ?? "",
-        /more than the directory's limit of 50 \(5% of its 200 users in Roster, at least 50\)/,
+        /more than the directory's limit of 50 \(5% of its 199 users in Roster, at least 50\)/,
       );
       assert.equal(await disabledByDirectory(), before, "nothing disabled yet");
 
@@ -246,7 +292,7 @@ describe("synchronizing a directory", { skip: skipWithoutSlapd }, () => {
     }
     const back = await synchronize();
     assert.equal(back.status, "succeeded", back.heldReason ?? back.error ?? "");
-    assert.equal(await disabledByDirectory(), 1, "the users are back (only the deleted one stays missing)");
+    assert.equal(await disabledByDirectory(), 2, "the users are back (only the deleted ones stay missing)");
   });
 
   test("a bind account locked in the middle of a run fails it: nothing is removed", async () => {

@@ -71,6 +71,24 @@ export async function recordHandledGroups(
   );
 }
 
+/** Entries a synchronization's presence pass found (met, though not read in full). */
+export async function recordPresent(
+  db: Db,
+  runId: number,
+  kind: "user" | "group",
+  ids: readonly string[],
+): Promise<void> {
+  if (ids.length === 0) return;
+  await db.execute(
+    kind === "user"
+      ? sql`insert into import_run_handled (run_id, kind, key)
+            select ${runId}, 'user', k from unnest(${textArray(ids)}::text[]) as t(k)`
+      : sql`insert into import_run_groups (run_id, external_id)
+            select ${runId}, k from unnest(${textArray(ids)}::text[]) as t(k)
+            on conflict do nothing`,
+  );
+}
+
 /** Members reported as not importable (so that a group read again does not report them twice). */
 export async function recordUnresolved(tx: Db, runId: number, keys: readonly string[]): Promise<void> {
   if (keys.length === 0) return;

@@ -10,19 +10,28 @@ import { type Db, isConnectionLost, sqlState } from "../../db/client.ts";
 import type { DirectorySession, Entry } from "../../ldap/client.ts";
 import { normalizeDn } from "../../ldap/dn.ts";
 import { DirectoryError, type LdapErrorKind } from "../../ldap/errors.ts";
-import { mapGroup, mapUser } from "../../ldap/mapping.ts";
+import {
+  CHANGED_AT_ATTRIBUTE,
+  changedAtOf,
+  generalizedTime,
+  mapGroup,
+  mapUser,
+  stableIdOf,
+} from "../../ldap/mapping.ts";
 import { expandGroup, type MemberBatch } from "../../ldap/members.ts";
 import type { DirectoryMapping, LdapGroup } from "../../ldap/types.ts";
-import { StoredSecretError } from "../directories.ts";
+import { type Directory, StoredSecretError } from "../directories.ts";
 import { withStoredDirectory } from "../directory-session.ts";
 import type { SecretBox } from "../secrets.ts";
 import { listInWords } from "../sync/decide.ts";
 import {
   entriesByStableId,
   importFilter,
+  placeOf,
   searchEntries,
   userIdsInDirectory,
 } from "../sync/directory-reads.ts";
+import { nextState, planSynchronization, readState, type SyncPlan } from "../sync/incremental.ts";
 import {
   applyRemovals,
   collectMembershipRemovals,
@@ -46,6 +55,7 @@ import {
   loadCheckpoint,
   recordHandledGroups,
   recordHandledUsers,
+  recordPresent,
   recordUnresolved,
 } from "./checkpoint.ts";
 import {
@@ -54,6 +64,8 @@ import {
   LostClaimError,
   type Progress,
   recordProgress,
+  recordSyncPlan,
+  saveSyncState,
   setTotal,
 } from "./run-queue.ts";
 import { forEachConcurrently, type MappedBatch, mapBatches, readAhead } from "./stream.ts";
@@ -100,6 +112,8 @@ export interface ExecuteDeps {
    * before it fails: it reconnects with backoff and reads on from what it has committed (default 2 min).
    */
   directoryRetryMs?: number;
+  /** How far before the last synchronization's newest change an incremental one reads (default 5 min). */
+  watermarkMarginMs?: number;
 }
 
 /** Why a run stopped early: asked to (cancel), the instance is stopping, or another worker has it. */
@@ -133,10 +147,15 @@ export async function executeRun(
   try {
     if (run.directoryId === null) return { status: "failed", error: "The directory was deleted." };
     const done = await withStoredDirectory({ ...deps, logger: log }, run.directoryId, (session, loaded) =>
-      new RunImporter(deps, claim, session, loaded.mapping, loaded.directory.id, controller, {
-        percent: loaded.directory.holdRemovalsPercent,
-        minimum: loaded.directory.holdRemovalsMinimum,
-      }).run(run.selection as Selection),
+      new RunImporter(
+        deps,
+        claim,
+        session,
+        loaded.mapping,
+        loaded.directory.id,
+        controller,
+        loaded.directory,
+      ).run(run.selection as Selection),
     );
     if (!done.ok) {
       // An error the directory answered mid-run is judged below like any other (a cancel may explain it).
@@ -233,6 +252,8 @@ class RunImporter {
   private syncing = false;
   /** User entries a synchronization read (imported or not): the guard's evidence of a sound answer. */
   private usersRead = 0;
+  /** The newest modifyTimestamp a synchronization read, ms since the epoch. */
+  private highWater: number | null = null;
   /** The run's total as last known here (counted alongside when the run began without one). */
   private total: number | null;
   private createdReported = 0;
@@ -251,7 +272,7 @@ class RunImporter {
     private readonly mapping: DirectoryMapping,
     private readonly directoryId: number,
     private readonly controller: AbortController,
-    private readonly guard: { percent: number; minimum: number },
+    private readonly directory: Directory,
   ) {
     this.batchSize = deps.batchSize ?? DEFAULT_BATCH_SIZE;
     this.writers = Math.max(1, deps.writers ?? DEFAULT_WRITERS);
@@ -266,7 +287,7 @@ class RunImporter {
 
   async run(selection: Selection): Promise<Ending> {
     if (this.claim.run.resumedAt !== null) await this.resume();
-    if (selection.mode === "synchronize") return this.synchronize();
+    if (selection.mode === "synchronize") return this.synchronize(selection.full === true);
     if (selection.mode === "query") {
       const kinds =
         selection.kind === "both"
@@ -313,10 +334,14 @@ class RunImporter {
    * refreshed, imported groups gain their new members (imported as a group import would), and what
    * the directory no longer has is removed at the end — unless the safety guard holds it.
    */
-  private async synchronize(): Promise<Ending> {
+  private async synchronize(askedFull: boolean): Promise<Ending> {
     this.syncing = true;
+    const plan = planSynchronization(this.directory, askedFull ? "full" : "auto", {
+      ...(this.deps.watermarkMarginMs !== undefined ? { marginMs: this.deps.watermarkMarginMs } : {}),
+    });
+    await recordSyncPlan(this.deps.db, this.claim, plan);
     const held = await directoryHoldings(this.deps.db, this.directoryId);
-    if (this.claim.run.total === null) {
+    if (plan.method === "full" && this.claim.run.total === null) {
       await setTotal(this.deps.db, this.claim, held.users + held.groups);
       this.total = held.users + held.groups;
     }
@@ -326,32 +351,67 @@ class RunImporter {
     ];
     for (const [kind, count] of phases) {
       if (count === 0) continue;
-      const filter = importFilter(kind, "", this.mapping);
+      const text = plan.method === "full" ? "" : `(${CHANGED_AT_ATTRIBUTE}>=${generalizedTime(plan.since)})`;
+      const filter = importFilter(kind, text, this.mapping);
       if (!filter.ok) throw new Error(`The directory's ${kind} filter is not valid: ${filter.message}`);
+      const attributes = [...placeOf(kind, this.session, this.mapping).attributes, CHANGED_AT_ATTRIBUTE];
       const pages = () =>
-        searchEntries(this.session, this.mapping, kind, filter.filter, { signal: this.signal });
+        searchEntries(this.session, this.mapping, kind, filter.filter, { signal: this.signal, attributes });
       if (kind === "user") await this.readingOn(() => this.importUsers(pages()));
       else await this.readingOn(() => this.importGroups(pages()));
     }
     await this.finishPendingGroups();
-    return this.settleRemovals(held.usersPresent);
+    let presenceChecked = plan.method === "full";
+    if (plan.method === "incremental" && plan.presence && held.users + held.groups > 0) {
+      await this.readingOn(() => this.readPresence(held.users > 0, held.groups > 0));
+      presenceChecked = true;
+    }
+    return this.settleRemovals(held.usersPresent, plan, presenceChecked);
+  }
+
+  /**
+   * The presence pass of an incremental synchronization: every user and group entry's stable id,
+   * nothing else, recorded as met; what Roster holds beyond that is gone from the directory.
+   */
+  private async readPresence(users: boolean, groups: boolean): Promise<void> {
+    this.usersRead = 0;
+    const kinds = [...(users ? (["user"] as const) : []), ...(groups ? (["group"] as const) : [])];
+    for (const kind of kinds) {
+      const filter = importFilter(kind, "", this.mapping);
+      if (!filter.ok) throw new Error(`The directory's ${kind} filter is not valid: ${filter.message}`);
+      for await (const page of searchEntries(this.session, this.mapping, kind, filter.filter, {
+        signal: this.signal,
+        attributes: [this.mapping.attrUniqueId],
+      })) {
+        const ids = page.flatMap((entry) => stableIdOf(entry, this.mapping) ?? []);
+        if (kind === "user") this.usersRead += page.length;
+        await recordPresent(this.deps.db, this.claim.run.id, kind, ids);
+      }
+    }
   }
 
   /** The guard decides: the removals the run collected are applied with its last batch, or held. */
-  private async settleRemovals(usersHeld: number): Promise<Ending> {
+  private async settleRemovals(usersHeld: number, plan: SyncPlan, presenceChecked: boolean): Promise<Ending> {
     let ending: Ending = { status: "succeeded" };
     const runId = this.claim.run.id;
     await this.commit(
       async (tx) => {
-        await collectMissing(tx, runId, this.directoryId);
+        // Entries not met are gone only when every entry was looked for (a full run, a presence pass).
+        if (presenceChecked) await collectMissing(tx, runId, this.directoryId);
         const removals = await countRemovals(tx, runId);
         const verdict = guardVerdict({
           removals,
           usersHeld,
-          usersRead: this.usersRead,
-          percent: this.guard.percent,
-          minimum: this.guard.minimum,
+          usersRead: presenceChecked ? this.usersRead : null,
+          percent: this.directory.holdRemovalsPercent,
+          minimum: this.directory.holdRemovalsMinimum,
         });
+        const state = nextState(
+          this.directory,
+          plan.method === "full" ? null : readState(this.directory.syncState),
+          { highWater: this.highWater, presenceChecked, held: verdict !== null },
+        );
+        await saveSyncState(tx, this.directoryId, state);
         if (verdict !== null) {
           ending = { status: "held", reason: verdict, count: totalRemovals(removals) };
           return { processed: 0, counts: emptyCounts(), entries: [] };
@@ -366,6 +426,12 @@ class RunImporter {
       () => {},
     );
     return ending;
+  }
+
+  /** The newest change time a synchronization read (the next one reads from there). */
+  private noteChange(entry: Entry): void {
+    const at = changedAtOf(entry);
+    if (at !== null && (this.highWater === null || at > this.highWater)) this.highWater = at;
   }
 
   /** Of a batch a synchronization read, the entries imported before (the others are not its business). */
@@ -497,7 +563,10 @@ class RunImporter {
     // A directory's first import is nearly all new users: its first batches need no lookup either.
     if (!(await directoryHasUsers(this.deps.db, this.directoryId))) this.mostlyNew = true;
     const batches = readAhead(
-      mapBatches(pages, this.batchSize, (e) => mapUser(e, this.mapping)),
+      mapBatches(pages, this.batchSize, (e) => {
+        if (this.syncing) this.noteChange(e);
+        return mapUser(e, this.mapping);
+      }),
       1,
     );
     await forEachConcurrently(batches, this.writers, async (read) => {
@@ -538,7 +607,10 @@ class RunImporter {
   private async importGroups(pages: AsyncIterable<Entry[]>): Promise<void> {
     const roots: { id: number; dn: string }[] = [];
     const batches = readAhead(
-      mapBatches(pages, this.batchSize, (e) => mapGroup(e, this.mapping)),
+      mapBatches(pages, this.batchSize, (e) => {
+        if (this.syncing) this.noteChange(e);
+        return mapGroup(e, this.mapping);
+      }),
       1,
     );
     for await (const read of batches) {

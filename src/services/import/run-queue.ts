@@ -6,7 +6,7 @@
  */
 import { and, asc, count, desc, eq, inArray, isNull, type SQL, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
-import { importRunEntries, importRuns } from "../../db/schema.ts";
+import { directories, importRunEntries, importRuns } from "../../db/schema.ts";
 import type { Actor } from "../audit.ts";
 import { recordAudit } from "../audit.ts";
 import { forgetCheckpoint, hasCheckpoint } from "./checkpoint.ts";
@@ -214,6 +214,20 @@ export async function recordProgress(
     );
   }
   return { cancelRequested: row.cancelRequested };
+}
+
+/** Says on the run whether the synchronization reads everything or what changed, and why. */
+export async function recordSyncPlan(
+  db: Db,
+  claim: Claim,
+  plan: { method: "full" | "incremental"; why: string },
+): Promise<void> {
+  await db.update(importRuns).set({ syncMethod: plan.method, syncNote: plan.why }).where(claimedBy(claim));
+}
+
+/** Where a synchronization leaves off, saved with its last batch. */
+export async function saveSyncState(tx: Db, directoryId: number, state: unknown): Promise<void> {
+  await tx.update(directories).set({ syncState: state }).where(eq(directories.id, directoryId));
 }
 
 /** Sets the total once it is known (counted by the worker when the run did not bring one). */

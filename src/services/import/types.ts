@@ -24,7 +24,7 @@ export type Selection =
   | { mode: "query"; text: string; kind: ImportKind }
   | { mode: "entries"; entries: SelectedEntry[] }
   /** A synchronization: every user and group imported from the directory (see sync/removals.ts). */
-  | { mode: "synchronize"; trigger: "schedule" | "manual" };
+  | { mode: "synchronize"; trigger: "schedule" | "manual"; full?: boolean };
 
 /** held: a synchronization that applied its additions and updates and holds its removals for review. */
 export type RunStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled" | "held";

@@ -28,6 +28,8 @@ export interface ImportWorkerOptions {
   workerId?: string;
   /** How long a run waits for a directory that stopped answering (default 2 minutes). */
   directoryRetryMs?: number;
+  /** See ExecuteDeps.watermarkMarginMs. */
+  watermarkMarginMs?: number;
 }
 
 export interface ImportWorker {
@@ -56,6 +58,7 @@ export function createImportWorker(options: ImportWorkerOptions): ImportWorker {
     ...(options.writers ? { writers: options.writers } : {}),
     ...(options.hooks ? { hooks: options.hooks } : {}),
     ...(options.directoryRetryMs !== undefined ? { directoryRetryMs: options.directoryRetryMs } : {}),
+    ...(options.watermarkMarginMs !== undefined ? { watermarkMarginMs: options.watermarkMarginMs } : {}),
   };
 
   let stopped = true;

@@ -89,8 +89,8 @@ export interface GuardInput {
   removals: RemovalCounts;
   /** The directory's users in Roster (not already missing) when the run began. */
   usersHeld: number;
-  /** User entries the directory returned (imported or not). */
-  usersRead: number;
+  /** User entries the directory returned (imported or not); null when the run did not read them all. */
+  usersRead: number | null;
   percent: number;
   minimum: number;
 }

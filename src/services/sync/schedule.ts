@@ -62,13 +62,17 @@ export async function requestSynchronization(
   db: Db,
   directory: { id: number; name: string },
   actor: Actor,
+  options: { full?: boolean } = {},
 ): Promise<{ run: ImportRun; created: boolean }> {
   return db.transaction(async (txRaw) => {
     const tx = txRaw as unknown as Db;
     await tx.execute(sql`select id from directories where id = ${directory.id} for update`);
     const active = await activeSynchronization(tx, directory.id);
     if (active) return { run: active, created: false };
-    return { run: await newSynchronization(tx, directory, actor, "manual"), created: true };
+    return {
+      run: await newSynchronization(tx, directory, actor, "manual", options.full === true),
+      created: true,
+    };
   });
 }
 
@@ -92,12 +96,13 @@ async function newSynchronization(
   directory: { id: number; name: string },
   actor: Actor,
   trigger: "schedule" | "manual",
+  full = false,
 ): Promise<ImportRun> {
   return createRun(db, {
     directory,
     actor,
     query: "",
-    selection: { mode: "synchronize", trigger },
+    selection: { mode: "synchronize", trigger, ...(full ? { full: true } : {}) },
     copyRolesFrom: null,
     total: null,
   });
@@ -162,7 +167,7 @@ export async function reviewHeldRemovals(
   return db.transaction(async (txRaw) => {
     const tx = txRaw as unknown as Db;
     const [run] = await tx.select().from(importRuns).where(eq(importRuns.id, runId)).for("update");
-    if (!run || run.status !== "held" || run.review !== null) return "not-held";
+    if (run?.status !== "held" || run.review !== null) return "not-held";
     let applied = { updated: 0, lines: 0 };
     if (decision === "apply") applied = await applyRemovals(tx, runId);
     await tx

@@ -89,7 +89,8 @@ export function synchronizationHandlers(deps: SynchronizationRouteDeps) {
         flash(req, "error", "This directory is disabled: enable it before synchronizing it.");
         return redirectAfterPost(req, res, `/settings/directories/${directory.id}/synchronization`);
       }
-      const { run, created } = await requestSynchronization(db, directory, actorOf(res));
+      const full = String(req.body?.full ?? "") === "true";
+      const { run, created } = await requestSynchronization(db, directory, actorOf(res), { full });
       if (created) deps.wake?.();
       redirectAfterPost(
         req,

@@ -1,0 +1,112 @@
+/**
+ * Incremental synchronization by change time: after a full synchronization, a run reads only the
+ * entries whose modifyTimestamp (the directory's own clock) is at or after the newest change the
+ * last run read, less a margin for changes replicated late. A rename, a move within the base, a
+ * changed member list all update it. What it cannot see — an entry deleted, or moved out of the
+ * base — a presence pass finds: every so often the run also reads every entry's stable id alone
+ * (a few bytes each) and takes what is missing from that.
+ *
+ * A watermark is trusted only with the settings it was read with: another server, base, filter or
+ * stable-id attribute makes the next run a full one, and the run says why.
+ */
+import { createHash } from "node:crypto";
+import type { Directory } from "../directories.ts";
+
+/** Changes replicated to this server late may carry an older time: read this far back. */
+export const WATERMARK_MARGIN_MS = 5 * 60_000;
+/** How often an incremental run also looks for deleted entries (a presence pass). */
+export const PRESENCE_EVERY_MS = 24 * 60 * 60_000;
+
+export interface SyncState {
+  method: "timestamp";
+  /** The newest modifyTimestamp read so far, ms since the epoch (null: no entry carried one). */
+  highWater: number | null;
+  /** What the watermark was read with (settingsKey). */
+  settings: string;
+  /** When every entry's presence was last checked (a full run, or a presence pass), ISO time. */
+  presenceAt: string | null;
+}
+
+export type SyncPlan =
+  | { method: "full"; why: string }
+  | { method: "incremental"; since: number; presence: boolean; why: string };
+
+/** Everything that decides which entries a synchronization reads and how it knows them. */
+export function settingsKey(directory: Directory): string {
+  const parts = [
+    directory.urls.join(" "),
+    directory.baseDn,
+    directory.userBase ?? "",
+    directory.userFilter,
+    directory.userScope,
+    directory.groupBase ?? "",
+    directory.groupFilter,
+    directory.groupScope,
+    directory.attrUniqueId,
+    directory.attrMember,
+    directory.memberValues,
+  ];
+  return createHash("sha256").update(parts.join("\n")).digest("hex").slice(0, 32);
+}
+
+export function readState(value: unknown): SyncState | null {
+  if (typeof value !== "object" || value === null) return null;
+  const state = value as Partial<SyncState>;
+  if (state.method !== "timestamp" || typeof state.settings !== "string") return null;
+  return {
+    method: "timestamp",
+    highWater: typeof state.highWater === "number" ? state.highWater : null,
+    settings: state.settings,
+    presenceAt: typeof state.presenceAt === "string" ? state.presenceAt : null,
+  };
+}
+
+/** Full or incremental, and why — in words the run page shows. */
+export function planSynchronization(
+  directory: Directory,
+  asked: "full" | "auto",
+  options: { now?: number; marginMs?: number } = {},
+): SyncPlan {
+  const now = options.now ?? Date.now();
+  if (asked === "full") return { method: "full", why: "A full synchronization was asked for." };
+  const state = readState(directory.syncState);
+  if (!state)
+    return { method: "full", why: "The first synchronization of this directory reads every entry." };
+  if (state.settings !== settingsKey(directory)) {
+    return {
+      method: "full",
+      why: "The directory's server, base, filters or stable-id attribute changed since the last synchronization: every entry is read again.",
+    };
+  }
+  if (state.highWater === null) {
+    return { method: "full", why: "The directory's entries carry no modifyTimestamp: every entry is read." };
+  }
+  const presenceAt = state.presenceAt ? Date.parse(state.presenceAt) : Number.NaN;
+  const presence = !(presenceAt > now - PRESENCE_EVERY_MS);
+  const since = state.highWater - (options.marginMs ?? WATERMARK_MARGIN_MS);
+  return {
+    method: "incremental",
+    since,
+    presence,
+    why: `Entries changed since ${new Date(since).toISOString().replace("T", " ").slice(0, 19)} UTC (the directory's clock)${presence ? ", and every entry's presence, to find deleted ones" : ""}.`,
+  };
+}
+
+export function nextState(
+  directory: Directory,
+  previous: SyncState | null,
+  run: { highWater: number | null; presenceChecked: boolean; held: boolean },
+  now = new Date(),
+): SyncState {
+  const highWater =
+    previous?.highWater !== undefined && previous.highWater !== null && run.highWater !== null
+      ? Math.max(previous.highWater, run.highWater)
+      : (run.highWater ?? previous?.highWater ?? null);
+  return {
+    method: "timestamp",
+    highWater,
+    settings: settingsKey(directory),
+    // Held removals are recomputed by the next run: it looks for deleted entries again.
+    presenceAt: run.held ? null : run.presenceChecked ? now.toISOString() : (previous?.presenceAt ?? null),
+  };
+}
