@@ -207,6 +207,19 @@ export async function* expandGroup(
   }
 }
 
+/**
+ * Resolves the given member values of a group (those Roster does not know yet, say), in batches,
+ * without walking nested groups: the caller decides which of the groups found to expand.
+ */
+export function resolveMemberValues(
+  session: DirectorySession,
+  mapping: DirectoryMapping,
+  groupDn: string,
+  values: string[],
+): AsyncGenerator<MemberBatch> {
+  return new MemberResolver(session, mapping).resolve(groupDn, values);
+}
+
 class MemberResolver {
   private readonly userFilter: Filter;
   private readonly groupFilter: Filter;

@@ -198,6 +198,9 @@ describe("synchronizing a directory", { skip: skipWithoutSlapd }, () => {
     await new Promise((resolve) => setTimeout(resolve, 1100)); // a new second on the directory's clock
     await replace(userDn(6), "telephoneNumber", ["+1 555 000 0006"]);
     await members("add", STAFF, [userDn(151)]);
+    await members("delete", STAFF, [userDn(21)]);
+    await admin.del(userDn(22)); // and out of staff, as the refint overlay would do
+    await members("delete", STAFF, [userDn(22)]);
     await admin.del(userDn(160)); // in no group: only the presence pass can notice
     const run = await synchronize();
     assert.equal(run.status, "succeeded", run.error ?? "");
@@ -207,17 +210,34 @@ describe("synchronizing a directory", { skip: skipWithoutSlapd }, () => {
       /^Entries changed since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(the directory's clock\)\.$/,
     );
     assert.equal((await userNamed(uid(6)))?.phone, "+1 555 000 0006");
-    assert.ok((await membersOf("staff")).includes(uid(151)));
+    const staff = await membersOf("staff");
+    assert.ok(staff.includes(uid(151)), "a new member of a changed group");
+    assert.ok(!staff.includes(uid(21)), "a member who left it");
+    assert.equal(staff.length, 99);
+    const left = await userNamed(uid(22));
+    assert.deepEqual(
+      { missing: left?.missingInDirectory, enabled: left?.enabled },
+      { missing: true, enabled: false },
+      "a member gone from the directory is disabled at once: looked up by its stable id, not found",
+    );
+    assert.equal((await userNamed(uid(21)))?.enabled, true, "one who only left the group stays");
     assert.equal(
       (await userNamed(uid(160)))?.enabled,
       true,
       "a deletion is not seen without a presence pass",
     );
-    assert.ok(run.processed < 120, `read user 6 and staff's members, not all ${PEOPLE} (${run.processed})`);
+    // User 6, staff, and staff's new member (and what changed in the second the last run ended in):
+    // the 99 members staff still lists are not read again.
+    assert.ok(run.processed < 20, `not staff's 100 members (${run.processed})`);
+    assert.ok(
+      (await reportLines(run.id)).includes(
+        `updated ${uid(21)}: Removed from the group staff: the directory no longer lists it as a member.`,
+      ),
+    );
 
     const quiet = await synchronize();
     assert.equal(quiet.syncMethod, "incremental");
-    assert.ok(quiet.processed < 120, `nothing new (${quiet.processed})`);
+    assert.ok(quiet.processed < 20, `what changed in the last second, again at most (${quiet.processed})`);
 
     // A day later, the incremental run also checks every entry's presence.
     await t.db.execute(
@@ -232,7 +252,7 @@ describe("synchronizing a directory", { skip: skipWithoutSlapd }, () => {
       { missing: gone?.missingInDirectory, enabled: gone?.enabled },
       { missing: true, enabled: false },
     );
-    assert.equal(await disabledByDirectory(), 2, "user 10 before, user 160 now");
+    assert.equal(await disabledByDirectory(), 3, "users 10 and 22 before, user 160 now");
   });
 
   test("a filter that hides most users holds the removals for review; discard, then apply", async () => {
@@ -249,7 +269,7 @@ describe("synchronizing a directory", { skip: skipWithoutSlapd }, () => {
       assert.match(held.heldReason ?? "", /^This synchronization would disable \d+ users/);
       assert.match(
         held.heldReason ?? "",
-        /more than the directory's limit of 50 \(5% of its 199 users in Roster, at least 50\)/,
+        /more than the directory's limit of 50 \(5% of its 198 users in Roster, at least 50\)/,
       );
       assert.equal(await disabledByDirectory(), before, "nothing disabled yet");
 
@@ -292,7 +312,7 @@ describe("synchronizing a directory", { skip: skipWithoutSlapd }, () => {
     }
     const back = await synchronize();
     assert.equal(back.status, "succeeded", back.heldReason ?? back.error ?? "");
-    assert.equal(await disabledByDirectory(), 2, "the users are back (only the deleted ones stay missing)");
+    assert.equal(await disabledByDirectory(), 3, "the users are back (only the deleted ones stay missing)");
   });
 
   test("a bind account locked in the middle of a run fails it: nothing is removed", async () => {

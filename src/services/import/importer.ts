@@ -8,7 +8,7 @@ import { sql } from "drizzle-orm";
 import type { Logger } from "pino";
 import { type Db, isConnectionLost, sqlState } from "../../db/client.ts";
 import type { DirectorySession, Entry } from "../../ldap/client.ts";
-import { normalizeDn } from "../../ldap/dn.ts";
+import { normalizeDn, tryNormalizeDn } from "../../ldap/dn.ts";
 import { DirectoryError, type LdapErrorKind } from "../../ldap/errors.ts";
 import {
   CHANGED_AT_ATTRIBUTE,
@@ -18,7 +18,13 @@ import {
   mapUser,
   stableIdOf,
 } from "../../ldap/mapping.ts";
-import { expandGroup, type MemberBatch } from "../../ldap/members.ts";
+import {
+  expandGroup,
+  type MemberBatch,
+  memberListHash,
+  readMemberValues,
+  resolveMemberValues,
+} from "../../ldap/members.ts";
 import type { DirectoryMapping, LdapGroup } from "../../ldap/types.ts";
 import { type Directory, StoredSecretError } from "../directories.ts";
 import { withStoredDirectory } from "../directory-session.ts";
@@ -34,13 +40,14 @@ import {
 import { nextState, planSynchronization, readState, type SyncPlan } from "../sync/incremental.ts";
 import {
   applyRemovals,
+  collectGoneUsers,
   collectMembershipRemovals,
   collectMissing,
   countRemovals,
   guardVerdict,
   totalRemovals,
 } from "../sync/removals.ts";
-import { directoryHasUsers, directoryHoldings, importedExternalIds } from "../sync/store.ts";
+import { currentMembers, directoryHasUsers, directoryHoldings, importedExternalIds } from "../sync/store.ts";
 import {
   type GroupBatchResult,
   linkMembers,
@@ -252,6 +259,8 @@ class RunImporter {
   private syncing = false;
   /** User entries a synchronization read (imported or not): the guard's evidence of a sound answer. */
   private usersRead = 0;
+  /** An incremental synchronization: changed groups are compared with what Roster has (expandChanged). */
+  private changedOnly = false;
   /** The newest modifyTimestamp a synchronization read, ms since the epoch. */
   private highWater: number | null = null;
   /** The run's total as last known here (counted alongside when the run began without one). */
@@ -340,6 +349,7 @@ class RunImporter {
       ...(this.deps.watermarkMarginMs !== undefined ? { marginMs: this.deps.watermarkMarginMs } : {}),
     });
     await recordSyncPlan(this.deps.db, this.claim, plan);
+    this.changedOnly = plan.method === "incremental";
     const held = await directoryHoldings(this.deps.db, this.directoryId);
     if (plan.method === "full" && this.claim.run.total === null) {
       await setTotal(this.deps.db, this.claim, held.users + held.groups);
@@ -633,7 +643,8 @@ class RunImporter {
           return {
             processed: batch.size,
             counts: addCounts(result.counts, { skipped: batch.invalid.length }),
-            totalGrowth: this.newMemberCount(result, batch.values),
+            // An incremental synchronization reads only the members that changed: its total is unknown.
+            totalGrowth: this.changedOnly ? 0 : this.newMemberCount(result, batch.values),
             entries: [...batch.invalid.map((i) => invalidEntry("group", i)), ...result.entries],
             result,
           };
@@ -648,8 +659,77 @@ class RunImporter {
       );
     }
     for (const root of roots) {
-      if (!this.finishedGroups.has(root.id) || this.pendingGroups.size > 0) await this.expand(root.dn);
+      if (this.changedOnly && !this.readAgain) await this.expandChanged(root);
+      else if (!this.finishedGroups.has(root.id) || this.pendingGroups.size > 0) await this.expand(root.dn);
     }
+  }
+
+  /**
+   * A group an incremental synchronization found changed: its member list is compared with the
+   * members Roster has (by DN, or username for memberUid groups), and only the new values are
+   * resolved and imported; members no longer listed are collected for removal. A 100,000-member
+   * group with 250 new members costs 250 lookups, not 100,000. New subgroups are expanded whole.
+   */
+  private async expandChanged(root: { id: number; dn: string }): Promise<void> {
+    const group = this.pendingGroups.get(root.id);
+    if (!group || this.finishedGroups.has(root.id)) return;
+    const values = await readMemberValues(this.session, root.dn, this.mapping.attrMember);
+    const current = await currentMembers(this.deps.db, root.id);
+    const byUsername = this.mapping.memberValues === "username";
+    const keyOf = (value: string) => (byUsername ? value.trim().toLowerCase() : value.toLowerCase());
+    const listed = new Set(values.map(keyOf));
+    const matched = new Set<string>();
+    // Most DNs match as text; the rest are compared parsed (spacing, case of attribute names, escapes).
+    let parsed: Map<string, string> | null = null;
+    const stillListed = (text: string | null): boolean => {
+      if (!text) return false;
+      const key = keyOf(text);
+      if (listed.has(key)) {
+        matched.add(key);
+        return true;
+      }
+      if (byUsername) return false;
+      parsed ??= new Map(values.map((value) => [tryNormalizeDn(value) ?? keyOf(value), keyOf(value)]));
+      const same = parsed.get(tryNormalizeDn(text) ?? key);
+      if (same === undefined) return false;
+      matched.add(same);
+      return true;
+    };
+    const left: string[] = [];
+    for (const user of current.users) {
+      if (stillListed(byUsername ? user.username : user.dn)) group.members.add(user.id);
+      else if (user.externalId !== null) left.push(user.externalId);
+    }
+    // A member who left may have left the directory too: those whose entries are gone are disabled
+    // now, without waiting for the presence pass (a few lookups by stable id).
+    await this.collectGoneMembers(left);
+    if (!byUsername)
+      for (const child of current.groups) if (stillListed(child.dn)) group.children.add(child.id);
+    group.memberHash = memberListHash(values, this.mapping);
+    const added = values.filter((value) => !matched.has(keyOf(value)));
+    const subgroups: string[] = [];
+    const batches = readAhead(
+      coalesceMembers(resolveMemberValues(this.session, this.mapping, root.dn, added), this.batchSize),
+      1,
+    );
+    for await (const batch of batches) {
+      this.signal.throwIfAborted();
+      await this.importMemberBatch(batch, group);
+      for (const child of batch.groups) subgroups.push(child.dn);
+    }
+    await this.finishGroup(group);
+    for (const dn of subgroups) {
+      const id = this.groupIds.get(normalizeDn(dn));
+      if (id !== undefined && id !== null && !this.finishedGroups.has(id)) await this.expand(dn);
+    }
+  }
+
+  private async collectGoneMembers(externalIds: string[]): Promise<void> {
+    const unseen = externalIds.filter((id) => !this.importedUsers.has(id));
+    if (unseen.length === 0) return;
+    const present = await userIdsInDirectory(this.session, this.mapping, unseen, this.signal);
+    const gone = unseen.filter((id) => !present.has(id));
+    await collectGoneUsers(this.deps.db, this.claim.run.id, this.directoryId, gone);
   }
 
   /** Imports a group's members, its nested groups' members, and so on; cycles end (see expandGroup). */

@@ -7,7 +7,7 @@
  */
 import { sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
-import { intArray } from "./store.ts";
+import { intArray, textArray } from "./store.ts";
 
 export type RemovalChange = "disable_user" | "group_missing" | "remove_member" | "remove_subgroup";
 
@@ -43,6 +43,24 @@ export async function collectMembershipRemovals(
         where s.parent_id = ${groupId} and not (s.child_id = any(${intArray(keepGroupIds)}::int[]))
           and not exists (select 1 from sync_removals r where r.run_id = ${runId}
                           and r.change = 'remove_subgroup' and r.group_id = s.parent_id and r.child_id = s.child_id)`,
+  );
+}
+
+/** Users an incremental run found gone (looked up by stable id, not found): to be disabled. */
+export async function collectGoneUsers(
+  tx: Db,
+  runId: number,
+  directoryId: number,
+  externalIds: readonly string[],
+): Promise<void> {
+  if (externalIds.length === 0) return;
+  await tx.execute(
+    sql`insert into sync_removals (run_id, change, user_id)
+        select ${runId}, 'disable_user', u.id from users u
+        where u.directory_id = ${directoryId} and u.external_id = any(${textArray(externalIds)}::text[])
+          and u.kind = 'external' and not (u.missing_in_directory and not u.enabled)
+          and not exists (select 1 from sync_removals r where r.run_id = ${runId}
+                          and r.change = 'disable_user' and r.user_id = u.id)`,
   );
 }
 

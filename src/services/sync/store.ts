@@ -93,6 +93,29 @@ export async function importedExternalIds(
   return new Set(rows.map((row) => row.external_id));
 }
 
+/** A group's members and subgroups in Roster, with what the directory lists them by (DN, username). */
+export async function currentMembers(
+  db: Db,
+  groupId: number,
+): Promise<{
+  users: { id: number; dn: string | null; username: string; externalId: string | null }[];
+  groups: { id: number; dn: string | null }[];
+}> {
+  const users = await queryRows<{ id: number; dn: string | null; username: string; external_id: string | null }>(
+    db,
+    sql`select u.id, u.dn, u.username, u.external_id from group_members m join users u on u.id = m.user_id
+        where m.group_id = ${groupId}`,
+  );
+  const groups = await queryRows<{ id: number; dn: string | null }>(
+    db,
+    sql`select g.id, g.dn from group_subgroups s join groups g on g.id = s.child_id where s.parent_id = ${groupId}`,
+  );
+  return {
+    users: users.map((u) => ({ id: Number(u.id), dn: u.dn, username: u.username, externalId: u.external_id })),
+    groups: groups.map((g) => ({ id: Number(g.id), dn: g.dn })),
+  };
+}
+
 export async function lookupUsers(
   db: Db,
   directoryId: number,
