@@ -136,6 +136,8 @@ export interface UserLdifOptions {
   password?: string;
   /** Groups each user is a member of (the memberOf values slapadd will not compute). */
   memberOf?: readonly string[] | ((index: number) => readonly string[]);
+  /** When the entries last changed (GeneralizedTime), as slapadd keeps it; default: when loaded. */
+  modifyTimestamp?: string;
 }
 
 export function userDn(index: number, options: Pick<UserLdifOptions, "baseDn" | "ou"> = {}): string {
@@ -161,6 +163,7 @@ export function* userEntries(count: number, options: UserLdifOptions = {}): Gene
       telephoneNumber: user.telephoneNumber,
       userPassword: options.password,
       memberOf,
+      modifyTimestamp: options.modifyTimestamp,
     });
   }
 }
@@ -188,6 +191,8 @@ export interface GroupLdifOptions {
   description?: string;
   /** Groups this group is itself a member of (nested groups). */
   memberOf?: readonly string[];
+  /** See UserLdifOptions.modifyTimestamp. */
+  modifyTimestamp?: string;
 }
 
 export function groupDn(cn: string, baseDn = DEFAULT_BASE_DN): string {
@@ -203,6 +208,7 @@ export function groupEntry(options: GroupLdifOptions): string {
     description: options.description,
     member: options.members,
     memberOf: options.memberOf,
+    modifyTimestamp: options.modifyTimestamp,
   });
 }
 

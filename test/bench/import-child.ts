@@ -27,7 +27,8 @@ try {
     query: selection.mode === "query" ? selection.text : "",
     selection,
     copyRolesFrom: null,
-    total: env.BENCH_TOTAL ? Number(env.BENCH_TOTAL) : null,
+    // A synchronization knows its own total (the entries Roster holds of the directory).
+    total: env.BENCH_TOTAL && selection.mode !== "synchronize" ? Number(env.BENCH_TOTAL) : null,
   });
   const claim = await claimNextRun(database.db, "bench", 60_000);
   if (!claim) throw new Error("no run to claim");
@@ -37,7 +38,12 @@ try {
   const machineBefore = machineCpu();
   const programsBefore = programCpu();
   const ending = await executeRun(
-    { db: database.db, secretBox: createSecretBox(Buffer.from(env.BENCH_KEY ?? "", "hex")), logger },
+    {
+      db: database.db,
+      secretBox: createSecretBox(Buffer.from(env.BENCH_KEY ?? "", "hex")),
+      logger,
+      watermarkMarginMs: Number(env.BENCH_MARGIN_MS ?? 0),
+    },
     claim,
     new AbortController(),
   );

@@ -15,12 +15,19 @@
  * runs before each run of the imports (and at the start), so a slow moment can't flatter a ratio.
  * Exits non-zero when a target is missed: fresh import into PostgreSQL ≤ 3× the baseline, unchanged
  * re-import ≤ 2.5×, peak RSS of a PostgreSQL import ≤ 300 MB. BENCH_STEPS (default
- * fresh,group,unchanged,group-unchanged) chooses which of the four imports run, always in that order;
- * a re-import needs its import (unchanged needs fresh, group-unchanged needs group).
+ * fresh,group,unchanged,group-unchanged,sync-full,sync-incremental) chooses which steps run, always in
+ * that order; a re-import needs its import (unchanged needs fresh, group-unchanged needs group).
+ *
+ * The synchronization steps: sync-full, a full synchronization of the imported directory with nothing
+ * changed (target ≤ 2.5× the baseline); then 1% of the directory changes (500 users' phone numbers,
+ * 250 users deleted and taken out of the group, 250 new users added to it, with ldapmodify) and
+ * sync-incremental reads only that (target ≤ 0.1× the full synchronization). The incremental run
+ * reads from the full one's newest change with no safety margin (BENCH_MARGIN_MS, default 0): the
+ * whole directory was loaded a minute before, and the default 5-minute margin would read it all.
  */
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -42,9 +49,14 @@ const PAGE_SIZE = 1000;
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 const DRIVERS = (process.env.BENCH_DRIVERS ?? "postgres,pglite").split(",") as ("postgres" | "pglite")[];
-const STEP_NAMES = ["fresh", "group", "unchanged", "group-unchanged"];
+const STEP_NAMES = ["fresh", "group", "unchanged", "group-unchanged", "sync-full", "sync-incremental"];
 const STEPS = chosenSteps(process.env.BENCH_STEPS ?? STEP_NAMES.join(","));
-const TARGETS = { fresh: 3, unchanged: 2.5, rssMb: 300 };
+const TARGETS = { fresh: 3, unchanged: 2.5, syncFull: 2.5, rssMb: 300 };
+/** An incremental synchronization of 1% changes, against the full one of the same run. */
+const INCREMENTAL_TARGET = 0.1;
+const LONG_AGO = "20250101000000Z";
+/** The group changed last: the newest change a synchronization reads is the group's. */
+const GROUP_CHANGED = "20250601000000Z";
 // The Node flags `npm start` runs Roster with (package.json), unless BENCH_NODE_FLAGS says otherwise.
 // --heap-growing-percent=100 lets the heap grow to twice what is live before a full collection
 // (V8's default is up to four times): peak RSS stays ≈ 240 MB. A --max-old-space-size cap does that
@@ -88,8 +100,9 @@ try {
   const baselines = [await ldapsearchBaseline(server)];
   const measured: {
     driver: string;
-    lines: (Measured & { runs: ChildResult[]; target?: "fresh" | "unchanged" })[];
+    lines: (Measured & { runs: ChildResult[]; target?: "fresh" | "unchanged" | "syncFull"; step: string })[];
   }[] = [];
+  let changes = 0;
   for (const driver of DRIVERS) {
     const users: Selection = { mode: "query", text: "*", kind: "users" };
     const group: Selection = { mode: "query", text: "everyone", kind: "groups" };
@@ -103,6 +116,17 @@ try {
         target: "unchanged" as const,
       },
       { step: "group-unchanged", label: `group re-import, unchanged → ${driver}`, selection: group },
+      {
+        step: "sync-full",
+        label: `full synchronization → ${driver}`,
+        selection: { mode: "synchronize", trigger: "manual", full: true } as Selection,
+        target: "syncFull" as const,
+      },
+      {
+        step: "sync-incremental",
+        label: `incremental sync, 1% → ${driver}`,
+        selection: { mode: "synchronize", trigger: "manual" } as Selection,
+      },
     ].filter((s) => STEPS.includes(s.step));
     const results: ChildResult[][] = steps.map(() => []);
     for (let attempt = 0; attempt < RUNS; attempt += 1) {
@@ -110,6 +134,7 @@ try {
       if (!target) break;
       baselines.push(await ldapsearchBaseline(server));
       for (const [i, step] of steps.entries()) {
+        if (step.step === "sync-incremental") await changeOnePercent(server, changes++);
         results[i]?.push(await measureImport(target.env, step.selection));
       }
     }
@@ -132,6 +157,7 @@ try {
             ? {}
             : { postgresMs: best.postgresMs, slapdMs: best.slapdMs ?? 0 }),
           runs,
+          step: step.step,
           ...(step.target ? { target: step.target } : {}),
         },
       ];
@@ -148,6 +174,21 @@ try {
   for (const { driver, lines } of measured) {
     for (const line of lines) {
       print(line, baseline);
+      if (line.step === "sync-incremental") {
+        const full = lines.find((l) => l.step === "sync-full");
+        const best = line.runs.reduce((a, b) => (a.ms <= b.ms ? a : b));
+        console.log(
+          `  ${(best.created ?? 0).toLocaleString("en-US")} created, ${(best.updated ?? 0).toLocaleString("en-US")} updated (500 changed, 250 disabled, the group), ${(best.unchanged ?? 0).toLocaleString("en-US")} unchanged${full ? `; ${(line.ms / full.ms).toFixed(3)}× the full synchronization (target ≤ ${INCREMENTAL_TARGET})` : ""}`,
+        );
+        if (driver === "postgres" && full && line.ms / full.ms > INCREMENTAL_TARGET)
+          misses.push(
+            `${line.label}: ${(line.ms / full.ms).toFixed(3)}× the full synchronization (target ≤ ${INCREMENTAL_TARGET})`,
+          );
+        if (best.created !== 250 || best.updated !== 751)
+          misses.push(
+            `${line.label}: ${best.created} created, ${best.updated} updated (expected 250 and 751)`,
+          );
+      }
       for (const result of line.runs) {
         if (result.status !== "succeeded")
           misses.push(`${line.label}: the run ${result.status}: ${result.error ?? ""}`);
@@ -186,6 +227,43 @@ try {
   await rm(scratch, { recursive: true, force: true });
 }
 
+/**
+ * 1% of the directory changes, differently for each run (`round`): 500 users get a new phone
+ * number, 250 are deleted (and taken out of the group, as the refint overlay would), 250 new users
+ * join the group. With ldapmodify, as the directory's administrator.
+ */
+async function changeOnePercent(directory: SlapdServer, round: number): Promise<void> {
+  const modified = Array.from({ length: 500 }, (_, i) => 1000 + round * 500 + i);
+  const deleted = Array.from({ length: 250 }, (_, i) => Math.floor(USERS / 2) + round * 250 + i);
+  const added = USERS + round * 250;
+  const everyone = groupDn("everyone");
+  // The group first (the memberof overlay takes a deleted user out of it by itself), then the rest.
+  const ldif = [
+    ...modified.map(
+      (i) =>
+        `dn: ${userDn(i)}\nchangetype: modify\nreplace: telephoneNumber\ntelephoneNumber: +1 555 999 ${String(i % 10000).padStart(4, "0")}\n`,
+    ),
+    ...Array.from(userEntries(250, { start: added })).map((entry) =>
+      entry.replace(/^(dn: [^\n]*\n)/, "$1changetype: add\n"),
+    ),
+    `dn: ${everyone}\nchangetype: modify\ndelete: member\n${deleted.map((i) => `member: ${userDn(i)}`).join("\n")}\n-\nadd: member\n${Array.from({ length: 250 }, (_, i) => `member: ${userDn(added + i)}`).join("\n")}\n`,
+    ...deleted.map((i) => `dn: ${userDn(i)}\nchangetype: delete\n`),
+  ].join("\n");
+  const file = path.join(scratch, `changes-${round}.ldif`);
+  await writeFile(file, ldif);
+  await run("ldapmodify", [
+    "-x",
+    "-H",
+    directory.url,
+    "-D",
+    directory.rootDn,
+    "-w",
+    directory.rootPassword,
+    "-f",
+    file,
+  ]);
+}
+
 function chosenSteps(list: string): string[] {
   const steps = list.split(",").map((step) => step.trim());
   const unknown = steps.filter((step) => !STEP_NAMES.includes(step));
@@ -195,6 +273,9 @@ function chosenSteps(list: string): string[] {
   for (const [reimport, first] of [
     ["unchanged", "fresh"],
     ["group-unchanged", "group"],
+    ["sync-full", "fresh"],
+    ["sync-full", "group"],
+    ["sync-incremental", "sync-full"],
   ] as const) {
     if (steps.includes(reimport) && !steps.includes(first))
       throw new Error(`BENCH_STEPS: ${reimport} needs ${first} before it`);
@@ -208,10 +289,13 @@ async function startDirectory(): Promise<SlapdServer> {
   await writeLdif(
     file,
     (function* () {
-      yield* userEntries(USERS, { memberOf: [everyone] });
+      // Entries last changed long ago, as in a directory in use: a synchronization's watermark then
+      // means what it would there (all entries loaded in the same few seconds would all be "new").
+      yield* userEntries(USERS, { memberOf: [everyone], modifyTimestamp: LONG_AGO });
       yield groupEntry({
         cn: "everyone",
         dn: everyone,
+        modifyTimestamp: GROUP_CHANGED,
         members: Array.from({ length: USERS }, (_, i) => userDn(i)),
       });
     })(),
@@ -311,6 +395,9 @@ interface ChildResult {
   status: string;
   error?: string;
   processed: number;
+  created?: number;
+  updated?: number;
+  unchanged?: number;
   maxRssMb: number;
   cpuMs: number;
   machineBusyMs?: number;

@@ -644,7 +644,7 @@ class RunImporter {
             processed: batch.size,
             counts: addCounts(result.counts, { skipped: batch.invalid.length }),
             // An incremental synchronization reads only the members that changed: its total is unknown.
-            totalGrowth: this.changedOnly ? 0 : this.newMemberCount(result, batch.values),
+            totalGrowth: this.syncing ? 0 : this.newMemberCount(result, batch.values),
             entries: [...batch.invalid.map((i) => invalidEntry("group", i)), ...result.entries],
             result,
           };
@@ -659,16 +659,16 @@ class RunImporter {
       );
     }
     for (const root of roots) {
-      if (this.changedOnly && !this.readAgain) await this.expandChanged(root);
+      if (this.syncing && !this.readAgain) await this.expandChanged(root);
       else if (!this.finishedGroups.has(root.id) || this.pendingGroups.size > 0) await this.expand(root.dn);
     }
   }
 
   /**
-   * A group an incremental synchronization found changed: its member list is compared with the
-   * members Roster has (by DN, or username for memberUid groups), and only the new values are
-   * resolved and imported; members no longer listed are collected for removal. A 100,000-member
-   * group with 250 new members costs 250 lookups, not 100,000. New subgroups are expanded whole.
+   * A group a synchronization reads: its member list is compared with the members Roster has (by
+   * DN, or username for memberUid groups), and only the new values are resolved and imported;
+   * members no longer listed are collected for removal. A 100,000-member group with 250 new members
+   * costs 250 lookups, not 100,000; an unchanged one, none. New subgroups are expanded whole.
    */
   private async expandChanged(root: { id: number; dn: string }): Promise<void> {
     const group = this.pendingGroups.get(root.id);
@@ -681,30 +681,39 @@ class RunImporter {
     const matched = new Set<string>();
     // Most DNs match as text; the rest are compared parsed (spacing, case of attribute names, escapes).
     let parsed: Map<string, string> | null = null;
-    const stillListed = (text: string | null): boolean => {
-      if (!text) return false;
+    /** The key of the listed value that names this member, or null when none does. */
+    const listedAs = (text: string | null): string | null => {
+      if (!text) return null;
       const key = keyOf(text);
-      if (listed.has(key)) {
-        matched.add(key);
-        return true;
-      }
-      if (byUsername) return false;
+      if (listed.has(key)) return key;
+      if (byUsername) return null;
       parsed ??= new Map(values.map((value) => [tryNormalizeDn(value) ?? keyOf(value), keyOf(value)]));
-      const same = parsed.get(tryNormalizeDn(text) ?? key);
-      if (same === undefined) return false;
-      matched.add(same);
-      return true;
+      return parsed.get(tryNormalizeDn(text) ?? key) ?? null;
     };
     const left: string[] = [];
     for (const user of current.users) {
-      if (stillListed(byUsername ? user.username : user.dn)) group.members.add(user.id);
-      else if (user.externalId !== null) left.push(user.externalId);
+      const key = listedAs(byUsername ? user.username : user.dn);
+      if (key === null) {
+        if (user.externalId !== null) left.push(user.externalId);
+        continue;
+      }
+      // A full run resolves again a listed member its users phase did not meet (deleted, with its
+      // DN left in the group; or outside the user search base): it is found, or it is gone.
+      if (!this.changedOnly && user.externalId !== null && !this.importedUsers.has(user.externalId)) continue;
+      matched.add(key);
+      group.members.add(user.id);
     }
     // A member who left may have left the directory too: those whose entries are gone are disabled
     // now, without waiting for the presence pass (a few lookups by stable id).
     await this.collectGoneMembers(left);
-    if (!byUsername)
-      for (const child of current.groups) if (stillListed(child.dn)) group.children.add(child.id);
+    if (!byUsername) {
+      for (const child of current.groups) {
+        const key = listedAs(child.dn);
+        if (key === null) continue;
+        matched.add(key);
+        group.children.add(child.id);
+      }
+    }
     group.memberHash = memberListHash(values, this.mapping);
     const added = values.filter((value) => !matched.has(keyOf(value)));
     const subgroups: string[] = [];

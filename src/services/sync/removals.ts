@@ -72,6 +72,10 @@ export async function collectMissing(tx: Db, runId: number, directoryId: number)
   await tx.execute(
     sql`delete from sync_removals where run_id = ${runId} and change in ('disable_user', 'group_missing')`,
   );
+  // Both sides are as large as the directory, and the statistics of either may be missing (the
+  // checkpoint was just written; the users just imported): a nested loop over them took 19 s at
+  // 20,000 users. A hash anti-join takes milliseconds whatever the estimates say.
+  await tx.execute(sql`set local enable_nestloop = off`);
   await tx.execute(
     sql`insert into sync_removals (run_id, change, user_id)
         select ${runId}, 'disable_user', u.id from users u
@@ -87,6 +91,7 @@ export async function collectMissing(tx: Db, runId: number, directoryId: number)
           and not exists (select 1 from import_run_groups h
                           where h.run_id = ${runId} and h.external_id = g.external_id)`,
   );
+  await tx.execute(sql`set local enable_nestloop = on`);
 }
 
 export async function countRemovals(db: Db, runId: number): Promise<RemovalCounts> {

@@ -101,7 +101,12 @@ export async function currentMembers(
   users: { id: number; dn: string | null; username: string; externalId: string | null }[];
   groups: { id: number; dn: string | null }[];
 }> {
-  const users = await queryRows<{ id: number; dn: string | null; username: string; external_id: string | null }>(
+  const users = await queryRows<{
+    id: number;
+    dn: string | null;
+    username: string;
+    external_id: string | null;
+  }>(
     db,
     sql`select u.id, u.dn, u.username, u.external_id from group_members m join users u on u.id = m.user_id
         where m.group_id = ${groupId}`,
@@ -111,7 +116,12 @@ export async function currentMembers(
     sql`select g.id, g.dn from group_subgroups s join groups g on g.id = s.child_id where s.parent_id = ${groupId}`,
   );
   return {
-    users: users.map((u) => ({ id: Number(u.id), dn: u.dn, username: u.username, externalId: u.external_id })),
+    users: users.map((u) => ({
+      id: Number(u.id),
+      dn: u.dn,
+      username: u.username,
+      externalId: u.external_id,
+    })),
     groups: groups.map((g) => ({ id: Number(g.id), dn: g.dn })),
   };
 }
