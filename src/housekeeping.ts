@@ -10,6 +10,11 @@ export function startHousekeeping(db: Db, logger: Logger, everyMs = 15 * 60_000)
     try {
       await db.delete(sessions).where(sql`${sessions.expire} < now()`);
       await pruneRateLimits(db);
+      // Checkpoints of runs that ended without closing them (their run row deleted, say).
+      await db.execute(
+        sql`delete from import_run_handled h where not exists (
+              select 1 from import_runs r where r.id = h.run_id and r.status in ('queued', 'running'))`,
+      );
     } catch (err) {
       logger.warn({ err }, "housekeeping failed");
     }

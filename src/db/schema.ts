@@ -326,18 +326,18 @@ export const importRuns = pgTable(
 
 /**
  * A running import's checkpoint: every entry its committed batches handled (written in the same
- * transaction), so a worker taking the run over reads on without counting anything twice. Unlogged
- * and without an index (the migration says so; it is only read whole, when a run is taken over): a
- * database crash empties it, and the run then starts again from zero. Rows go when the run ends.
+ * transaction, a row per batch), so a worker taking the run over reads on without counting anything
+ * twice. Unlogged and without an index (the migration says so; it is only read whole): a database
+ * crash empties it, and the run then starts again from zero. Rows go when the run ends.
  */
 export const importRunHandled = pgTable("import_run_handled", {
   /** No foreign key either: a check per row would cost more than the row; the run's end deletes them. */
   runId: integer("run_id").notNull(),
-  /** user: a stable id; member: a group DN and a member value reported as not importable. */
+  /** user: stable ids; member: a group DN and a member value reported as not importable. */
   kind: text("kind", { enum: ["user", "member"] }).notNull(),
-  key: text("key").notNull(),
-  /** The Roster row the entry became (null: skipped). */
-  objectId: integer("object_id"),
+  /** One row per batch: its keys, and the Roster rows they became (0: skipped), in the same order. */
+  keys: text("keys").array().notNull(),
+  objectIds: integer("object_ids").array(),
 });
 
 /** The groups a running import has handled, with each one's report so far (also unlogged). */

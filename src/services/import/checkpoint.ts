@@ -48,10 +48,10 @@ export async function recordHandledUsers(
     ids.push(id);
   }
   if (keys.length === 0) return;
+  // One row for the batch: a tuple per entry would cost the database more than the batch's users.
   await tx.execute(
-    sql`insert into import_run_handled (run_id, kind, key, object_id)
-        select ${runId}, 'user', k, nullif(i, 0)
-        from unnest(${textArray(keys)}::text[], ${intArray(ids.map((id) => id ?? 0))}::int[]) as t(k, i)`,
+    sql`insert into import_run_handled (run_id, kind, keys, object_ids)
+        values (${runId}, 'user', ${textArray(keys)}::text[], ${intArray(ids.map((id) => id ?? 0))}::int[])`,
   );
 }
 
@@ -81,8 +81,7 @@ export async function recordPresent(
   if (ids.length === 0) return;
   await db.execute(
     kind === "user"
-      ? sql`insert into import_run_handled (run_id, kind, key)
-            select ${runId}, 'user', k from unnest(${textArray(ids)}::text[]) as t(k)`
+      ? sql`insert into import_run_handled (run_id, kind, keys) values (${runId}, 'user', ${textArray(ids)}::text[])`
       : sql`insert into import_run_groups (run_id, external_id)
             select ${runId}, k from unnest(${textArray(ids)}::text[]) as t(k)
             on conflict do nothing`,
@@ -93,8 +92,7 @@ export async function recordPresent(
 export async function recordUnresolved(tx: Db, runId: number, keys: readonly string[]): Promise<void> {
   if (keys.length === 0) return;
   await tx.execute(
-    sql`insert into import_run_handled (run_id, kind, key)
-        select ${runId}, 'member', k from unnest(${textArray(keys)}::text[]) as t(k)`,
+    sql`insert into import_run_handled (run_id, kind, keys) values (${runId}, 'member', ${textArray(keys)}::text[])`,
   );
 }
 
@@ -117,7 +115,9 @@ export async function loadCheckpoint(db: Db, runId: number): Promise<Checkpoint>
   };
   const rows = await queryRows<{ kind: string; key: string; object_id: number | null }>(
     db,
-    sql`select kind, key, object_id from import_run_handled where run_id = ${runId}`,
+    sql`select h.kind, t.key, nullif(t.object_id, 0) as object_id
+        from import_run_handled h, unnest(h.keys, coalesce(h.object_ids, '{}')) as t(key, object_id)
+        where h.run_id = ${runId}`,
   );
   for (const row of rows) {
     if (row.kind === "member") checkpoint.unresolved.add(row.key);
