@@ -27,6 +27,21 @@ export const AUDIT_ACTIONS: Record<string, string> = {
   "role_assignment.add": "Role assigned",
   "role_assignment.remove": "Role assignment removed",
   "role_assignment.copy": "Roles copied",
+  "directory.create": "Directory added",
+  "directory.update": "Directory edited",
+  "directory.delete": "Directory deleted",
+  "directory.move": "Directory moved",
+  "directory.test_connection": "Directory connection tested",
+  "directory.schedule_changed": "Synchronization schedule changed",
+  "import.succeeded": "Import finished",
+  "import.failed": "Import failed",
+  "import.cancelled": "Import cancelled",
+  "synchronization.succeeded": "Synchronization finished",
+  "synchronization.held": "Synchronization held removals",
+  "synchronization.failed": "Synchronization failed",
+  "synchronization.cancelled": "Synchronization cancelled",
+  "synchronization.held_applied": "Held removals applied",
+  "synchronization.held_discarded": "Held removals discarded",
 };
 
 export interface AuditFilter {
