@@ -107,12 +107,18 @@ export function stableIdOf(entry: Entry, mapping: DirectoryMapping): string | nu
   return new EntryAttributes(entry).uniqueId(mapping.attrUniqueId) ?? null;
 }
 
-/** The operational attribute that says when an entry last changed (OpenLDAP, 389 DS, Active Directory). */
-export const CHANGED_AT_ATTRIBUTE = "modifyTimestamp";
+/**
+ * The attribute that says when an entry last changed, in the server's time: Active Directory's
+ * stored whenChanged (its modifyTimestamp is computed from it, and a filter on that computed
+ * attribute matches every entry on Samba), the operational modifyTimestamp elsewhere.
+ */
+export function changedAtAttribute(mapping: Pick<DirectoryMapping, "attrUniqueId">): string {
+  return mapping.attrUniqueId.toLowerCase() === "objectguid" ? "whenChanged" : "modifyTimestamp";
+}
 
-/** When the entry last changed, in ms since the epoch, from its modifyTimestamp (server time). */
-export function changedAtOf(entry: Entry): number | null {
-  return parseGeneralizedTime(new EntryAttributes(entry).first(CHANGED_AT_ATTRIBUTE));
+/** When the entry last changed, in ms since the epoch (server time). */
+export function changedAtOf(entry: Entry, mapping: Pick<DirectoryMapping, "attrUniqueId">): number | null {
+  return parseGeneralizedTime(new EntryAttributes(entry).first(changedAtAttribute(mapping)));
 }
 
 /** LDAP GeneralizedTime in UTC (`20261207152100Z`, `20261207152100.0Z`) → ms since the epoch. */
@@ -124,9 +130,12 @@ export function parseGeneralizedTime(text: string | null): number | null {
   return Number.isNaN(ms) ? null : ms;
 }
 
-/** ms since the epoch → GeneralizedTime as a filter value (`20261207152100Z`). */
-export function generalizedTime(ms: number): string {
-  return `${new Date(ms).toISOString().replace(/[-:T]/g, "").slice(0, 14)}Z`;
+/**
+ * ms since the epoch → GeneralizedTime as a filter value: `20261207152100Z`, or with a fraction
+ * (`20261207152100.0Z`), the form Active Directory writes and compares.
+ */
+export function generalizedTime(ms: number, fraction = false): string {
+  return `${new Date(ms).toISOString().replace(/[-:T]/g, "").slice(0, 14)}${fraction ? ".0" : ""}Z`;
 }
 
 /** Active Directory's objectGUID bytes → the GUID as AD shows it (first three fields little-endian). */

@@ -18,6 +18,7 @@ import { type Directory, toLoaded } from "../../src/services/directories.ts";
 import type { ImportWorker } from "../../src/services/import/worker.ts";
 import { nameKey } from "../../src/services/names.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
+import { requestSynchronization } from "../../src/services/sync/schedule.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
 import { roleId } from "../helpers/console.ts";
 import { postForm, text } from "../helpers/http.ts";
@@ -372,6 +373,44 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
       const members = await memberNames("Everyone");
       assert.equal(members.length, 2500);
       assert.ok(members.includes("renamed1"));
+    });
+  });
+
+  describe("synchronizing", () => {
+    test("a full synchronization, then an incremental one that reads only what changed in AD", async () => {
+      const syncWorker = testWorker(t.db, t.config.encryptionKey, { batchSize: 1000, watermarkMarginMs: 0 });
+      const synchronize = async () => {
+        const { run } = await requestSynchronization(
+          t.db,
+          { id: directory.id, name: directory.name },
+          { id: null, name: "admin" },
+        );
+        await runQueued(syncWorker);
+        const [ended] = await t.db.select().from(importRuns).where(eq(importRuns.id, run.id));
+        assert.ok(ended);
+        assert.equal(ended.status, "succeeded", ended.error ?? ended.heldReason ?? "");
+        return ended;
+      };
+      const full = await synchronize();
+      assert.equal(full.syncMethod, "full");
+      assert.equal(full.created, 0);
+      const later = () => new Promise((resolve) => setTimeout(resolve, 1100)); // a later second on the DC
+      await later();
+      await setUserEnabled(domain.server, domain.ad.named.alice.dn, false);
+      try {
+        const first = await synchronize();
+        assert.equal(first.syncMethod, "incremental", first.syncNote ?? "");
+        assert.equal((await userByName(t.db, "alice"))?.enabled, false, "disabled in AD, disabled here");
+        assert.ok(first.processed < 50, `only what changed (${first.processed}: ${first.syncNote})`);
+        await later();
+        await setUserEnabled(domain.server, domain.ad.named.alice.dn, true);
+        const second = await synchronize();
+        assert.equal(second.syncMethod, "incremental");
+        assert.equal((await userByName(t.db, "alice"))?.enabled, true, "enabled again in AD, here too");
+        assert.ok(second.processed < 50, `only what changed, not all 2,512 users (${second.processed})`);
+      } finally {
+        await setUserEnabled(domain.server, domain.ad.named.alice.dn, true);
+      }
     });
   });
 });

@@ -96,4 +96,5 @@ test("GeneralizedTime both ways, with or without a fraction (Active Directory wr
   assert.equal(parseGeneralizedTime("20261207152100.0Z"), ms);
   assert.equal(parseGeneralizedTime("2026-12-07"), null);
   assert.equal(generalizedTime(ms), "20261207152100Z");
+  assert.equal(generalizedTime(ms, true), "20261207152100.0Z", "as Active Directory compares it");
 });

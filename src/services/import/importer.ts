@@ -11,7 +11,7 @@ import type { DirectorySession, Entry } from "../../ldap/client.ts";
 import { normalizeDn, tryNormalizeDn } from "../../ldap/dn.ts";
 import { DirectoryError, type LdapErrorKind } from "../../ldap/errors.ts";
 import {
-  CHANGED_AT_ATTRIBUTE,
+  changedAtAttribute,
   changedAtOf,
   generalizedTime,
   mapGroup,
@@ -361,10 +361,12 @@ class RunImporter {
     ];
     for (const [kind, count] of phases) {
       if (count === 0) continue;
-      const text = plan.method === "full" ? "" : `(${CHANGED_AT_ATTRIBUTE}>=${generalizedTime(plan.since)})`;
+      const changedAt = changedAtAttribute(this.mapping);
+      const since = generalizedTime(plan.method === "full" ? 0 : plan.since, changedAt === "whenChanged");
+      const text = plan.method === "full" ? "" : `(${changedAt}>=${since})`;
       const filter = importFilter(kind, text, this.mapping);
       if (!filter.ok) throw new Error(`The directory's ${kind} filter is not valid: ${filter.message}`);
-      const attributes = [...placeOf(kind, this.session, this.mapping).attributes, CHANGED_AT_ATTRIBUTE];
+      const attributes = [...placeOf(kind, this.session, this.mapping).attributes, changedAt];
       const pages = () =>
         searchEntries(this.session, this.mapping, kind, filter.filter, { signal: this.signal, attributes });
       if (kind === "user") await this.readingOn(() => this.importUsers(pages()));
@@ -440,7 +442,7 @@ class RunImporter {
 
   /** The newest change time a synchronization read (the next one reads from there). */
   private noteChange(entry: Entry): void {
-    const at = changedAtOf(entry);
+    const at = changedAtOf(entry, this.mapping);
     if (at !== null && (this.highWater === null || at > this.highWater)) this.highWater = at;
   }
 
