@@ -9,7 +9,7 @@
  */
 import net from "node:net";
 import tls from "node:tls";
-import { Client, type Entry, NoSuchObjectError } from "ldapts";
+import { Client, type Control, type Entry, NoSuchObjectError } from "ldapts";
 import { isValidDn } from "./dn.ts";
 import { type MessageTap, tapMessages } from "./entry-tap.ts";
 import { type ClassifiedLdapError, classifyLdapError, DirectoryError } from "./errors.ts";
@@ -72,6 +72,8 @@ export interface SearchPagesOptions {
   bufferAttributes?: string[];
   /** Stops between pages when aborted (the iterator then throws the abort reason). */
   signal?: AbortSignal;
+  /** Request controls sent with the search besides paging (Active Directory's Show Deleted, say). */
+  controls?: Control[];
 }
 
 export interface DirectorySession {
@@ -192,14 +194,18 @@ class Session implements DirectorySession {
     const sink = taps.get(client)?.collect(requested, buffers);
     let broken = false;
     try {
-      const pages = client.searchPaginated(base, {
-        scope,
-        filter: parsed,
-        attributes: requested,
-        explicitBufferAttributes: buffers,
-        paged: { pageSize: pageSizeOf(options.pageSize) },
-        timeLimit: this.timeLimitSeconds(),
-      });
+      const pages = client.searchPaginated(
+        base,
+        {
+          scope,
+          filter: parsed,
+          attributes: requested,
+          explicitBufferAttributes: buffers,
+          paged: { pageSize: pageSizeOf(options.pageSize) },
+          timeLimit: this.timeLimitSeconds(),
+        },
+        options.controls,
+      );
       for await (const page of pages) {
         this.noteReferrals(page.searchReferences);
         // ldapts itself decoded only the first entry of the page when the tap decoded them all.

@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { eq, sql } from "drizzle-orm";
 import { queryRows } from "../../src/db/client.ts";
-import { groups, importRuns, roleAssignments } from "../../src/db/schema.ts";
-import { renameUser, setUserEnabled } from "../../src/dev/ad-fixtures.ts";
+import { directories, groups, importRuns, roleAssignments } from "../../src/db/schema.ts";
+import { deleteUser, renameUser, setUserEnabled } from "../../src/dev/ad-fixtures.ts";
 import { openDirectory } from "../../src/ldap/client.ts";
 import { dnEquals } from "../../src/ldap/dn.ts";
 import { guidToFilterValue } from "../../src/ldap/mapping.ts";
@@ -411,6 +411,27 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
       } finally {
         await setUserEnabled(domain.server, domain.ad.named.alice.dn, true);
       }
+      // Carol is in no group: only her tombstone tells, read with the Show Deleted control. Reading
+      // CN=Deleted Objects takes a right AD gives administrators only (or whom they grant it to):
+      // this directory binds as one now. (Without it, the daily presence pass finds her gone.)
+      await t.db
+        .update(directories)
+        .set({
+          bindDn: domain.server.adminDn,
+          bindPasswordEncrypted: createSecretBox(t.config.encryptionKey).encrypt(domain.server.adminPassword),
+        })
+        .where(eq(directories.id, directory.id));
+      await later();
+      await deleteUser(domain.server, domain.ad.named.carol.dn);
+      const third = await synchronize();
+      assert.equal(third.syncMethod, "incremental");
+      const carol = await userByName(t.db, "carol");
+      assert.deepEqual(
+        { missing: carol?.missingInDirectory, enabled: carol?.enabled },
+        { missing: true, enabled: false },
+        "deleted in AD: disabled and marked missing by the next incremental run",
+      );
+      assert.ok(third.processed < 50, `only what changed (${third.processed})`);
     });
   });
 });

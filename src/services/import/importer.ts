@@ -5,12 +5,14 @@
  */
 import { setTimeout as delay } from "node:timers/promises";
 import { sql } from "drizzle-orm";
+import { Control } from "ldapts";
 import type { Logger } from "pino";
 import { type Db, isConnectionLost, sqlState } from "../../db/client.ts";
 import type { DirectorySession, Entry } from "../../ldap/client.ts";
 import { normalizeDn, tryNormalizeDn } from "../../ldap/dn.ts";
 import { DirectoryError, type LdapErrorKind } from "../../ldap/errors.ts";
 import {
+  bufferAttributes,
   changedAtAttribute,
   changedAtOf,
   generalizedTime,
@@ -40,6 +42,7 @@ import {
 import { nextState, planSynchronization, readState, type SyncPlan } from "../sync/incremental.ts";
 import {
   applyRemovals,
+  collectGoneGroups,
   collectGoneUsers,
   collectMembershipRemovals,
   collectMissing,
@@ -84,6 +87,9 @@ import {
   type SelectedEntry,
   type Selection,
 } from "./types.ts";
+
+/** Active Directory's LDAP_SERVER_SHOW_DELETED_OID: tombstones are returned by searches. */
+const SHOW_DELETED_CONTROL = "1.2.840.113556.1.4.417";
 
 /** Users per upsert statement: large enough to amortize round trips, small enough to keep memory flat. */
 export const DEFAULT_BATCH_SIZE = 2000;
@@ -373,6 +379,10 @@ class RunImporter {
       else await this.readingOn(() => this.importGroups(pages()));
     }
     await this.finishPendingGroups();
+    // Active Directory keeps deleted objects as tombstones: those deleted since are gone now.
+    if (plan.method === "incremental" && changedAtAttribute(this.mapping) === "whenChanged") {
+      await this.readingOn(() => this.readTombstones(plan.since));
+    }
     let presenceChecked = plan.method === "full";
     if (plan.method === "incremental" && plan.presence && held.users + held.groups > 0) {
       await this.readingOn(() => this.readPresence(held.users > 0, held.groups > 0));
@@ -400,6 +410,34 @@ class RunImporter {
         await recordPresent(this.deps.db, this.claim.run.id, kind, ids);
       }
     }
+  }
+
+  /**
+   * Active Directory's tombstones of objects deleted since `since` (Show Deleted control): users
+   * of this directory among them are disabled by this run, groups marked missing, without waiting
+   * for the presence pass.
+   */
+  private async readTombstones(since: number): Promise<void> {
+    const filter = `(&(isDeleted=TRUE)(whenChanged>=${generalizedTime(since, true)}))`;
+    const gone: string[] = [];
+    for await (const page of this.session.searchPages(
+      deletedObjectsOf(this.session.connection.baseDn),
+      filter,
+      "one",
+      [this.mapping.attrUniqueId],
+      {
+        controls: [new Control(SHOW_DELETED_CONTROL, { critical: true })],
+        bufferAttributes: bufferAttributes(this.mapping),
+        signal: this.signal,
+      },
+    )) {
+      for (const entry of page) {
+        const id = stableIdOf(entry, this.mapping);
+        if (id !== null) gone.push(id);
+      }
+    }
+    await collectGoneUsers(this.deps.db, this.claim.run.id, this.directoryId, gone);
+    await collectGoneGroups(this.deps.db, this.claim.run.id, this.directoryId, gone);
   }
 
   /** The guard decides: the removals the run collected are applied with its last batch, or held. */
@@ -1138,6 +1176,15 @@ function unhandled<T extends { externalId: string }>(
   const invalid = batch.invalid.filter((i) => i.externalId === undefined || !handled.has(i.externalId));
   if (values.length === batch.values.length && invalid.length === batch.invalid.length) return batch;
   return { values, invalid, size: values.length + invalid.length };
+}
+
+/**
+ * Where Active Directory keeps the tombstones of a domain: CN=Deleted Objects under the domain's
+ * root (the DC= part of the base DN), whatever OU the directory's base names.
+ */
+export function deletedObjectsOf(baseDn: string): string {
+  const domain = /(?:^|,)\s*(DC=.*)$/i.exec(baseDn)?.[1] ?? baseDn;
+  return `CN=Deleted Objects,${domain}`;
 }
 
 function stoppedAnswering(err: unknown): err is DirectoryError {

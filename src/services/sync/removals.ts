@@ -64,6 +64,24 @@ export async function collectGoneUsers(
   );
 }
 
+/** Groups an incremental run found deleted (Active Directory's tombstones): to be marked missing. */
+export async function collectGoneGroups(
+  tx: Db,
+  runId: number,
+  directoryId: number,
+  externalIds: readonly string[],
+): Promise<void> {
+  if (externalIds.length === 0) return;
+  await tx.execute(
+    sql`insert into sync_removals (run_id, change, group_id)
+        select ${runId}, 'group_missing', g.id from groups g
+        where g.directory_id = ${directoryId} and g.external_id = any(${textArray(externalIds)}::text[])
+          and not g.missing_in_directory
+          and not exists (select 1 from sync_removals r where r.run_id = ${runId}
+                          and r.change = 'group_missing' and r.group_id = g.id)`,
+  );
+}
+
 /**
  * The directory's users and groups in Roster that the run did not meet (its checkpoint lists every
  * entry it handled): their entries are gone, or no longer match the directory's filters.
