@@ -420,6 +420,23 @@ class RunImporter {
   private async readTombstones(since: number): Promise<void> {
     const filter = `(&(isDeleted=TRUE)(whenChanged>=${generalizedTime(since, true)}))`;
     const gone: string[] = [];
+    try {
+      await this.searchTombstones(filter, gone);
+    } catch (err) {
+      // Not allowed to list them (a plain service account on Active Directory): the daily presence
+      // pass finds deletions instead. A directory that stopped answering is waited for as always.
+      if (stoppedAnswering(err) || !(err instanceof DirectoryError)) throw err;
+      this.deps.logger.info(
+        { importRun: this.claim.run.id, reason: err.classified.kind },
+        "deleted objects not readable: deletions wait for the presence pass",
+      );
+      return;
+    }
+    await collectGoneUsers(this.deps.db, this.claim.run.id, this.directoryId, gone);
+    await collectGoneGroups(this.deps.db, this.claim.run.id, this.directoryId, gone);
+  }
+
+  private async searchTombstones(filter: string, gone: string[]): Promise<void> {
     for await (const page of this.session.searchPages(
       deletedObjectsOf(this.session.connection.baseDn),
       filter,
@@ -436,8 +453,6 @@ class RunImporter {
         if (id !== null) gone.push(id);
       }
     }
-    await collectGoneUsers(this.deps.db, this.claim.run.id, this.directoryId, gone);
-    await collectGoneGroups(this.deps.db, this.claim.run.id, this.directoryId, gone);
   }
 
   /** The guard decides: the removals the run collected are applied with its last batch, or held. */
