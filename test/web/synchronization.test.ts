@@ -255,6 +255,34 @@ describe("synchronizing a directory", { skip: skipWithoutSlapd }, () => {
     assert.equal(await disabledByDirectory(), 3, "users 10 and 22 before, user 160 now");
   });
 
+  test("a directory edited while a synchronization runs: the next one picks the edit up", async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    let edited = false;
+    const during = await synchronize(
+      {
+        hooks: {
+          async afterBatch() {
+            if (edited) return;
+            edited = true;
+            // User 3 was in the first batch, already read; the ops group changes a second later and
+            // is read later (groups come after users): the newest change the run reads is after
+            // user 3's, which it never read.
+            await replace(userDn(3), "telephoneNumber", ["+1 555 333 0003"]);
+            await new Promise((resolve) => setTimeout(resolve, 1100));
+            await replace(groupDn("ops"), "description", ["Operations"]);
+          },
+        },
+      },
+      true,
+    );
+    assert.ok(edited);
+    assert.equal(during.status, "succeeded", during.error ?? "");
+    assert.notEqual((await userNamed(uid(3)))?.phone, "+1 555 333 0003", "read before its change");
+    const next = await synchronize();
+    assert.equal(next.syncMethod, "incremental");
+    assert.equal((await userNamed(uid(3)))?.phone, "+1 555 333 0003", "the next run reads it");
+  });
+
   test("a filter that hides most users holds the removals for review; discard, then apply", async () => {
     const before = await disabledByDirectory();
     // Only the first 60 of 200: the other 140 (70%) would look deleted.

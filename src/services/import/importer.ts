@@ -265,6 +265,8 @@ class RunImporter {
   private syncing = false;
   /** User entries a synchronization read (imported or not): the guard's evidence of a sound answer. */
   private usersRead = 0;
+  /** When this synchronization began reading (ms): the next one reads changes from there at the latest. */
+  private syncStartedAt = 0;
   /** An incremental synchronization: changed groups are compared with what Roster has (expandChanged). */
   private changedOnly = false;
   /** The newest modifyTimestamp a synchronization read, ms since the epoch. */
@@ -351,6 +353,7 @@ class RunImporter {
    */
   private async synchronize(askedFull: boolean): Promise<Ending> {
     this.syncing = true;
+    this.syncStartedAt = Date.now();
     const plan = planSynchronization(this.directory, askedFull ? "full" : "auto", {
       ...(this.deps.watermarkMarginMs !== undefined ? { marginMs: this.deps.watermarkMarginMs } : {}),
     });
@@ -474,7 +477,13 @@ class RunImporter {
         const state = nextState(
           this.directory,
           plan.method === "full" ? null : readState(this.directory.syncState),
-          { highWater: this.highWater, presenceChecked, held: verdict !== null },
+          {
+            // Never past the run's start: an entry changed after the run had read it carries an older
+            // time than entries changed later and read later (Roster's clock; the margin covers skew).
+            highWater: this.highWater === null ? null : Math.min(this.highWater, this.syncStartedAt),
+            presenceChecked,
+            held: verdict !== null,
+          },
         );
         await saveSyncState(tx, this.directoryId, state);
         if (verdict !== null) {
