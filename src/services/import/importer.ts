@@ -39,7 +39,13 @@ import {
   searchEntries,
   userIdsInDirectory,
 } from "../sync/directory-reads.ts";
-import { nextState, planSynchronization, readState, type SyncPlan } from "../sync/incremental.ts";
+import {
+  nextState,
+  planSynchronization,
+  readState,
+  type SyncPlan,
+  saveSyncState,
+} from "../sync/incremental.ts";
 import {
   applyRemovals,
   collectGoneGroups,
@@ -75,7 +81,6 @@ import {
   type Progress,
   recordProgress,
   recordSyncPlan,
-  saveSyncState,
   setTotal,
 } from "./run-queue.ts";
 import { forEachConcurrently, type MappedBatch, mapBatches, readAhead } from "./stream.ts";
@@ -368,9 +373,9 @@ class RunImporter {
       ["user", held.users],
       ["group", held.groups],
     ];
+    const changedAt = changedAtAttribute(this.mapping);
     for (const [kind, count] of phases) {
       if (count === 0) continue;
-      const changedAt = changedAtAttribute(this.mapping);
       const since = generalizedTime(plan.method === "full" ? 0 : plan.since, changedAt === "whenChanged");
       const text = plan.method === "full" ? "" : `(${changedAt}>=${since})`;
       const filter = importFilter(kind, text, this.mapping);
@@ -383,7 +388,7 @@ class RunImporter {
     }
     await this.finishPendingGroups();
     // Active Directory keeps deleted objects as tombstones: those deleted since are gone now.
-    if (plan.method === "incremental" && changedAtAttribute(this.mapping) === "whenChanged") {
+    if (plan.method === "incremental" && changedAt === "whenChanged") {
       await this.readingOn(() => this.readTombstones(plan.since));
     }
     let presenceChecked = plan.method === "full";

@@ -6,7 +6,7 @@
  */
 import { and, asc, count, desc, eq, inArray, isNull, type SQL, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
-import { directories, importRunEntries, importRuns } from "../../db/schema.ts";
+import { importRunEntries, importRuns } from "../../db/schema.ts";
 import type { Actor } from "../audit.ts";
 import { recordAudit } from "../audit.ts";
 import { forgetCheckpoint, hasCheckpoint } from "./checkpoint.ts";
@@ -90,24 +90,11 @@ export async function claimNextRun(db: Db, workerId: string, staleAfterMs: numbe
     const txDb = tx as unknown as Db;
     // A run taken over reads on from its checkpoint; without one (it wrote nothing yet, or a
     // database crash emptied the unlogged table) it starts afresh.
-    if (run.processed > 0 && (await hasCheckpoint(txDb, id))) {
-      const [resumed] = await tx
-        .update(importRuns)
-        .set({
-          status: "running",
-          claimedBy: workerId,
-          heartbeatAt: sql`now()`,
-          attempts: sql`${importRuns.attempts} + 1`,
-          resumedAt: sql`now()`,
-          resumedFrom: sql`${importRuns.processed}`,
-          error: null,
-        })
-        .where(eq(importRuns.id, id))
-        .returning();
-      return resumed ? { run: resumed, workerId } : null;
+    const resume = run.processed > 0 && (await hasCheckpoint(txDb, id));
+    if (!resume) {
+      await tx.delete(importRunEntries).where(eq(importRunEntries.runId, id));
+      await forgetCheckpoint(txDb, id);
     }
-    await tx.delete(importRunEntries).where(eq(importRunEntries.runId, id));
-    await forgetCheckpoint(txDb, id);
     const [claimed] = await tx
       .update(importRuns)
       .set({
@@ -115,20 +102,24 @@ export async function claimNextRun(db: Db, workerId: string, staleAfterMs: numbe
         claimedBy: workerId,
         heartbeatAt: sql`now()`,
         attempts: sql`${importRuns.attempts} + 1`,
-        startedAt: sql`coalesce(${importRuns.startedAt}, now())`,
-        processed: 0,
-        resumedAt: null,
-        resumedFrom: null,
-        // An earlier attempt's groups made the total grow by their members: it starts afresh too.
-        // Chosen entries are known; matches of a query are counted again by the worker.
-        total: sql`case when ${importRuns.selection}->>'mode' = 'entries' then jsonb_array_length(${importRuns.selection}->'entries')
-                        when ${importRuns.attempts} = 0 then ${importRuns.total} end`,
-        created: 0,
-        updated: 0,
-        unchanged: 0,
-        skipped: 0,
-        failed: 0,
         error: null,
+        ...(resume
+          ? { resumedAt: sql`now()`, resumedFrom: sql`${importRuns.processed}` }
+          : {
+              startedAt: sql`coalesce(${importRuns.startedAt}, now())`,
+              processed: 0,
+              resumedAt: null,
+              resumedFrom: null,
+              // An earlier attempt's groups made the total grow by their members: it starts afresh too.
+              // Chosen entries are known; matches of a query are counted again by the worker.
+              total: sql`case when ${importRuns.selection}->>'mode' = 'entries' then jsonb_array_length(${importRuns.selection}->'entries')
+                        when ${importRuns.attempts} = 0 then ${importRuns.total} end`,
+              created: 0,
+              updated: 0,
+              unchanged: 0,
+              skipped: 0,
+              failed: 0,
+            }),
       })
       .where(eq(importRuns.id, id))
       .returning();
@@ -223,11 +214,6 @@ export async function recordSyncPlan(
   plan: { method: "full" | "incremental"; why: string },
 ): Promise<void> {
   await db.update(importRuns).set({ syncMethod: plan.method, syncNote: plan.why }).where(claimedBy(claim));
-}
-
-/** Where a synchronization leaves off, saved with its last batch. */
-export async function saveSyncState(tx: Db, directoryId: number, state: unknown): Promise<void> {
-  await tx.update(directories).set({ syncState: state }).where(eq(directories.id, directoryId));
 }
 
 /** Sets the total once it is known (counted by the worker when the run did not bring one). */
@@ -387,7 +373,7 @@ function claimedBy(claim: Claim): SQL | undefined {
   );
 }
 
-export async function auditRun(db: Db, run: ImportRun): Promise<void> {
+async function auditRun(db: Db, run: ImportRun): Promise<void> {
   await recordAudit(
     db,
     { id: run.actorId, name: run.actorName },

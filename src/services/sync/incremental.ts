@@ -10,6 +10,9 @@
  * stable-id attribute makes the next run a full one, and the run says why.
  */
 import { createHash } from "node:crypto";
+import { eq } from "drizzle-orm";
+import type { Db } from "../../db/client.ts";
+import { directories } from "../../db/schema.ts";
 import type { Directory } from "../directories.ts";
 
 /** Changes replicated to this server late may carry an older time: read this far back. */
@@ -109,4 +112,9 @@ export function nextState(
     // Held removals are recomputed by the next run: it looks for deleted entries again.
     presenceAt: run.held ? null : run.presenceChecked ? now.toISOString() : (previous?.presenceAt ?? null),
   };
+}
+
+/** Where a synchronization leaves off, saved with its last batch. */
+export async function saveSyncState(tx: Db, directoryId: number, state: SyncState): Promise<void> {
+  await tx.update(directories).set({ syncState: state }).where(eq(directories.id, directoryId));
 }

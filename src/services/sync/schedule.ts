@@ -13,17 +13,24 @@ import { createRun, type ImportRun } from "../import/run-queue.ts";
 import { applyRemovals } from "./removals.ts";
 import { directoryHoldings } from "./store.ts";
 
-/** The choices the schedule setting offers, in minutes (null: only when asked). */
-export const SYNC_INTERVALS: readonly { minutes: number | null; label: string }[] = [
-  { minutes: null, label: "Off: only when asked" },
-  { minutes: 15, label: "Every 15 minutes" },
-  { minutes: 30, label: "Every 30 minutes" },
-  { minutes: 60, label: "Every hour" },
-  { minutes: 180, label: "Every 3 hours" },
-  { minutes: 360, label: "Every 6 hours" },
-  { minutes: 720, label: "Every 12 hours" },
-  { minutes: 1440, label: "Every day" },
-];
+/** The choices the schedule setting offers, in minutes (null: only when asked), and the form's value. */
+export const SYNC_INTERVALS: readonly { minutes: number | null; value: string; label: string }[] = (
+  [
+    [null, "Off: only when asked"],
+    [15, "Every 15 minutes"],
+    [30, "Every 30 minutes"],
+    [60, "Every hour"],
+    [180, "Every 3 hours"],
+    [360, "Every 6 hours"],
+    [720, "Every 12 hours"],
+    [1440, "Every day"],
+  ] as const
+).map(([minutes, label]) => ({ minutes, value: intervalValue(minutes), label }));
+
+/** How an interval is named in the schedule form ("off" for none). */
+export function intervalValue(minutes: number | null): string {
+  return minutes === null ? "off" : String(minutes);
+}
 
 export const SCHEDULE_ACTOR: Actor = { id: null, name: "Schedule" };
 

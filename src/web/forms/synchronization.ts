@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { SYNC_INTERVALS } from "../../services/sync/schedule.ts";
 
-const intervals = new Set(SYNC_INTERVALS.map((choice) => String(choice.minutes ?? "off")));
+const intervals = new Set(SYNC_INTERVALS.map((choice) => choice.value));
 
 /** The schedule form of a directory: how often, and when a synchronization holds its removals. */
 export const scheduleForm = z.object({

@@ -6,6 +6,7 @@ import type { Request, Response } from "express";
 import type { Db } from "../../db/client.ts";
 import { getRun } from "../../services/import/run-queue.ts";
 import {
+  intervalValue,
   requestSynchronization,
   reviewHeldRemovals,
   SYNC_INTERVALS,
@@ -42,12 +43,9 @@ export function synchronizationHandlers(deps: SynchronizationRouteDeps) {
         title: `Synchronization of ${directory.name}`,
         directory,
         overview,
-        intervals: SYNC_INTERVALS.map((choice) => ({
-          value: String(choice.minutes ?? "off"),
-          label: choice.label,
-        })),
+        intervals: SYNC_INTERVALS,
         values: form?.values ?? {
-          interval: String(directory.syncIntervalMinutes ?? "off"),
+          interval: intervalValue(directory.syncIntervalMinutes),
           holdPercent: String(directory.holdRemovalsPercent),
           holdMinimum: String(directory.holdRemovalsMinimum),
         },
