@@ -19,7 +19,7 @@ async function main(): Promise<void> {
     console.error("slapd is not installed. Install it with: apt-get install -y slapd ldap-utils");
     process.exit(1);
   }
-  const ldap = await startSlapd({ ldif: await readFixture("demo.ldif") });
+  const ldap = await startSlapd({ ldif: await readFixture("demo.ldif"), contentSync: true });
   const env = { ...process.env, ROSTER_DATA_DIR: process.env.ROSTER_DATA_DIR ?? "data/demo" };
   const running = await start(env).catch(async (err: unknown) => {
     await ldap.stop();

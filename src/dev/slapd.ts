@@ -41,6 +41,11 @@ export interface SlapdOptions {
   anonymousRead?: boolean;
   /** mdb maxsize in bytes. */
   maxSizeBytes?: number;
+  /**
+   * The syncprov overlay, for content synchronization (RFC 4533), with a session log so that a
+   * refresh reports deletions by entryUUID.
+   */
+  contentSync?: boolean;
   /** Names in the server certificate (default 127.0.0.1 and localhost); others provoke hostname mismatches. */
   certificateNames?: CertificateNames;
 }
@@ -111,6 +116,7 @@ async function startIn(dir: string, options: SlapdOptions): Promise<SlapdServer>
     anonymousRead: options.anonymousRead ?? true,
     maxSizeBytes: options.maxSizeBytes ?? DEFAULT_MAX_SIZE,
     tls: options.tls ?? false,
+    contentSync: options.contentSync ?? false,
   };
   await mkdir(path.join(dir, "db"));
   const caCertPem = settings.tls ? await writeTlsFiles(dir, options.certificateNames) : undefined;
@@ -166,6 +172,7 @@ interface ConfigSettings {
   anonymousRead: boolean;
   maxSizeBytes: number;
   tls: boolean;
+  contentSync: boolean;
 }
 
 function slapdConfig(s: ConfigSettings): string {
@@ -182,6 +189,7 @@ function slapdConfig(s: ConfigSettings): string {
     `modulepath ${MODULE_PATH}`,
     "moduleload back_mdb",
     "moduleload memberof",
+    ...(s.contentSync ? ["moduleload syncprov"] : []),
     `pidfile ${quote(path.join(s.dir, "slapd.pid"))}`,
     `argsfile ${quote(path.join(s.dir, "slapd.args"))}`,
     ...tls,
@@ -194,7 +202,7 @@ function slapdConfig(s: ConfigSettings): string {
     `directory ${quote(path.join(s.dir, "db"))}`,
     // Like Active Directory's MaxPageSize: unpaged searches stop at the limit, paged ones don't.
     `sizelimit size.soft=${s.sizeLimit} size.hard=${s.sizeLimit} size.prtotal=unlimited`,
-    "index objectClass,entryUUID,member,uniqueMember,memberUid eq",
+    "index objectClass,entryUUID,entryCSN,member,uniqueMember,memberUid eq",
     "index uid,cn,mail,sn,givenName,displayName eq,sub",
     "access to attrs=userPassword by anonymous auth by * none",
     `access to * by dn.exact=${quote(s.serviceDn)} read by users read${s.anonymousRead ? " by anonymous read" : ""} by * none`,
@@ -204,6 +212,14 @@ function slapdConfig(s: ConfigSettings): string {
     "memberof-member-ad member",
     "memberof-memberof-ad memberOf",
     "memberof-refint TRUE",
+    ...(s.contentSync
+      ? [
+          "overlay syncprov",
+          "syncprov-checkpoint 100 10",
+          // Deletions since a cookie are told by entryUUID while they are among the last 10,000 writes.
+          "syncprov-sessionlog 10000",
+        ]
+      : []),
   ].join("\n")}\n`;
 }
 

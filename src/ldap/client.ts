@@ -10,6 +10,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import { Client, type Control, type Entry, NoSuchObjectError } from "ldapts";
+import { type ContentSyncAnswer, emptyAnswer, SyncRequestControl } from "./content-sync.ts";
 import { isValidDn } from "./dn.ts";
 import { type MessageTap, tapMessages } from "./entry-tap.ts";
 import { type ClassifiedLdapError, classifyLdapError, DirectoryError } from "./errors.ts";
@@ -76,6 +77,11 @@ export interface SearchPagesOptions {
   controls?: Control[];
 }
 
+export interface ContentSyncResult extends ContentSyncAnswer {
+  /** Entries added or changed since the cookie (all matching entries without one). */
+  entries: Entry[];
+}
+
 export interface DirectorySession {
   /** The URL that answered. */
   readonly url: string;
@@ -90,6 +96,18 @@ export interface DirectorySession {
     attributes: string[],
     options?: SearchPagesOptions,
   ): AsyncIterable<Entry[]>;
+  /**
+   * A content-synchronization refresh (RFC 4533, refreshOnly; OpenLDAP's syncprov): with the
+   * cookie of an earlier one, the entries added or changed since and the entryUUIDs of those
+   * deleted, and the next cookie. Not paged: the server's size limit applies.
+   */
+  contentSync(
+    base: string,
+    filter: string | Filter,
+    scope: SearchScope,
+    attributes: string[],
+    options: { cookie: Buffer | null; bufferAttributes?: string[] },
+  ): Promise<ContentSyncResult>;
   /** The entry at `dn`, or null when it does not exist. */
   readEntry(
     dn: string,
@@ -222,6 +240,45 @@ class Session implements DirectorySession {
     } finally {
       sink?.close();
       // A connection the server dropped is not used again: the next search opens a new one.
+      if (broken) this.discard(client);
+      else this.giveBack(client);
+    }
+  }
+
+  async contentSync(
+    base: string,
+    filter: string | Filter,
+    scope: SearchScope,
+    attributes: string[],
+    options: { cookie: Buffer | null; bufferAttributes?: string[] },
+  ): Promise<ContentSyncResult> {
+    const client = await this.borrow();
+    const requested = [...attributes];
+    const buffers = [...ALWAYS_BUFFER, ...(options.bufferAttributes ?? [])];
+    const answer = emptyAnswer();
+    const sink = taps.get(client)?.collect(requested, buffers, { contentSync: answer });
+    let broken = false;
+    try {
+      if (!sink) throw new Error("content synchronization needs the message tap, which this ldapts lacks");
+      await client.search(
+        base,
+        {
+          scope,
+          filter: toFilter(filter),
+          attributes: requested,
+          explicitBufferAttributes: buffers,
+          timeLimit: this.timeLimitSeconds(),
+        },
+        [new SyncRequestControl(options.cookie)],
+      );
+      const entries = sink.take();
+      return { ...answer, entries };
+    } catch (err) {
+      const error = this.searchError(err, base);
+      broken = CONNECTION_LOST.has(error.classified.kind);
+      throw error;
+    } finally {
+      sink?.close();
       if (broken) this.discard(client);
       else this.giveBack(client);
     }

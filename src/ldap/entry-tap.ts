@@ -17,12 +17,24 @@
  */
 import { isUtf8 } from "node:buffer";
 import type { Client, Entry } from "ldapts";
+import { BerReader } from "./ber-reader.ts";
+import {
+  applySyncInfo,
+  type ContentSyncAnswer,
+  controlValue,
+  decodeSyncDone,
+  decodeSyncState,
+  SYNC_DONE_OID,
+  SYNC_STATE_OID,
+} from "./content-sync.ts";
 
 const SEQUENCE = 0x30;
 const SET = 0x31;
 const INTEGER = 0x02;
 const OCTET_STRING = 0x04;
 const SEARCH_RESULT_ENTRY = 0x64;
+const SEARCH_RESULT_DONE = 0x65;
+const INTERMEDIATE_RESPONSE = 0x79;
 /**
  * The largest message held while it arrives: a group entry listing 100,000 members is ≈ 5 MB.
  * Without a limit a server could make Roster hold up to the 4 GiB a BER length can claim.
@@ -57,7 +69,16 @@ export interface MessageTap {
    * Decodes the search result entries of the requests made with this very `attributes` array
    * (its identity marks them); `bufferAttributes` (any case) keep their values as Buffers.
    */
-  collect(attributes: string[], bufferAttributes: readonly string[]): EntrySink;
+  collect(attributes: string[], bufferAttributes: readonly string[], options?: CollectOptions): EntrySink;
+}
+
+export interface CollectOptions {
+  /**
+   * A content-synchronization refresh (RFC 4533): the entries' Sync State controls, the Sync Info
+   * messages and the Sync Done control go into this answer; only added or modified entries are
+   * taken as entries, and none is handed to ldapts (the search is not paged).
+   */
+  contentSync?: ContentSyncAnswer;
 }
 
 export class UndecodableEntryError extends Error {
@@ -126,14 +147,20 @@ export function tapMessages(client: Client): MessageTap | null {
 
   // A message is bytes [start, end) of `data`: entries are decoded in place, without a Buffer each.
   const onMessage = (data: Buffer, start: number, end: number) => {
-    const head = collectors.size > 0 ? entryHead(data, start, end) : null;
+    const head = collectors.size > 0 ? messageHead(data, start, end) : null;
     const collector = head ? collectorFor(head.messageId) : undefined;
     if (!head || !collector) {
       toLdapts(part(data, start, end));
       return;
     }
-    collector.add(data, head.bodyAt, end);
-    if (collector.pagePassed !== head.messageId) {
+    if (head.operation !== SEARCH_RESULT_ENTRY) {
+      // Only a content-synchronization refresh gets here: ldapts knows no intermediate response.
+      if (collector.sync(data, head, end) === "taken") return;
+      toLdapts(part(data, start, end));
+      return;
+    }
+    collector.add(data, head, end);
+    if (collector.answer === null && collector.pagePassed !== head.messageId) {
       collector.pagePassed = head.messageId;
       toLdapts(part(data, start, end));
     }
@@ -150,8 +177,8 @@ export function tapMessages(client: Client): MessageTap | null {
   const frames = new MessageFrames(onMessage, passOn, tooLarge);
   parser.read = (data) => frames.push(data);
   return {
-    collect(attributes, bufferAttributes) {
-      const collector = new Collector(attributes, bufferAttributes);
+    collect(attributes, bufferAttributes, options = {}) {
+      const collector = new Collector(attributes, bufferAttributes, options.contentSync ?? null);
       collectors.add(collector);
       return {
         take: () => collector.take(),
@@ -296,25 +323,36 @@ function messageIdOf(message: Buffer): number | null {
   }
 }
 
-/** The message id of a search result entry, and where the entry's body (its DN) starts; null for any other message. */
-function entryHead(data: Buffer, start: number, end: number): { messageId: number; bodyAt: number } | null {
+interface MessageHead {
+  messageId: number;
+  operation: number;
+  /** Where the operation's contents start, and where it ends (its controls follow). */
+  bodyAt: number;
+  bodyEnd: number;
+}
+
+/**
+ * The message id and operation of a message, for a search result entry and the two messages a
+ * content-synchronization refresh adds (intermediate response, search result done); null for
+ * any other message.
+ */
+function messageHead(data: Buffer, start: number, end: number): MessageHead | null {
   try {
-    return readEntryHead(data, start, end);
+    const reader = new BerReader(data, start, end);
+    const messageId = readMessageId(reader);
+    const operation = reader.tag();
+    if (
+      operation !== SEARCH_RESULT_ENTRY &&
+      operation !== INTERMEDIATE_RESPONSE &&
+      operation !== SEARCH_RESULT_DONE
+    ) {
+      return null;
+    }
+    const bodyEnd = reader.enter(operation);
+    return { messageId, operation, bodyAt: reader.at, bodyEnd };
   } catch {
     return null; // malformed: ldapts reads it and reports the error
   }
-}
-
-function readEntryHead(
-  message: Buffer,
-  start: number,
-  end: number,
-): { messageId: number; bodyAt: number } | null {
-  const reader = new BerReader(message, start, end);
-  const messageId = readMessageId(reader);
-  if (reader.tag() !== SEARCH_RESULT_ENTRY) return null;
-  reader.enter(SEARCH_RESULT_ENTRY);
-  return { messageId, bodyAt: reader.at };
 }
 
 class Collector {
@@ -328,17 +366,57 @@ class Collector {
   constructor(
     readonly attributes: string[],
     bufferAttributes: readonly string[],
+    readonly answer: ContentSyncAnswer | null,
   ) {
     this.asBuffers = new Set(bufferAttributes.map((name) => name.toLowerCase()));
   }
 
-  add(message: Buffer, bodyAt: number, end: number): void {
+  add(message: Buffer, head: MessageHead, end: number): void {
     if (this.error) return;
     try {
-      this.entries.push(this.decode(message, bodyAt, end));
+      if (this.answer) {
+        const value = controlValue(message, head.bodyEnd, end, SYNC_STATE_OID);
+        const state = value ? decodeSyncState(value) : null;
+        if (state?.cookie) this.answer.cookie = state.cookie;
+        if (state?.state === "present") {
+          this.answer.present.push(state.uuid);
+          return;
+        }
+        if (state?.state === "delete") {
+          this.answer.deleted.push(state.uuid);
+          return;
+        }
+      }
+      this.entries.push(this.decode(message, head.bodyAt, head.bodyEnd));
     } catch (err) {
       this.error = new UndecodableEntryError(err);
     }
+  }
+
+  /**
+   * An intermediate response or the search's end, of a content-synchronization refresh: a Sync
+   * Info message is taken (ldapts never sees it); the end is read for its Sync Done control and
+   * passed on, for ldapts to settle the search.
+   */
+  sync(message: Buffer, head: MessageHead, end: number): "taken" | "pass" {
+    const answer = this.answer;
+    if (!answer) return "pass";
+    try {
+      if (head.operation === INTERMEDIATE_RESPONSE) {
+        return applySyncInfo(message, head.bodyAt, head.bodyEnd, answer) ? "taken" : "pass";
+      }
+      const done = controlValue(message, head.bodyEnd, end, SYNC_DONE_OID);
+      if (done) {
+        const { cookie, refreshDeletes } = decodeSyncDone(done);
+        if (cookie) answer.cookie = cookie;
+        answer.refreshDeletes = refreshDeletes;
+        answer.done = true;
+      }
+    } catch (err) {
+      this.error ??= new UndecodableEntryError(err);
+      return head.operation === INTERMEDIATE_RESPONSE ? "taken" : "pass";
+    }
+    return "pass";
   }
 
   take(): Entry[] {
@@ -458,41 +536,4 @@ function fillMissing(entry: Entry, name: string): void {
   const lower = name.toLowerCase();
   for (const key in entry) if (key.toLowerCase() === lower) return;
   entry[name] = [];
-}
-
-/** A cursor over definite-length BER; `enter` checks the tag and returns where the element ends. */
-class BerReader {
-  /** Reads bytes [at, end) of `buffer`: one message of the chunk that brought it. */
-  constructor(
-    readonly buffer: Buffer,
-    public at: number,
-    readonly end: number,
-  ) {}
-
-  tag(): number | undefined {
-    return this.at < this.end ? this.buffer[this.at] : undefined;
-  }
-
-  enter(tag: number): number {
-    const buf = this.buffer;
-    if (this.tag() !== tag) throw new RangeError(`expected tag 0x${tag.toString(16)} at ${this.at}`);
-    let at = this.at + 1;
-    // The header itself must lie inside the message, or its bytes would be read from elsewhere.
-    if (at >= this.end) throw new RangeError(`element at ${this.at} has no length`);
-    const first = buf[at] as number;
-    at += 1;
-    let length = first;
-    if (first >= 0x80) {
-      const octets = first & 0x7f;
-      if (octets === 0 || octets > 4) throw new RangeError(`unsupported length at ${this.at}`);
-      if (at + octets > this.end) throw new RangeError(`element at ${this.at} has a cut-off length`);
-      length = 0;
-      for (let i = 0; i < octets; i += 1) length = length * 256 + (buf[at + i] as number);
-      at += octets;
-    }
-    const end = at + length;
-    if (end > this.end) throw new RangeError(`element at ${this.at} overruns the message`);
-    this.at = at;
-    return end;
-  }
 }

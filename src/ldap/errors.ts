@@ -43,6 +43,13 @@ export class DirectoryError extends Error {
   }
 }
 
+const STOPPED_ANSWERING = new Set<LdapErrorKind>(["unreachable", "refused", "dns", "timeout", "unavailable"]);
+
+/** The directory stopped answering (as opposed to answering with an error): worth waiting for. */
+export function stoppedAnswering(err: unknown): err is DirectoryError {
+  return err instanceof DirectoryError && STOPPED_ANSWERING.has(err.classified.kind);
+}
+
 export interface ClassifyOptions {
   /** Strings to scrub from `detail` (the bind password, in case a library ever echoes it). */
   secrets?: (string | null | undefined)[];

@@ -43,6 +43,7 @@ test("after one, what changed since its newest change less the margin; presence 
   );
   assert.deepEqual(plan, {
     method: "incremental",
+    via: "timestamp",
     since: now - 60_000 - 5 * 60_000,
     presence: false,
     why: "Entries changed since 2026-12-07 11:54:00 UTC (the directory's clock).",
@@ -53,6 +54,35 @@ test("after one, what changed since its newest change less the margin; presence 
     { now },
   );
   assert.equal(stale.method === "incremental" && stale.presence, true);
+});
+
+test("with the directory's content-synchronization cookies, a refresh from them; presence after held removals", () => {
+  const cookies = { user: "dXNlcg==", group: "Z3JvdXA=" };
+  const state = {
+    method: "contentSync",
+    highWater: null,
+    cookies,
+    presenceAt: new Date(now - 30 * 3_600_000).toISOString(),
+  };
+  assert.deepEqual(planSynchronization(withState(state), "auto", { now }), {
+    method: "incremental",
+    via: "contentSync",
+    cookies,
+    presence: false,
+    why: "What changed since the last synchronization, deletions included, as the directory's content synchronization (RFC 4533) tells it.",
+  });
+  const afterHeld = planSynchronization(withState({ ...state, presenceAt: null }), "auto", { now });
+  assert.equal(afterHeld.method === "incremental" && afterHeld.presence, true);
+  assert.equal(
+    planSynchronization(withState({ ...state, cookies: { user: "x" } }), "auto", { now }).method,
+    "full",
+  );
+  const next = nextState(base, null, { highWater: null, presenceChecked: true, held: false, cookies });
+  assert.deepEqual({ method: next.method, cookies: next.cookies }, { method: "contentSync", cookies });
+  assert.equal(
+    nextState(base, null, { highWater: 5, presenceChecked: true, held: false, cookies: null }).method,
+    "timestamp",
+  );
 });
 
 test("a watermark read with other settings is not trusted", () => {
@@ -73,19 +103,23 @@ test("the next state keeps the newest change; held removals make the next run lo
     presenceAt: "2026-12-01T00:00:00.000Z",
   };
   assert.equal(
-    nextState(base, previous, { highWater: 500, presenceChecked: false, held: false }).highWater,
+    nextState(base, previous, { highWater: 500, presenceChecked: false, held: false, cookies: null })
+      .highWater,
     1000,
   );
   assert.equal(
-    nextState(base, previous, { highWater: 2000, presenceChecked: false, held: false }).highWater,
+    nextState(base, previous, { highWater: 2000, presenceChecked: false, held: false, cookies: null })
+      .highWater,
     2000,
   );
   assert.equal(
-    nextState(base, previous, { highWater: null, presenceChecked: false, held: false }).presenceAt,
+    nextState(base, previous, { highWater: null, presenceChecked: false, held: false, cookies: null })
+      .presenceAt,
     previous.presenceAt,
   );
   assert.equal(
-    nextState(base, previous, { highWater: null, presenceChecked: true, held: true }).presenceAt,
+    nextState(base, previous, { highWater: null, presenceChecked: true, held: true, cookies: null })
+      .presenceAt,
     null,
   );
 });

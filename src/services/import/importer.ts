@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import { type Db, isConnectionLost, sqlState } from "../../db/client.ts";
 import type { DirectorySession, Entry } from "../../ldap/client.ts";
 import { normalizeDn, tryNormalizeDn } from "../../ldap/dn.ts";
-import { DirectoryError, type LdapErrorKind } from "../../ldap/errors.ts";
+import { DirectoryError, stoppedAnswering } from "../../ldap/errors.ts";
 import {
   bufferAttributes,
   changedAtAttribute,
@@ -31,6 +31,12 @@ import type { DirectoryMapping, LdapGroup } from "../../ldap/types.ts";
 import { type Directory, StoredSecretError } from "../directories.ts";
 import { withStoredDirectory } from "../directory-session.ts";
 import type { SecretBox } from "../secrets.ts";
+import {
+  type Refreshed,
+  type RefreshOutcome,
+  refreshFromCookies,
+  startingCookies,
+} from "../sync/content-refresh.ts";
 import { listInWords } from "../sync/decide.ts";
 import {
   entriesByStableId,
@@ -43,6 +49,7 @@ import {
   nextState,
   planSynchronization,
   readState,
+  type SyncCookies,
   type SyncPlan,
   saveSyncState,
 } from "../sync/incremental.ts";
@@ -98,6 +105,8 @@ const SHOW_DELETED_CONTROL = "1.2.840.113556.1.4.417";
 
 /** Users per upsert statement: large enough to amortize round trips, small enough to keep memory flat. */
 export const DEFAULT_BATCH_SIZE = 2000;
+/** Entries of a content-synchronization answer handed on at a time (they arrive all at once). */
+const REFRESH_PAGE = 1000;
 export const DEFAULT_WRITERS = 2;
 /** Transient database conflicts (deadlock, serialization, a unique key taken meanwhile) retried per batch. */
 const BATCH_ATTEMPTS = 5;
@@ -205,13 +214,12 @@ function stopReason(err: unknown, controller: AbortController): StopReason | nul
 }
 
 /** Directory errors that mean the directory went away, rather than answered with an error. */
-const STOPPED_ANSWERING = new Set<LdapErrorKind>(["unreachable", "refused", "dns", "timeout", "unavailable"]);
 
 /** How a run that stopped on an error says why, on its page and in the audit log. */
 export function failureMessage(err: unknown): string {
   if (err instanceof DirectoryOutage) return err.message;
   if (err instanceof DirectoryError) {
-    const gone = STOPPED_ANSWERING.has(err.classified.kind);
+    const gone = stoppedAnswering(err);
     return `${gone ? "The directory stopped answering" : "Reading the directory failed"}: ${err.classified.message}`;
   }
   if (err instanceof StoredSecretError) return err.message;
@@ -359,44 +367,138 @@ class RunImporter {
   private async synchronize(askedFull: boolean): Promise<Ending> {
     this.syncing = true;
     this.syncStartedAt = Date.now();
-    const plan = planSynchronization(this.directory, askedFull ? "full" : "auto", {
+    let plan = planSynchronization(this.directory, askedFull ? "full" : "auto", {
       ...(this.deps.watermarkMarginMs !== undefined ? { marginMs: this.deps.watermarkMarginMs } : {}),
     });
+    const held = await directoryHoldings(this.deps.db, this.directoryId);
+    const kinds = (["user", "group"] as const).filter(
+      (kind) => (kind === "user" ? held.users : held.groups) > 0,
+    );
+    // Content synchronization: both answers are in before anything is written, so that one that
+    // can't be used turns the run into a full one cleanly.
+    let refreshed: Refreshed | null = null;
+    if (plan.method === "incremental" && plan.via === "contentSync") {
+      const cookies = plan.cookies;
+      let outcome: RefreshOutcome | null = null;
+      await this.readingOn(async () => {
+        outcome = await refreshFromCookies(this.session, this.mapping, cookies, kinds);
+      });
+      const answered = outcome as RefreshOutcome | null;
+      if (answered?.ok) refreshed = answered.refreshed;
+      else if (answered) plan = { method: "full", why: answered.why };
+    }
     await recordSyncPlan(this.deps.db, this.claim, plan);
     this.changedOnly = plan.method === "incremental";
-    const held = await directoryHoldings(this.deps.db, this.directoryId);
     if (plan.method === "full" && this.claim.run.total === null) {
       await setTotal(this.deps.db, this.claim, held.users + held.groups);
       this.total = held.users + held.groups;
     }
-    const phases: ["user" | "group", number][] = [
-      ["user", held.users],
-      ["group", held.groups],
-    ];
+    // Taken before a full run reads: what changes while it reads is told to the next run.
+    let cookies: SyncCookies | null = refreshed?.cookies ?? null;
+    if (plan.method === "full") {
+      await this.readingOn(async () => {
+        cookies = await startingCookies(this.session, this.mapping);
+      });
+    }
     const changedAt = changedAtAttribute(this.mapping);
-    for (const [kind, count] of phases) {
-      if (count === 0) continue;
-      const since = generalizedTime(plan.method === "full" ? 0 : plan.since, changedAt === "whenChanged");
-      const text = plan.method === "full" ? "" : `(${changedAt}>=${since})`;
-      const filter = importFilter(kind, text, this.mapping);
-      if (!filter.ok) throw new Error(`The directory's ${kind} filter is not valid: ${filter.message}`);
-      const attributes = [...placeOf(kind, this.session, this.mapping).attributes, changedAt];
-      const pages = () =>
-        searchEntries(this.session, this.mapping, kind, filter.filter, { signal: this.signal, attributes });
-      if (kind === "user") await this.readingOn(() => this.importUsers(pages()));
-      else await this.readingOn(() => this.importGroups(pages()));
-    }
-    await this.finishPendingGroups();
-    // Active Directory keeps deleted objects as tombstones: those deleted since are gone now.
-    if (plan.method === "incremental" && changedAt === "whenChanged") {
-      await this.readingOn(() => this.readTombstones(plan.since));
-    }
     let presenceChecked = plan.method === "full";
-    if (plan.method === "incremental" && plan.presence && held.users + held.groups > 0) {
+    if (refreshed) {
+      presenceChecked = await this.importRefreshed(refreshed, kinds);
+    } else {
+      const since = plan.method === "incremental" && plan.via === "timestamp" ? plan.since : null;
+      for (const kind of kinds) {
+        const text =
+          since === null ? "" : `(${changedAt}>=${generalizedTime(since, changedAt === "whenChanged")})`;
+        const filter = importFilter(kind, text, this.mapping);
+        if (!filter.ok) throw new Error(`The directory's ${kind} filter is not valid: ${filter.message}`);
+        const attributes = [...placeOf(kind, this.session, this.mapping).attributes, changedAt];
+        const pages = () =>
+          searchEntries(this.session, this.mapping, kind, filter.filter, { signal: this.signal, attributes });
+        if (kind === "user") await this.readingOn(() => this.importUsers(pages()));
+        else await this.readingOn(() => this.importGroups(pages()));
+      }
+      await this.finishPendingGroups();
+    }
+    // Active Directory keeps deleted objects as tombstones: those deleted since are gone now.
+    if (plan.method === "incremental" && plan.via === "timestamp" && changedAt === "whenChanged") {
+      const since = plan.since;
+      await this.readingOn(() => this.readTombstones(since));
+    }
+    if (plan.method === "incremental" && plan.presence && !presenceChecked && kinds.length > 0) {
       await this.readingOn(() => this.readPresence(held.users > 0, held.groups > 0));
       presenceChecked = true;
     }
-    return this.settleRemovals(held.usersPresent, plan, presenceChecked);
+    return this.settleRemovals(held.usersPresent, plan, presenceChecked, cookies);
+  }
+
+  /**
+   * What a content-synchronization refresh answered: the changed entries imported as a change-time
+   * run reads them, the deleted ones taken away. Returns whether the answer covered every entry
+   * (the present phase: what it neither listed as present nor changed is gone).
+   */
+  private async importRefreshed(
+    refreshed: Refreshed,
+    kinds: readonly ("user" | "group")[],
+  ): Promise<boolean> {
+    const answers = kinds.flatMap((kind) => refreshed[kind] ?? []);
+    // The present phase: the answer lists every entry there is.
+    const everyEntry = answers.every((answer) => !answer.refreshDeletes);
+    // Each search tells what left it: an entry changed in the user search has left the group search.
+    const received = new Set(
+      answers.flatMap((answer) => answer.entries.map((e) => stableIdOf(e, this.mapping))),
+    );
+    const told = [...new Set(answers.flatMap((answer) => answer.deleted))].filter((id) => !received.has(id));
+    for (const kind of kinds) {
+      const answer = refreshed[kind];
+      if (!answer) continue;
+      const entries = answer.entries;
+      const pages = async function* () {
+        for (let at = 0; at < entries.length; at += REFRESH_PAGE) yield entries.slice(at, at + REFRESH_PAGE);
+      };
+      if (kind === "user") await this.readingOn(() => this.importUsers(pages()));
+      else await this.readingOn(() => this.importGroups(pages()));
+      if (everyEntry) {
+        await recordPresent(this.deps.db, this.claim.run.id, kind, answer.present);
+        if (kind === "user") this.usersRead += answer.present.length;
+      }
+      await this.readingOn(() => this.takeAwayTold(kind, told));
+    }
+    await this.finishPendingGroups();
+    // One search answered with deletions, the other with what is present: that one's deletions are
+    // found by a presence pass.
+    if (!everyEntry && answers.some((answer) => !answer.refreshDeletes)) {
+      await this.readingOn(() => this.readPresence(refreshed.user !== null, refreshed.group !== null));
+      return true;
+    }
+    return everyEntry;
+  }
+
+  /**
+   * Entries the directory told deleted, or gone out of the search: those Roster holds are looked up
+   * by stable id first. OpenLDAP tells an entry moved to another branch as deleted and does not
+   * send it again; one still there is read in full, the others are gone.
+   */
+  private async takeAwayTold(kind: "user" | "group", told: readonly string[]): Promise<void> {
+    if (told.length === 0) return;
+    const held = [...(await importedExternalIds(this.deps.db, kind, this.directoryId, told))];
+    if (held.length === 0) return;
+    const found = new Set<string>();
+    const mapping = this.mapping;
+    const lookups = entriesByStableId(this.session, mapping, kind, held, this.signal);
+    const pages = async function* () {
+      for await (const page of lookups) {
+        for (const entry of page) {
+          const id = stableIdOf(entry, mapping);
+          if (id !== null) found.add(id);
+        }
+        yield page;
+      }
+    };
+    if (kind === "user") await this.importUsers(pages());
+    else await this.importGroups(pages());
+    const gone = held.filter((id) => !found.has(id));
+    if (kind === "user") await collectGoneUsers(this.deps.db, this.claim.run.id, this.directoryId, gone);
+    else await collectGoneGroups(this.deps.db, this.claim.run.id, this.directoryId, gone);
   }
 
   /**
@@ -464,7 +566,12 @@ class RunImporter {
   }
 
   /** The guard decides: the removals the run collected are applied with its last batch, or held. */
-  private async settleRemovals(usersHeld: number, plan: SyncPlan, presenceChecked: boolean): Promise<Ending> {
+  private async settleRemovals(
+    usersHeld: number,
+    plan: SyncPlan,
+    presenceChecked: boolean,
+    cookies: SyncCookies | null,
+  ): Promise<Ending> {
     let ending: Ending = { status: "succeeded" };
     const runId = this.claim.run.id;
     await this.commit(
@@ -488,6 +595,7 @@ class RunImporter {
             highWater: this.highWater === null ? null : Math.min(this.highWater, this.syncStartedAt),
             presenceChecked,
             held: verdict !== null,
+            cookies,
           },
         );
         await saveSyncState(tx, this.directoryId, state);
@@ -1214,10 +1322,6 @@ function unhandled<T extends { externalId: string }>(
 export function deletedObjectsOf(baseDn: string): string {
   const domain = /(?:^|,)\s*(DC=.*)$/i.exec(baseDn)?.[1] ?? baseDn;
   return `CN=Deleted Objects,${domain}`;
-}
-
-function stoppedAnswering(err: unknown): err is DirectoryError {
-  return err instanceof DirectoryError && STOPPED_ANSWERING.has(err.classified.kind);
 }
 
 function durationInWords(ms: number): string {

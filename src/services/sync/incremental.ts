@@ -1,10 +1,15 @@
 /**
- * Incremental synchronization by change time: after a full synchronization, a run reads only the
- * entries whose modifyTimestamp (the directory's own clock) is at or after the newest change the
- * last run read, less a margin for changes replicated late. A rename, a move within the base, a
- * changed member list all update it. What it cannot see — an entry deleted, or moved out of the
- * base — a presence pass finds: every so often the run also reads every entry's stable id alone
- * (a few bytes each) and takes what is missing from that.
+ * Incremental synchronization: after a full synchronization, a run reads only what changed since.
+ *
+ * - A directory offering content synchronization (RFC 4533: OpenLDAP's syncprov overlay) tells it
+ *   itself: each refresh with the cookie the last one left answers with the entries added or
+ *   changed since, the entryUUIDs of those deleted or moved out of the search, and a new cookie.
+ *   A full run takes the cookies before it reads.
+ * - Elsewhere, by change time: the entries whose modifyTimestamp (the directory's own clock) is at
+ *   or after the newest change the last run read, less a margin for changes replicated late. A
+ *   rename, a move within the base, a changed member list all update it. What it cannot see — an
+ *   entry deleted, or moved out of the base — a presence pass finds: every so often the run also
+ *   reads every entry's stable id alone (a few bytes each) and takes what is missing from that.
  *
  * A watermark is trusted only with the settings it was read with: another server, base, filter or
  * stable-id attribute makes the next run a full one, and the run says why.
@@ -20,19 +25,29 @@ export const WATERMARK_MARGIN_MS = 5 * 60_000;
 /** How often an incremental run also looks for deleted entries (a presence pass). */
 export const PRESENCE_EVERY_MS = 24 * 60 * 60_000;
 
+export interface SyncCookies {
+  /** The content-synchronization cookie of the user and the group search (base64). */
+  user: string;
+  group: string;
+}
+
 export interface SyncState {
-  method: "timestamp";
+  /** How incremental runs learn what changed: the directory's cookies, or change times. */
+  method: "timestamp" | "contentSync";
   /** The newest modifyTimestamp read so far, ms since the epoch (null: no entry carried one). */
   highWater: number | null;
   /** What the watermark was read with (settingsKey). */
   settings: string;
   /** When every entry's presence was last checked (a full run, or a presence pass), ISO time. */
   presenceAt: string | null;
+  /** With method "contentSync". */
+  cookies?: SyncCookies;
 }
 
 export type SyncPlan =
   | { method: "full"; why: string }
-  | { method: "incremental"; since: number; presence: boolean; why: string };
+  | { method: "incremental"; via: "timestamp"; since: number; presence: boolean; why: string }
+  | { method: "incremental"; via: "contentSync"; cookies: SyncCookies; presence: boolean; why: string };
 
 /** Everything that decides which entries a synchronization reads and how it knows them. */
 export function settingsKey(directory: Directory): string {
@@ -55,13 +70,21 @@ export function settingsKey(directory: Directory): string {
 export function readState(value: unknown): SyncState | null {
   if (typeof value !== "object" || value === null) return null;
   const state = value as Partial<SyncState>;
-  if (state.method !== "timestamp" || typeof state.settings !== "string") return null;
-  return {
-    method: "timestamp",
+  if (typeof state.settings !== "string") return null;
+  const common = {
     highWater: typeof state.highWater === "number" ? state.highWater : null,
     settings: state.settings,
     presenceAt: typeof state.presenceAt === "string" ? state.presenceAt : null,
   };
+  if (state.method === "timestamp") return { method: "timestamp", ...common };
+  const cookies = state.cookies;
+  if (
+    state.method !== "contentSync" ||
+    typeof cookies?.user !== "string" ||
+    typeof cookies.group !== "string"
+  )
+    return null;
+  return { method: "contentSync", ...common, cookies: { user: cookies.user, group: cookies.group } };
 }
 
 /** Full or incremental, and why — in words the run page shows. */
@@ -81,6 +104,17 @@ export function planSynchronization(
       why: "The directory's server, base, filters or stable-id attribute changed since the last synchronization: every entry is read again.",
     };
   }
+  if (state.method === "contentSync" && state.cookies) {
+    // The directory tells deletions itself; presence is checked again only after held removals.
+    const presence = state.presenceAt === null;
+    return {
+      method: "incremental",
+      via: "contentSync",
+      cookies: state.cookies,
+      presence,
+      why: `What changed since the last synchronization, deletions included, as the directory's content synchronization (RFC 4533) tells it${presence ? ", and every entry's presence, to find deleted ones" : ""}.`,
+    };
+  }
   if (state.highWater === null) {
     return { method: "full", why: "The directory's entries carry no modifyTimestamp: every entry is read." };
   }
@@ -89,6 +123,7 @@ export function planSynchronization(
   const since = state.highWater - (options.marginMs ?? WATERMARK_MARGIN_MS);
   return {
     method: "incremental",
+    via: "timestamp",
     since,
     presence,
     why: `Entries changed since ${new Date(since).toISOString().replace("T", " ").slice(0, 19)} UTC (the directory's clock)${presence ? ", and every entry's presence, to find deleted ones" : ""}.`,
@@ -98,20 +133,21 @@ export function planSynchronization(
 export function nextState(
   directory: Directory,
   previous: SyncState | null,
-  run: { highWater: number | null; presenceChecked: boolean; held: boolean },
+  run: { highWater: number | null; presenceChecked: boolean; held: boolean; cookies: SyncCookies | null },
   now = new Date(),
 ): SyncState {
   const highWater =
     previous?.highWater !== undefined && previous.highWater !== null && run.highWater !== null
       ? Math.max(previous.highWater, run.highWater)
       : (run.highWater ?? previous?.highWater ?? null);
-  return {
-    method: "timestamp",
+  const common = {
     highWater,
     settings: settingsKey(directory),
     // Held removals are recomputed by the next run: it looks for deleted entries again.
     presenceAt: run.held ? null : run.presenceChecked ? now.toISOString() : (previous?.presenceAt ?? null),
   };
+  if (run.cookies) return { method: "contentSync", ...common, cookies: run.cookies };
+  return { method: "timestamp", ...common };
 }
 
 /** Where a synchronization leaves off, saved with its last batch. */
