@@ -102,6 +102,23 @@ export function mapGroup(entry: Entry, mapping: DirectoryMapping): MapResult<Lda
   };
 }
 
+/** The first non-blank value of an attribute, as text (its name in any case). */
+export function firstText(entry: Entry, name: string): string | null {
+  return new EntryAttributes(entry).first(name);
+}
+
+/** A GUID-valued attribute (objectGUID, invocationId) in text; null when absent or not 16 bytes. */
+export function guidOf(entry: Entry, name: string): string | null {
+  const value = new EntryAttributes(entry).values(name)[0];
+  if (value === undefined) return null;
+  try {
+    return guidToString(asBytes(value));
+  } catch (err) {
+    if (err instanceof RangeError) return null;
+    throw err;
+  }
+}
+
 /** An entry's stable id alone (an entry read with nothing but that attribute). */
 export function stableIdOf(entry: Entry, mapping: DirectoryMapping): string | null {
   return new EntryAttributes(entry).uniqueId(mapping.attrUniqueId) ?? null;

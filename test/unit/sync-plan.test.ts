@@ -85,6 +85,50 @@ test("with the directory's content-synchronization cookies, a refresh from them;
   );
 });
 
+test("Active Directory: changes above the controller's update number, only from that same controller", () => {
+  const sequence = { server: "CN=NTDS Settings,CN=DC1 0f1e2d3c-…", usn: "9007199254740993" };
+  const state = {
+    method: "usn",
+    highWater: null,
+    sequence,
+    presenceAt: new Date(now - 3_600_000).toISOString(),
+  };
+  assert.deepEqual(
+    planSynchronization(withState(state), "auto", {
+      now,
+      sequence: { ...sequence, usn: "9007199254741000" },
+    }),
+    {
+      method: "incremental",
+      via: "usn",
+      above: "9007199254740993",
+      presence: false,
+      why: "Entries the domain controller changed since its update 9007199254740993, and the objects deleted since.",
+    },
+  );
+  const other = planSynchronization(withState(state), "auto", {
+    now,
+    sequence: { ...sequence, server: "CN=DC2" },
+  });
+  assert.equal(other.method, "full");
+  assert.match(other.why, /^Another domain controller answered/);
+  assert.equal(planSynchronization(withState(state), "auto", { now, sequence: null }).method, "full");
+  assert.equal(
+    planSynchronization(withState({ ...state, sequence: { ...sequence, usn: "12a" } }), "auto", { now })
+      .method,
+    "full",
+    "not a number: not trusted",
+  );
+  const next = nextState(base, null, {
+    highWater: null,
+    presenceChecked: true,
+    held: false,
+    cookies: null,
+    sequence,
+  });
+  assert.deepEqual({ method: next.method, sequence: next.sequence }, { method: "usn", sequence });
+});
+
 test("a watermark read with other settings is not trusted", () => {
   const moved = withState({ highWater: now, presenceAt: null }, { userFilter: "(objectClass=person)" });
   assert.match(planSynchronization(moved, "auto", { now }).why, /filters or stable-id attribute changed/);

@@ -49,9 +49,11 @@ import {
   nextState,
   planSynchronization,
   readState,
+  readUpdateSequence,
   type SyncCookies,
   type SyncPlan,
   saveSyncState,
+  type UpdateSequence,
 } from "../sync/incremental.ts";
 import {
   applyRemovals,
@@ -367,8 +369,17 @@ class RunImporter {
   private async synchronize(askedFull: boolean): Promise<Ending> {
     this.syncing = true;
     this.syncStartedAt = Date.now();
+    const changedAt = changedAtAttribute(this.mapping);
+    // Active Directory: where its write counter stands before anything is read.
+    let sequence: UpdateSequence | null = null;
+    if (changedAt === "whenChanged") {
+      await this.readingOn(async () => {
+        sequence = await readUpdateSequence(this.session);
+      });
+    }
     let plan = planSynchronization(this.directory, askedFull ? "full" : "auto", {
       ...(this.deps.watermarkMarginMs !== undefined ? { marginMs: this.deps.watermarkMarginMs } : {}),
+      sequence,
     });
     const held = await directoryHoldings(this.deps.db, this.directoryId);
     const kinds = (["user", "group"] as const).filter(
@@ -400,15 +411,13 @@ class RunImporter {
         cookies = await startingCookies(this.session, this.mapping);
       });
     }
-    const changedAt = changedAtAttribute(this.mapping);
     let presenceChecked = plan.method === "full";
     if (refreshed) {
       presenceChecked = await this.importRefreshed(refreshed, kinds);
     } else {
-      const since = plan.method === "incremental" && plan.via === "timestamp" ? plan.since : null;
+      const changed = changedSince(plan, changedAt);
       for (const kind of kinds) {
-        const text =
-          since === null ? "" : `(${changedAt}>=${generalizedTime(since, changedAt === "whenChanged")})`;
+        const text = changed ?? "";
         const filter = importFilter(kind, text, this.mapping);
         if (!filter.ok) throw new Error(`The directory's ${kind} filter is not valid: ${filter.message}`);
         const attributes = [...placeOf(kind, this.session, this.mapping).attributes, changedAt];
@@ -420,15 +429,14 @@ class RunImporter {
       await this.finishPendingGroups();
     }
     // Active Directory keeps deleted objects as tombstones: those deleted since are gone now.
-    if (plan.method === "incremental" && plan.via === "timestamp" && changedAt === "whenChanged") {
-      const since = plan.since;
-      await this.readingOn(() => this.readTombstones(since));
-    }
+    const deletedSince =
+      plan.method === "incremental" && changedAt === "whenChanged" ? changedSince(plan, changedAt) : null;
+    if (deletedSince !== null) await this.readingOn(() => this.readTombstones(deletedSince));
     if (plan.method === "incremental" && plan.presence && !presenceChecked && kinds.length > 0) {
       await this.readingOn(() => this.readPresence(held.users > 0, held.groups > 0));
       presenceChecked = true;
     }
-    return this.settleRemovals(held.usersPresent, plan, presenceChecked, cookies);
+    return this.settleRemovals(held.usersPresent, plan, presenceChecked, { cookies, sequence });
   }
 
   /**
@@ -527,8 +535,8 @@ class RunImporter {
    * of this directory among them are disabled by this run, groups marked missing, without waiting
    * for the presence pass.
    */
-  private async readTombstones(since: number): Promise<void> {
-    const filter = `(&(isDeleted=TRUE)(whenChanged>=${generalizedTime(since, true)}))`;
+  private async readTombstones(changed: string): Promise<void> {
+    const filter = `(&(isDeleted=TRUE)${changed})`;
     const gone: string[] = [];
     try {
       await this.searchTombstones(filter, gone);
@@ -570,7 +578,7 @@ class RunImporter {
     usersHeld: number,
     plan: SyncPlan,
     presenceChecked: boolean,
-    cookies: SyncCookies | null,
+    marks: { cookies: SyncCookies | null; sequence: UpdateSequence | null },
   ): Promise<Ending> {
     let ending: Ending = { status: "succeeded" };
     const runId = this.claim.run.id;
@@ -595,7 +603,7 @@ class RunImporter {
             highWater: this.highWater === null ? null : Math.min(this.highWater, this.syncStartedAt),
             presenceChecked,
             held: verdict !== null,
-            cookies,
+            ...marks,
           },
         );
         await saveSyncState(tx, this.directoryId, state);
@@ -1313,6 +1321,16 @@ function unhandled<T extends { externalId: string }>(
   const invalid = batch.invalid.filter((i) => i.externalId === undefined || !handled.has(i.externalId));
   if (values.length === batch.values.length && invalid.length === batch.invalid.length) return batch;
   return { values, invalid, size: values.length + invalid.length };
+}
+
+/** The filter term an incremental run reads changed entries with (null: a full run reads all). */
+function changedSince(plan: SyncPlan, changedAt: string): string | null {
+  if (plan.method !== "incremental") return null;
+  // uSNChanged is an integer attribute: >= is all LDAP offers, hence the one above.
+  if (plan.via === "usn") return `(uSNChanged>=${BigInt(plan.above) + 1n})`;
+  if (plan.via === "timestamp")
+    return `(${changedAt}>=${generalizedTime(plan.since, changedAt === "whenChanged")})`;
+  return null;
 }
 
 /**
