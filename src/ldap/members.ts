@@ -98,6 +98,16 @@ export async function readMemberValues(
   }
 }
 
+/**
+ * The member values a group entry already holds, when it holds them all (no range window, as
+ * Active Directory sends for large groups); null otherwise: read them with readMemberValues.
+ */
+export function completeMemberValues(entry: Entry, attribute: string): string[] | null {
+  const ranged = `${attribute.toLowerCase()};range=`;
+  for (const key of Object.keys(entry)) if (key.toLowerCase().startsWith(ranged)) return null;
+  return textValues(plainValues(entry, attribute));
+}
+
 export async function countMembers(
   session: DirectorySession,
   groupDn: string,
@@ -121,15 +131,19 @@ export async function memberSummary(
  * parsed when escaped: `\2C` or `\,`), usernames NFC and case-insensitively. Equal lists, equal
  * fingerprints.
  */
-export function memberListHash(values: readonly string[], mapping: DirectoryMapping): string {
+export function memberListHash(
+  values: readonly string[],
+  mapping: DirectoryMapping,
+  lowerCased?: readonly string[],
+): string {
   // A DN without escapes is compared in lower case (parsing 100,000 of them took 0.4 s); one with
-  // escapes (`\2C` or `\,`) parsed.
-  const keys = values.map((value) =>
+  // escapes (`\2C` or `\,`) parsed. `lowerCased`: the values in lower case, when the caller has them.
+  const keys = values.map((value, i) =>
     mapping.memberValues === "username"
       ? usernameKey(value.trim())
       : value.includes("\\")
         ? (tryNormalizeDn(value) ?? value)
-        : value.toLowerCase(),
+        : (lowerCased?.[i] ?? value.toLowerCase()),
   );
   const sorted = [...new Set(keys)].sort();
   return createHash("sha256").update(sorted.join("\n")).digest("base64url");

@@ -3,9 +3,13 @@
  * database, queues a run, executes it, and prints one JSON line. Started by import.bench.ts.
  *
  *   BENCH_DATABASE_URL=… | BENCH_PGLITE_DIR=…, BENCH_KEY (hex), BENCH_DIRECTORY (id), BENCH_SELECTION (JSON)
+ *
+ * BENCH_WATERMARK (ms): the directory is synchronized by change time from there, as if the last
+ * synchronization had read changes up to that moment (its content-synchronization cookies dropped).
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { Writable } from "node:stream";
+import { sql } from "drizzle-orm";
 import { pino } from "pino";
 import { openDatabase } from "../../src/db/client.ts";
 import { executeRun } from "../../src/services/import/importer.ts";
@@ -21,6 +25,14 @@ const database = await openDatabase({
 try {
   const selection = JSON.parse(env.BENCH_SELECTION ?? "") as Selection;
   const directoryId = Number(env.BENCH_DIRECTORY);
+  if (env.BENCH_WATERMARK) {
+    await database.db.execute(
+      sql`update directories set sync_state = jsonb_build_object('method', 'timestamp',
+            'highWater', ${Number(env.BENCH_WATERMARK)}::bigint, 'settings', sync_state->'settings',
+            'presenceAt', sync_state->'presenceAt')
+          where id = ${directoryId}`,
+    );
+  }
   await createRun(database.db, {
     directory: { id: directoryId, name: "bench" },
     actor: { id: null, name: "bench" },

@@ -15,15 +15,17 @@
  * runs before each run of the imports (and at the start), so a slow moment can't flatter a ratio.
  * Exits non-zero when a target is missed: fresh import into PostgreSQL ≤ 3× the baseline, unchanged
  * re-import ≤ 2.5×, peak RSS of a PostgreSQL import ≤ 300 MB. BENCH_STEPS (default
- * fresh,group,unchanged,group-unchanged,sync-full,sync-incremental) chooses which steps run, always in
+ * fresh,group,unchanged,group-unchanged,sync-full,sync-incremental,sync-incremental-timestamp) chooses which steps run, always in
  * that order; a re-import needs its import (unchanged needs fresh, group-unchanged needs group).
  *
  * The synchronization steps: sync-full, a full synchronization of the imported directory with nothing
  * changed (target ≤ 2.5× the baseline); then 1% of the directory changes (500 users' phone numbers,
  * 250 users deleted and taken out of the group, 250 new users added to it, with ldapmodify) and
- * sync-incremental reads only that (target ≤ 0.1× the full synchronization). The incremental run
- * reads from the full one's newest change with no safety margin (BENCH_MARGIN_MS, default 0): the
- * whole directory was loaded a minute before, and the default 5-minute margin would read it all.
+ * sync-incremental reads only that (target ≤ 0.1× the full synchronization). The directory has the
+ * syncprov overlay: that run refreshes from the cookies the full one took (RFC 4533). Then 1% changes
+ * again, and sync-incremental-timestamp reads it as a directory without syncprov is read, by change
+ * time: the synchronization state is set to what a run that ended just before the changes leaves
+ * (newest change read: a second before them), with no safety margin (BENCH_MARGIN_MS, default 0).
  */
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -49,7 +51,15 @@ const PAGE_SIZE = 1000;
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 const DRIVERS = (process.env.BENCH_DRIVERS ?? "postgres,pglite").split(",") as ("postgres" | "pglite")[];
-const STEP_NAMES = ["fresh", "group", "unchanged", "group-unchanged", "sync-full", "sync-incremental"];
+const STEP_NAMES = [
+  "fresh",
+  "group",
+  "unchanged",
+  "group-unchanged",
+  "sync-full",
+  "sync-incremental",
+  "sync-incremental-timestamp",
+];
 const STEPS = chosenSteps(process.env.BENCH_STEPS ?? STEP_NAMES.join(","));
 const TARGETS = { fresh: 3, unchanged: 2.5, syncFull: 2.5, rssMb: 300 };
 /** An incremental synchronization of 1% changes, against the full one of the same run. */
@@ -124,7 +134,12 @@ try {
       },
       {
         step: "sync-incremental",
-        label: `incremental sync, 1% → ${driver}`,
+        label: `incremental sync (RFC 4533), 1% → ${driver}`,
+        selection: { mode: "synchronize", trigger: "manual" } as Selection,
+      },
+      {
+        step: "sync-incremental-timestamp",
+        label: `incremental sync by change time, 1% → ${driver}`,
         selection: { mode: "synchronize", trigger: "manual" } as Selection,
       },
     ].filter((s) => STEPS.includes(s.step));
@@ -134,8 +149,14 @@ try {
       if (!target) break;
       baselines.push(await ldapsearchBaseline(server));
       for (const [i, step] of steps.entries()) {
-        if (step.step === "sync-incremental") await changeOnePercent(server, changes++);
-        results[i]?.push(await measureImport(target.env, step.selection));
+        let env = target.env;
+        if (step.step.startsWith("sync-incremental")) {
+          // The directory's clock is this machine's; its timestamps have whole seconds.
+          const before = Math.floor(Date.now() / 1000) * 1000;
+          await changeOnePercent(server, changes++);
+          if (step.step === "sync-incremental-timestamp") env = { ...env, BENCH_WATERMARK: String(before) };
+        }
+        results[i]?.push(await measureImport(env, step.selection));
       }
     }
     const lines = steps.flatMap((step, i) => {
@@ -174,7 +195,7 @@ try {
   for (const { driver, lines } of measured) {
     for (const line of lines) {
       print(line, baseline);
-      if (line.step === "sync-incremental") {
+      if (line.step.startsWith("sync-incremental")) {
         const full = lines.find((l) => l.step === "sync-full");
         const best = line.runs.reduce((a, b) => (a.ms <= b.ms ? a : b));
         console.log(
@@ -229,7 +250,7 @@ try {
 
 /**
  * 1% of the directory changes, differently for each run (`round`): 500 users get a new phone
- * number, 250 are deleted (and taken out of the group, as the refint overlay would), 250 new users
+ * number (its middle part below 100, where the fixture's never are), 250 are deleted (and taken out of the group, as the refint overlay would), 250 new users
  * join the group. With ldapmodify, as the directory's administrator.
  */
 async function changeOnePercent(directory: SlapdServer, round: number): Promise<void> {
@@ -241,7 +262,7 @@ async function changeOnePercent(directory: SlapdServer, round: number): Promise<
   const ldif = [
     ...modified.map(
       (i) =>
-        `dn: ${userDn(i)}\nchangetype: modify\nreplace: telephoneNumber\ntelephoneNumber: +1 555 999 ${String(i % 10000).padStart(4, "0")}\n`,
+        `dn: ${userDn(i)}\nchangetype: modify\nreplace: telephoneNumber\ntelephoneNumber: +1 555 0${String(round % 100).padStart(2, "0")} ${String(i % 10000).padStart(4, "0")}\n`,
     ),
     ...Array.from(userEntries(250, { start: added })).map((entry) =>
       entry.replace(/^(dn: [^\n]*\n)/, "$1changetype: add\n"),
@@ -276,6 +297,7 @@ function chosenSteps(list: string): string[] {
     ["sync-full", "fresh"],
     ["sync-full", "group"],
     ["sync-incremental", "sync-full"],
+    ["sync-incremental-timestamp", "sync-full"],
   ] as const) {
     if (steps.includes(reimport) && !steps.includes(first))
       throw new Error(`BENCH_STEPS: ${reimport} needs ${first} before it`);
@@ -300,7 +322,7 @@ async function startDirectory(): Promise<SlapdServer> {
       });
     })(),
   );
-  return startSlapd({ ldifFiles: [file] });
+  return startSlapd({ ldifFiles: [file], contentSync: true });
 }
 
 /** The same search Roster sends (filter, base, attributes, page size), by the C client; best of three after a warm-up. */

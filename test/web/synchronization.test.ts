@@ -348,18 +348,22 @@ describe("synchronizing a directory", { skip: skipWithoutSlapd }, () => {
     const memberships = await membersOf("staff");
     let locked = false;
     try {
-      const run = await synchronize({
-        directoryRetryMs: 4000,
-        hooks: {
-          async afterBatch() {
-            if (locked) return;
-            locked = true;
-            await replace(server.serviceDn, "userPassword", ["changed-by-someone-else"]);
-            await server.crash();
-            await server.restart();
+      const run = await synchronize(
+        {
+          directoryRetryMs: 4000,
+          hooks: {
+            async afterBatch() {
+              if (locked) return;
+              locked = true;
+              await replace(server.serviceDn, "userPassword", ["changed-by-someone-else"]);
+              await server.crash();
+              await server.restart();
+            },
           },
+          // Full: every page of users is read, the first batch is far from the last read.
         },
-      });
+        true,
+      );
       assert.ok(locked, "the fault was injected");
       assert.equal(run.status, "failed");
       assert.match(run.error ?? "", /password|credentials|bind/i);

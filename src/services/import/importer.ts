@@ -21,6 +21,7 @@ import {
   stableIdOf,
 } from "../../ldap/mapping.ts";
 import {
+  completeMemberValues,
   expandGroup,
   type MemberBatch,
   memberListHash,
@@ -61,6 +62,7 @@ import {
   collectGoneUsers,
   collectMembershipRemovals,
   collectMissing,
+  collectNamedRemovals,
   countRemovals,
   guardVerdict,
   totalRemovals,
@@ -107,6 +109,8 @@ const SHOW_DELETED_CONTROL = "1.2.840.113556.1.4.417";
 
 /** Users per upsert statement: large enough to amortize round trips, small enough to keep memory flat. */
 export const DEFAULT_BATCH_SIZE = 2000;
+/** Member values a synchronization keeps from the group entries it read (≈ 50 bytes each). */
+const MEMBER_VALUES_KEPT = 1_000_000;
 /** Entries of a content-synchronization answer handed on at a time (they arrive all at once). */
 const REFRESH_PAGE = 1000;
 export const DEFAULT_WRITERS = 2;
@@ -257,6 +261,11 @@ interface GroupState {
   subgroupsAdded: number;
   /** The fingerprint of the member list read for it (stored when it is finished). */
   memberHash: string | null;
+  /**
+   * A synchronization that compared the member lists: the members and subgroups Roster has that
+   * the directory's list did not name (leaving, unless resolved again under another name).
+   */
+  leaving?: { users: number[]; groups: number[] };
 }
 
 class RunImporter {
@@ -284,6 +293,9 @@ class RunImporter {
   private syncStartedAt = 0;
   /** An incremental synchronization: changed groups are compared with what Roster has (expandChanged). */
   private changedOnly = false;
+  /** Group DN → its complete member list, as a synchronization read the group entry. */
+  private readonly memberValuesRead = new Map<string, string[]>();
+  private memberValuesHeld = 0;
   /** The newest modifyTimestamp a synchronization read, ms since the epoch. */
   private highWater: number | null = null;
   /** The run's total as last known here (counted alongside when the run began without one). */
@@ -803,7 +815,10 @@ class RunImporter {
     const roots: { id: number; dn: string }[] = [];
     const batches = readAhead(
       mapBatches(pages, this.batchSize, (e) => {
-        if (this.syncing) this.noteChange(e);
+        if (this.syncing) {
+          this.noteChange(e);
+          this.keepMemberValues(e);
+        }
         return mapGroup(e, this.mapping);
       }),
       1,
@@ -847,6 +862,17 @@ class RunImporter {
       if (this.syncing && !this.readAgain) await this.expandChanged(root);
       else if (!this.finishedGroups.has(root.id) || this.pendingGroups.size > 0) await this.expand(root.dn);
     }
+    this.memberValuesRead.clear();
+    this.memberValuesHeld = 0;
+  }
+
+  /** A synchronization keeps the member lists its group entries brought, up to a bound, not to read them twice. */
+  private keepMemberValues(entry: Entry): void {
+    if (this.memberValuesHeld >= MEMBER_VALUES_KEPT) return;
+    const values = completeMemberValues(entry, this.mapping.attrMember);
+    if (values === null) return;
+    this.memberValuesRead.set(entry.dn, values);
+    this.memberValuesHeld += values.length;
   }
 
   /**
@@ -858,49 +884,77 @@ class RunImporter {
   private async expandChanged(root: { id: number; dn: string }): Promise<void> {
     const group = this.pendingGroups.get(root.id);
     if (!group || this.finishedGroups.has(root.id)) return;
-    const values = await readMemberValues(this.session, root.dn, this.mapping.attrMember);
+    const kept = this.memberValuesRead.get(root.dn);
+    this.memberValuesRead.delete(root.dn);
+    const values = kept ?? (await readMemberValues(this.session, root.dn, this.mapping.attrMember));
     const current = await currentMembers(this.deps.db, root.id);
     const byUsername = this.mapping.memberValues === "username";
     const keyOf = (value: string) => (byUsername ? value.trim().toLowerCase() : value.toLowerCase());
-    const listed = new Set(values.map(keyOf));
+    const keys = values.map(keyOf);
+    const listed = new Set(keys);
     const matched = new Set<string>();
-    // Most DNs match as text; the rest are compared parsed (spacing, case of attribute names, escapes).
-    let parsed: Map<string, string> | null = null;
-    /** The key of the listed value that names this member, or null when none does. */
-    const listedAs = (text: string | null): string | null => {
-      if (!text) return null;
-      const key = keyOf(text);
-      if (listed.has(key)) return key;
-      if (byUsername) return null;
-      parsed ??= new Map(values.map((value) => [tryNormalizeDn(value) ?? keyOf(value), keyOf(value)]));
-      return parsed.get(tryNormalizeDn(text) ?? key) ?? null;
-    };
     const left: string[] = [];
-    for (const user of current.users) {
-      const key = listedAs(byUsername ? user.username : user.dn);
-      if (key === null) {
-        if (user.externalId !== null) left.push(user.externalId);
-        continue;
-      }
+    const leaving: { users: number[]; groups: number[] } = { users: [], groups: [] };
+    group.leaving = leaving;
+    const acceptUser = (user: (typeof current.users)[number], key: string) => {
       // A full run resolves again a listed member its users phase did not meet (deleted, with its
       // DN left in the group; or outside the user search base): it is found, or it is gone.
-      if (!this.changedOnly && user.externalId !== null && !this.importedUsers.has(user.externalId)) continue;
+      if (!this.changedOnly && user.externalId !== null && !this.importedUsers.has(user.externalId)) {
+        leaving.users.push(user.id);
+        return;
+      }
       matched.add(key);
       group.members.add(user.id);
+    };
+    const acceptGroup = (child: (typeof current.groups)[number], key: string) => {
+      matched.add(key);
+      group.children.add(child.id);
+    };
+    // Most members match as text; those that don't are compared parsed, against the values no
+    // member matched (spacing, case of attribute names, escapes): a few, not the whole list.
+    const userKey = (user: (typeof current.users)[number]) => {
+      const text = byUsername ? user.username : user.dn;
+      return text ? keyOf(text) : null;
+    };
+    const unmatchedUsers = current.users.filter((user) => {
+      const key = userKey(user);
+      if (key === null || !listed.has(key)) return true;
+      acceptUser(user, key);
+      return false;
+    });
+    const unmatchedGroups = byUsername
+      ? []
+      : current.groups.filter((child) => {
+          const key = child.dn ? keyOf(child.dn) : null;
+          if (key === null || !listed.has(key)) return true;
+          acceptGroup(child, key);
+          return false;
+        });
+    const parsed = new Map<string, string>();
+    if (!byUsername && unmatchedUsers.length + unmatchedGroups.length > 0) {
+      keys.forEach((key, i) => {
+        if (!matched.has(key)) parsed.set(tryNormalizeDn(values[i] as string) ?? key, key);
+      });
+    }
+    const parsedKey = (dn: string | null) => (dn ? parsed.get(tryNormalizeDn(dn) ?? keyOf(dn)) : undefined);
+    for (const user of unmatchedUsers) {
+      const key = byUsername ? undefined : parsedKey(user.dn);
+      if (key !== undefined) acceptUser(user, key);
+      else {
+        leaving.users.push(user.id);
+        if (user.externalId !== null) left.push(user.externalId);
+      }
+    }
+    for (const child of unmatchedGroups) {
+      const key = parsedKey(child.dn);
+      if (key !== undefined) acceptGroup(child, key);
+      else leaving.groups.push(child.id);
     }
     // A member who left may have left the directory too: those whose entries are gone are disabled
     // now, without waiting for the presence pass (a few lookups by stable id).
     await this.collectGoneMembers(left);
-    if (!byUsername) {
-      for (const child of current.groups) {
-        const key = listedAs(child.dn);
-        if (key === null) continue;
-        matched.add(key);
-        group.children.add(child.id);
-      }
-    }
-    group.memberHash = memberListHash(values, this.mapping);
-    const added = values.filter((value) => !matched.has(keyOf(value)));
+    group.memberHash = memberListHash(values, this.mapping, byUsername ? undefined : keys);
+    const added = values.filter((_, i) => !matched.has(keys[i] as string));
     const subgroups: string[] = [];
     const batches = readAhead(
       coalesceMembers(resolveMemberValues(this.session, this.mapping, root.dn, added), this.batchSize),
@@ -1026,15 +1080,19 @@ class RunImporter {
     await this.commit(
       async (tx) => {
         // A synchronization collects what left, for the guard; an import removes it at once.
-        const pruned = this.syncing
-          ? await collectMembershipRemovals(
-              tx,
-              this.claim.run.id,
-              group.id,
-              group.members,
-              group.children,
-            ).then(() => ({ membersRemoved: 0, subgroupsRemoved: 0 }))
-          : await pruneMembers(tx, group.id, group.members, group.children);
+        const leaving = group.leaving;
+        const pruned = !this.syncing
+          ? await pruneMembers(tx, group.id, group.members, group.children)
+          : await (leaving
+              ? collectNamedRemovals(
+                  tx,
+                  this.claim.run.id,
+                  group.id,
+                  leaving.users.filter((id) => !group.members.has(id)),
+                  leaving.groups.filter((id) => !group.children.has(id)),
+                )
+              : collectMembershipRemovals(tx, this.claim.run.id, group.id, group.members, group.children)
+            ).then(() => ({ membersRemoved: 0, subgroupsRemoved: 0 }));
         if (group.memberHash !== null) await rememberMemberList(tx, group.id, group.memberHash);
         await recordHandledGroups(tx, this.claim.run.id, [
           this.groupCheckpoint(group, {

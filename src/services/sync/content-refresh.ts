@@ -7,7 +7,7 @@
 import type { ContentSyncResult, DirectorySession } from "../../ldap/client.ts";
 import { SYNC_REFRESH_REQUIRED } from "../../ldap/content-sync.ts";
 import { DirectoryError, stoppedAnswering } from "../../ldap/errors.ts";
-import { bufferAttributes } from "../../ldap/mapping.ts";
+import { bufferAttributes, changedAtAttribute } from "../../ldap/mapping.ts";
 import type { DirectoryMapping } from "../../ldap/types.ts";
 import { importFilter, placeOf } from "./directory-reads.ts";
 import type { SyncCookies } from "./incremental.ts";
@@ -73,7 +73,9 @@ export async function refreshFromCookies(
     if (!filter.ok) throw new Error(`The directory's ${kind} filter is not valid: ${filter.message}`);
     let answer: ContentSyncResult;
     try {
-      answer = await session.contentSync(place.base, filter.filter, place.scope, place.attributes, {
+      // The change time too: the state keeps the newest one read, whatever the method.
+      const attributes = [...place.attributes, changedAtAttribute(mapping)];
+      answer = await session.contentSync(place.base, filter.filter, place.scope, attributes, {
         cookie: Buffer.from(cookies[kind], "base64"),
         bufferAttributes: bufferAttributes(mapping),
       });

@@ -46,6 +46,38 @@ export async function collectMembershipRemovals(
   );
 }
 
+/**
+ * Of the members and subgroups a group has in Roster, these (the ones its directory entry no longer
+ * lists, found by comparing the two lists): collected for removal. For a large group with a few
+ * leaving, this names the few instead of the thousands staying.
+ */
+export async function collectNamedRemovals(
+  tx: Db,
+  runId: number,
+  groupId: number,
+  userIds: readonly number[],
+  childIds: readonly number[],
+): Promise<void> {
+  if (userIds.length > 0) {
+    await tx.execute(
+      sql`insert into sync_removals (run_id, change, group_id, user_id)
+          select ${runId}, 'remove_member', m.group_id, m.user_id from group_members m
+          where m.group_id = ${groupId} and m.user_id = any(${intArray(userIds)}::int[])
+            and not exists (select 1 from sync_removals r where r.run_id = ${runId}
+                            and r.change = 'remove_member' and r.group_id = m.group_id and r.user_id = m.user_id)`,
+    );
+  }
+  if (childIds.length > 0) {
+    await tx.execute(
+      sql`insert into sync_removals (run_id, change, group_id, child_id)
+          select ${runId}, 'remove_subgroup', s.parent_id, s.child_id from group_subgroups s
+          where s.parent_id = ${groupId} and s.child_id = any(${intArray(childIds)}::int[])
+            and not exists (select 1 from sync_removals r where r.run_id = ${runId}
+                            and r.change = 'remove_subgroup' and r.group_id = s.parent_id and r.child_id = s.child_id)`,
+    );
+  }
+}
+
 /** Users an incremental run found gone (looked up by stable id, not found): to be disabled. */
 export async function collectGoneUsers(
   tx: Db,
