@@ -641,6 +641,17 @@ class RunImporter {
     if (at !== null && (this.highWater === null || at > this.highWater)) this.highWater = at;
   }
 
+  /** Of a batch of users a synchronization read, the unreadable entries of users imported before. */
+  private async onlyImportedInvalid<T extends { externalId: string }>(
+    batch: MappedBatch<T>,
+  ): Promise<MappedBatch<T>> {
+    const ids = batch.invalid.flatMap((i) => (i.externalId === undefined ? [] : [i.externalId]));
+    const known =
+      ids.length > 0 ? await importedExternalIds(this.deps.db, "user", this.directoryId, ids) : new Set();
+    const invalid = batch.invalid.filter((i) => i.externalId !== undefined && known.has(i.externalId));
+    return { values: batch.values, invalid, size: batch.values.length + invalid.length };
+  }
+
   /** Of a batch a synchronization read, the entries imported before (the others are not its business). */
   private async onlyImported<T extends { externalId: string }>(
     kind: "user" | "group",
@@ -780,19 +791,20 @@ class RunImporter {
       if (this.syncing) this.usersRead += read.size;
       // Read again after the directory came back: what a committed batch wrote is not counted twice.
       const fresh = this.readAgain ? unhandled(read, this.importedUsers) : read;
-      const batch = this.syncing ? await this.onlyImported("user", fresh) : fresh;
+      // A synchronization refreshes only users imported before: upsertUsers leaves out the others.
+      const batch = this.syncing ? await this.onlyImportedInvalid(fresh) : fresh;
       if (batch.size === 0) return;
       const ids = batch.values.map((user) => user.externalId);
       for (const id of ids) this.usersInFlight.add(id);
       try {
         await this.commit(
           async (tx) => {
-            const context = { ...this.context(), insertFirst: this.mostlyNew };
+            const context = { ...this.context(), insertFirst: this.mostlyNew, existingOnly: this.syncing };
             const result = await upsertUsers(tx, context, batch.values);
             this.mostlyNew = result.counts.created * 2 > batch.values.length;
             await recordHandledUsers(tx, this.claim.run.id, [...result.ids, ...invalidIds(batch.invalid)]);
             return {
-              processed: batch.size,
+              processed: batch.size - result.leftOut,
               counts: addCounts(result.counts, { skipped: batch.invalid.length }),
               entries: [...batch.invalid.map((i) => invalidEntry("user", i)), ...result.entries],
               result,

@@ -50,6 +50,12 @@ export interface UpsertContext {
    */
   insertFirst?: boolean;
   /**
+   * A synchronization: only entries imported from the directory before (found by stable id) are
+   * refreshed; the others are not its business and are left out (BatchResult.leftOut). Decided on
+   * the lookup the upsert makes anyway, not a query of its own.
+   */
+  existingOnly?: boolean;
+  /**
    * Conversion of an internal user to an external one: an internal user with the entry's username
    * is linked to the entry (it becomes external, keeps its roles and groups, loses its Roster
    * password). Without it such a user is synchronized and stays internal.
@@ -62,10 +68,12 @@ export interface BatchResult {
   /** Stable id → Roster id for every entry now in Roster; null for entries skipped. */
   ids: Map<string, number | null>;
   entries: ReportedEntry[];
+  /** Entries left out as not imported before (existingOnly): neither counted nor reported. */
+  leftOut: number;
 }
 
 function newResult(): BatchResult {
-  return { counts: emptyCounts(), ids: new Map(), entries: [] };
+  return { counts: emptyCounts(), ids: new Map(), entries: [], leftOut: 0 };
 }
 
 // ——— users ———
@@ -93,7 +101,7 @@ export async function upsertUsers(
     created.push(id);
     result.entries.push({ outcome: "created", kind: "user", name: user.username, dn: user.dn, reason: "" });
   };
-  if (context.insertFirst && todo.length > 0) {
+  if (context.insertFirst && !context.existingOnly && todo.length > 0) {
     const inserted = await insertNewUsers(tx, context.directoryId, todo);
     todo = todo.filter((user) => {
       const id = inserted.get(user.externalId);
@@ -114,6 +122,11 @@ export async function upsertUsers(
       break;
     }
     const matches = await lookupUsers(tx, context.directoryId, todo);
+    if (context.existingOnly && round === 1) {
+      const known = todo.filter((user) => matches.byId.has(user.externalId));
+      result.leftOut += todo.length - known.length;
+      todo = known;
+    }
     const inBatch = new Set(todo.map((user) => user.externalId));
     // One closure per batch (not per user): the stable ids another entry of this run holds.
     const importedInThisRun = (id: string) =>
