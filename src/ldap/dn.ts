@@ -113,6 +113,14 @@ export function isDescendantOf(dn: string, base: string, options: { includeSelf?
   return ancestor.every((rdn, index) => formatRdn(rdn) === formatRdn(child[index + offset] ?? []));
 }
 
+/** Whether a search of `base` with `scope` can return the entry at `dn`. */
+export function withinSearch(dn: string, base: string, scope: "base" | "one" | "sub"): boolean {
+  if (scope === "base") return dnEquals(dn, base);
+  if (scope === "sub") return isDescendantOf(dn, base, { includeSelf: true });
+  const parent = tryParseNormalized(dn);
+  return parent !== null && parent.length > 0 && dnEquals(formatDn(parent.slice(1)), base);
+}
+
 /** The DN one level up, or null for a single-RDN (or empty) DN. */
 export function parentDn(text: string): string | null {
   const parsed = parseDn(text);

@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import type { Entry } from "ldapts";
 import { AndFilter, EqualityFilter, ExtensibleFilter, OrFilter } from "ldapts";
 import type { DirectorySession } from "./client.ts";
-import { DnCache, resolveBase, tryNormalizeDn } from "./dn.ts";
+import { DnCache, dnEquals, isDescendantOf, parentDn, resolveBase, tryNormalizeDn } from "./dn.ts";
 import { DirectoryError } from "./errors.ts";
 import { compileDirectoryFilter, type Filter } from "./filter.ts";
 import {
@@ -241,6 +241,10 @@ class MemberResolver {
   private readonly groupAttributes: string[];
   /** Member DNs share a few parents: each is parsed once. */
   private readonly dns = new DnCache();
+  /** Where the directory's users and groups are searched: a member elsewhere is not one of them. */
+  private readonly places: Record<"user" | "group", { base: string; scope: "one" | "sub" }>;
+  /** Parent DN → which of the two places it lies in (members share a few parents). */
+  private readonly within = new Map<string, { user: boolean; group: boolean }>();
 
   constructor(
     private readonly session: DirectorySession,
@@ -250,6 +254,30 @@ class MemberResolver {
     this.groupFilter = compileDirectoryFilter(mapping.groupFilter);
     this.userAttributes = userAttributes(mapping);
     this.groupAttributes = groupAttributes(mapping);
+    const baseDn = session.connection.baseDn;
+    this.places = {
+      user: { base: resolveBase(mapping.userBase, baseDn), scope: mapping.userScope },
+      group: { base: resolveBase(mapping.groupBase, baseDn), scope: mapping.groupScope },
+    };
+  }
+
+  /** Whether an entry under `parent` is within the user and the group search (base and scope). */
+  private placesOf(parent: string | null): { user: boolean; group: boolean } {
+    if (parent === null) return { user: false, group: false };
+    const known = this.within.get(parent);
+    if (known) return known;
+    const inside = (place: { base: string; scope: "one" | "sub" }) =>
+      place.scope === "one"
+        ? dnEquals(parent, place.base)
+        : isDescendantOf(parent, place.base, { includeSelf: true });
+    const found = { user: inside(this.places.user), group: inside(this.places.group) };
+    this.within.set(parent, found);
+    return found;
+  }
+
+  /** Why a member neither search can see is not imported. */
+  private get outside(): string {
+    return `Outside the directory's user search base (${this.places.user.base}${this.places.user.scope === "one" ? ", one level" : ""}).`;
   }
 
   resolve(groupDn: string, values: string[]): AsyncGenerator<MemberBatch> {
@@ -325,16 +353,21 @@ class MemberResolver {
         type,
         candidates.map((member) => member.rdnValue),
       );
+    // A member outside the user search (base, scope) is not a user of this directory, even when the
+    // server has an entry there that matches the user filter.
+    const places = this.placesOf(parent);
     try {
-      const users = await this.search(
-        parent,
-        and(this.userFilter, byRdn(members)),
-        "one",
-        this.userAttributes,
-      );
-      pending = this.collect(users, pending, byValue, batch, "user");
+      if (places.user) {
+        const users = await this.search(
+          parent,
+          and(this.userFilter, byRdn(members)),
+          "one",
+          this.userAttributes,
+        );
+        pending = this.collect(users, pending, byValue, batch, "user");
+      }
       // Most members are users: only the few left over are looked for among groups.
-      if (pending.size > 0) {
+      if (pending.size > 0 && places.group) {
         const groupFilter = and(this.groupFilter, byRdn([...pending.values()]));
         const groups = await this.search(parent, groupFilter, "one", this.groupAttributes);
         pending = this.collect(groups, pending, byValue, batch, "group");
@@ -342,7 +375,8 @@ class MemberResolver {
     } catch (err) {
       if (!isNoSuchObject(err)) throw err;
     }
-    for (const member of pending.values()) batch.unresolved.push({ value: member.value, reason: notFound });
+    const reason = places.user ? notFound : this.outside;
+    for (const member of pending.values()) batch.unresolved.push({ value: member.value, reason });
     return batch;
   }
 
@@ -350,10 +384,16 @@ class MemberResolver {
   private async resolveOneByOne(groupDn: string, members: string[]): Promise<MemberBatch> {
     const batch = emptyBatch(groupDn);
     for (const value of members) {
-      const user = await firstEntry(this.session, value, this.userFilter, this.userAttributes, this.mapping);
+      const places = this.placesOf(parentOf(value));
+      const user = places.user
+        ? await firstEntry(this.session, value, this.userFilter, this.userAttributes, this.mapping)
+        : null;
       const entry =
-        user ?? (await firstEntry(this.session, value, this.groupFilter, this.groupAttributes, this.mapping));
-      if (entry === null) batch.unresolved.push({ value, reason: notFound });
+        user ??
+        (places.group
+          ? await firstEntry(this.session, value, this.groupFilter, this.groupAttributes, this.mapping)
+          : null);
+      if (entry === null) batch.unresolved.push({ value, reason: places.user ? notFound : this.outside });
       else this.add(entry, user !== null ? "user" : "group", batch, value);
     }
     return batch;
@@ -449,6 +489,14 @@ function bucketByParent(values: string[], self: string, dns: DnCache) {
     buckets.set(bucketKey, bucket);
   }
   return { buckets, oddities, invalid };
+}
+
+function parentOf(dn: string): string | null {
+  try {
+    return parentDn(dn);
+  } catch {
+    return null;
+  }
 }
 
 /** uniqueMember values may carry an optional UID: `cn=x,dc=example#'0101'B`. */

@@ -13,6 +13,7 @@ import {
   readGroup,
   readMemberValues,
 } from "../../src/ldap/members.ts";
+import { findUserEntry } from "../../src/services/sync/find.ts";
 import { connectionTo, openldapMapping, skipWithoutSlapd } from "./support.ts";
 
 const mapping = openldapMapping();
@@ -81,30 +82,43 @@ describe("group expansion against slapd", { skip: skipWithoutSlapd }, () => {
     ]);
   });
 
-  test("resolves member DNs spelled differently from their entries, in other OUs, and reports dangling ones", async () => {
+  test("resolves member DNs spelled differently from their entries, and reports dangling ones and those outside the user base", async () => {
     const batches = await expandAll(session, groups("specials"));
     const direct = batches.filter((batch) => dnEquals(batch.groupDn, groups("specials")));
-    assert.deepEqual(usernames(direct), [
-      "agarcia",
-      "contractor1",
-      "leepark",
-      "meta",
-      "pkim",
-      "sobrien",
-      "xss",
-    ]);
+    assert.deepEqual(usernames(direct), ["agarcia", "leepark", "meta", "pkim", "sobrien", "xss"]);
     assert.deepEqual(
       direct.flatMap((batch) => batch.groups.map((group) => group.name)),
       ["R&D, Europe"],
     );
     assert.deepEqual(
-      direct.flatMap((batch) => batch.unresolved.map((member) => member.value)),
-      [`uid=deleted-user,ou=people,${server.baseDn}`],
+      direct.flatMap((batch) => batch.unresolved.map((member) => [member.value, member.reason])).sort(),
+      [
+        [
+          `uid=contractor1,ou=contractors,${server.baseDn}`,
+          `Outside the directory's user search base (ou=people,${server.baseDn}).`,
+        ],
+        [
+          `uid=deleted-user,ou=people,${server.baseDn}`,
+          "No user or group matching the directory's filters has this DN.",
+        ],
+      ],
     );
+    // With the whole tree as the user base, the member in another OU is one of the directory's users.
+    const wide = await expandAll(session, groups("specials"), { ...mapping, userBase: null });
+    assert.ok(usernames(wide).includes("contractor1"));
+    const oneLevel = await expandAll(session, groups("specials"), { ...mapping, userScope: "one" });
+    assert.ok(!usernames(oneLevel).includes("contractor1"));
     const nested = batches.filter((batch) =>
       dnEquals(batch.groupDn, `cn=R&D\\2C Europe,ou=groups,${server.baseDn}`),
     );
     assert.deepEqual(usernames(nested), ["alpha"]);
+  });
+
+  test("a user entry outside the user search base is not found by its DN either", async () => {
+    const keys = { dn: `uid=contractor1,ou=contractors,${server.baseDn}`, username: "contractor1" };
+    assert.deepEqual(await findUserEntry(session, mapping, keys), { ok: false, reason: "missing" });
+    const wide = await findUserEntry(session, { ...mapping, userBase: null }, keys);
+    assert.equal(wide.ok && wide.entry.username, "contractor1");
   });
 
   test("resolves posixGroup members given as usernames", async () => {

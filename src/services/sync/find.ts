@@ -5,7 +5,7 @@
  */
 import { type Entry, EqualityFilter } from "ldapts";
 import type { DirectorySession } from "../../ldap/client.ts";
-import { resolveBase } from "../../ldap/dn.ts";
+import { resolveBase, withinSearch } from "../../ldap/dn.ts";
 import { DirectoryError } from "../../ldap/errors.ts";
 import { andFilters, compileDirectoryFilter, type Filter } from "../../ldap/filter.ts";
 import {
@@ -76,7 +76,8 @@ export async function findUserEntry(
       if (found[0]) return { ok: true, entry: found[0], by: "id" };
     }
   }
-  if (keys.dn) {
+  // Only where the user search reaches: an entry elsewhere is not one of the directory's users.
+  if (keys.dn && withinSearch(keys.dn, base, mapping.userScope)) {
     const [atDn] = await read(keys.dn, objectFilter, "base");
     if (atDn && accept(atDn) && samePerson(atDn)) return { ok: true, entry: atDn, by: "dn" };
   }
@@ -114,7 +115,7 @@ export async function findGroupEntry(
       if (found[0]) return { ok: true, entry: found[0], by: "id" };
     }
   }
-  if (keys.dn) {
+  if (keys.dn && withinSearch(keys.dn, base, mapping.groupScope)) {
     const [atDn] = await read(keys.dn, objectFilter, "base");
     // As for users: another group given the old DN is not this group.
     const sameGroup =
