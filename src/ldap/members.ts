@@ -108,12 +108,57 @@ export function completeMemberValues(entry: Entry, attribute: string): string[] 
   return textValues(plainValues(entry, attribute));
 }
 
+/**
+ * Active Directory does not list a user in the `member` attribute of the user's primary group
+ * (Domain Users, for nearly everyone): the user's `primaryGroupID` holds the group's RID, the last
+ * part of its objectSid. These are the DNs of such users within the user search; none elsewhere.
+ */
+export async function primaryGroupMembers(
+  session: DirectorySession,
+  groupDn: string,
+  mapping: DirectoryMapping,
+): Promise<string[]> {
+  if (mapping.attrUniqueId.toLowerCase() !== "objectguid") return [];
+  const group = await session.readEntry(groupDn, ["objectSid"], {
+    bufferAttributes: ["objectSid", "objectsid"],
+  });
+  const raw = group ? plainValues(group, "objectSid") : [];
+  const sid = Array.isArray(raw) ? raw[0] : raw;
+  // A SID ends with its 32-bit RID, little-endian; a group's is at least 12 bytes.
+  if (!Buffer.isBuffer(sid) || sid.length < 12) return [];
+  const rid = sid.readUInt32LE(sid.length - 4);
+  const filter = and(
+    compileDirectoryFilter(mapping.userFilter),
+    new EqualityFilter({ attribute: "primaryGroupID", value: String(rid) }),
+  );
+  const base = resolveBase(mapping.userBase, session.connection.baseDn);
+  const dns: string[] = [];
+  for await (const page of session.searchPages(base, filter, mapping.userScope, ["1.1"], {
+    pageSize: mapping.pageSize,
+  })) {
+    for (const entry of page) dns.push(entry.dn);
+  }
+  return dns;
+}
+
+/** Every member value of a group: its member attribute, and on Active Directory its primary-group members. */
+export async function allMemberValues(
+  session: DirectorySession,
+  groupDn: string,
+  mapping: DirectoryMapping,
+  listed?: readonly string[],
+): Promise<string[]> {
+  const values = listed ?? (await readMemberValues(session, groupDn, mapping.attrMember));
+  const primary = await primaryGroupMembers(session, groupDn, mapping);
+  return primary.length === 0 ? [...values] : [...values, ...primary];
+}
+
 export async function countMembers(
   session: DirectorySession,
   groupDn: string,
   mapping: DirectoryMapping,
 ): Promise<number> {
-  return (await readMemberValues(session, groupDn, mapping.attrMember)).length;
+  return (await allMemberValues(session, groupDn, mapping)).length;
 }
 
 /** How many members a group lists, and the fingerprint of the list (memberListHash). */
@@ -122,7 +167,7 @@ export async function memberSummary(
   groupDn: string,
   mapping: DirectoryMapping,
 ): Promise<{ count: number; hash: string }> {
-  const values = await readMemberValues(session, groupDn, mapping.attrMember);
+  const values = await allMemberValues(session, groupDn, mapping);
   return { count: values.length, hash: memberListHash(values, mapping) };
 }
 
@@ -197,7 +242,7 @@ export async function* expandGroup(
   const visited = new Set([root]);
   const queue = [groupDn];
   for (let dn = queue.shift(); dn !== undefined; dn = queue.shift()) {
-    const values = await readMemberValues(session, dn, mapping.attrMember);
+    const values = await allMemberValues(session, dn, mapping);
     let yielded = false;
     for await (const batch of resolver.resolve(dn, values)) {
       for (const group of batch.groups) {

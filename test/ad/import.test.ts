@@ -274,6 +274,37 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
       assert.equal((await memberNames("Everyone")).length, 2500);
     });
 
+    test("Domain Users lists nobody in member: its members are the users whose primary group it is", async () => {
+      const opened = await openDirectory(
+        toLoaded(directory, createSecretBox(t.config.encryptionKey)).connection,
+      );
+      assert.ok(opened.ok);
+      let expected: string[];
+      try {
+        // Counted independently: every user of the domain whose primaryGroupID is Domain Users' RID.
+        expected = [];
+        for await (const page of opened.session.searchPages(
+          domain.server.baseDn,
+          "(&(objectCategory=person)(objectClass=user)(primaryGroupID=513))",
+          "sub",
+          ["sAMAccountName"],
+        )) {
+          expected.push(...page.map((entry) => String(entry.sAMAccountName).normalize("NFC")));
+        }
+      } finally {
+        await opened.session.close();
+      }
+      assert.ok(expected.length > 2500, `${expected.length} users have Domain Users as primary group`);
+      assert.match(
+        text((await search("Domain Users", "groups")).text),
+        new RegExp(`Domain Users .* ${expected.length.toLocaleString("en-US")} (New|Update)`),
+      );
+      const { run } = await importRows("Domain Users", "groups");
+      assert.equal(run.failed, 0);
+      assert.deepEqual(new Set(await memberNames("Domain Users")), new Set(expected));
+      assert.ok(expected.includes("alice"));
+    });
+
     test("nested groups become subgroups, and the cycle A ⊃ B ⊃ C ⊃ A is survived", async () => {
       const { run } = await importRows("Cycle A", "groups");
       assert.equal(run.failed, 0);

@@ -21,11 +21,11 @@ import {
   stableIdOf,
 } from "../../ldap/mapping.ts";
 import {
+  allMemberValues,
   completeMemberValues,
   expandGroup,
   type MemberBatch,
   memberListHash,
-  readMemberValues,
   resolveMemberValues,
 } from "../../ldap/members.ts";
 import type { DirectoryMapping, LdapGroup } from "../../ldap/types.ts";
@@ -898,7 +898,7 @@ class RunImporter {
     if (!group || this.finishedGroups.has(root.id)) return;
     const kept = this.memberValuesRead.get(root.dn);
     this.memberValuesRead.delete(root.dn);
-    const values = kept ?? (await readMemberValues(this.session, root.dn, this.mapping.attrMember));
+    const values = await allMemberValues(this.session, root.dn, this.mapping, kept);
     const current = await currentMembers(this.deps.db, root.id);
     const byUsername = this.mapping.memberValues === "username";
     const keyOf = (value: string) => (byUsername ? value.trim().toLowerCase() : value.toLowerCase());
