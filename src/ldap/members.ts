@@ -25,6 +25,13 @@ export const RANGE_WINDOW = 1500;
 export const RESOLVE_BATCH = 250;
 /** Lookups in flight at once on the session's connection (the server answers them in parallel). */
 const CONCURRENT_LOOKUPS = 4;
+/**
+ * A group listing at least this many members, and at least a quarter of the directory's users, is
+ * resolved by reading the user search once (as a users import does) and keeping its members: far
+ * less work for the server than looking 100,000 members up 250 at a time.
+ */
+const SCAN_MIN_MEMBERS = 2000;
+const SCAN_SHARE = 4;
 
 export interface UnresolvedMember {
   /** The member value as the group holds it (a DN or a username). */
@@ -362,7 +369,13 @@ class MemberResolver {
    * DN members, resolved by their RDN: members sharing a parent and an RDN attribute are fetched
    * with one `(|(uid=a)(uid=b)…)` search one level under that parent, and matched back by DN.
    */
-  private async *resolveDns(groupDn: string, values: string[]): AsyncGenerator<MemberBatch> {
+  private async *resolveDns(groupDn: string, listed: string[]): AsyncGenerator<MemberBatch> {
+    let values = listed;
+    if (values.length >= SCAN_MIN_MEMBERS && (await this.isLargeShare(values.length))) {
+      const left = new Map(values.map((value) => [value.toLowerCase(), value]));
+      yield* this.scanUsers(groupDn, left);
+      values = [...left.values()];
+    }
     const self = tryNormalizeDn(groupDn) ?? groupDn;
     const { buckets, oddities, invalid } = bucketByParent(values, self, this.dns);
     if (invalid.length > 0) {
@@ -381,6 +394,51 @@ class MemberResolver {
     for (const chunk of chunks(oddities, RESOLVE_BATCH)) {
       yield await this.resolveOneByOne(groupDn, chunk);
     }
+  }
+
+  /** Whether `members` is at least a quarter of the users the user search finds (counted up to that point). */
+  private async isLargeShare(members: number): Promise<boolean> {
+    const { base, scope } = this.places.user;
+    const enough = members * SCAN_SHARE;
+    let users = 0;
+    for await (const page of this.session.searchPages(base, this.userFilter, scope, ["1.1"], {
+      pageSize: 1000,
+    })) {
+      users += page.length;
+      if (users > enough) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Reads every user of the user search once and keeps the group's members among them, matched by
+   * DN as text (the server nearly always spells it as the group does); `left` keeps the members not
+   * met, for the lookups.
+   */
+  private async *scanUsers(groupDn: string, left: Map<string, string>): AsyncGenerator<MemberBatch> {
+    const { base, scope } = this.places.user;
+    const options = { pageSize: this.mapping.pageSize, bufferAttributes: bufferAttributes(this.mapping) };
+    let batch = emptyBatch(groupDn);
+    for await (const page of this.session.searchPages(
+      base,
+      this.userFilter,
+      scope,
+      this.userAttributes,
+      options,
+    )) {
+      for (const entry of page) {
+        const key = entry.dn.toLowerCase();
+        const value = left.get(key);
+        if (value === undefined) continue;
+        left.delete(key);
+        this.add(entry, "user", batch, value);
+        if (batch.users.length + batch.unresolved.length >= RESOLVE_BATCH) {
+          yield batch;
+          batch = emptyBatch(groupDn);
+        }
+      }
+    }
+    if (batch.users.length + batch.unresolved.length > 0) yield batch;
   }
 
   private async resolveChunk(
