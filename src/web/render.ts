@@ -2,6 +2,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Eta } from "eta";
 import type { Request, Response } from "express";
+import { viewHelpers } from "./request-helpers.ts";
 
 export const viewsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../views");
 
@@ -32,7 +33,7 @@ export function render(
 ): void {
   const eta = req.app.locals.views as Eta;
   const template = options.partial && wantsPartial(req) ? options.partial : view;
-  const html = eta.render(template, { ...res.locals, ...data });
+  const html = eta.render(template, { ...viewHelpers, ...res.locals, ...data });
   res.vary("HX-Request").vary("HX-Request-Type");
   res
     .status(options.status ?? 200)

@@ -1,4 +1,5 @@
 import type { NextFunction, Request, Response } from "express";
+import { formatDn, parseDn } from "../ldap/dn.ts";
 import type { Actor } from "../services/audit.ts";
 import type { Outcome } from "../services/guards.ts";
 import { flash, redirectWhenSaved } from "./flash.ts";
@@ -65,8 +66,22 @@ export function formatDateTime(value: Date | string | null | undefined): string 
   return `${date.toISOString().slice(0, 16).replace("T", " ")} UTC`;
 }
 
-/** Helpers every view of this application may use. */
-export const viewHelpers = { formatDateTime };
+/**
+ * A DN as people read it: RFC 4514's minimal escaping, `cn=Lee\, Ann` rather than the
+ * `cn=Lee\2C Ann` a server may send; case and spacing as written. Anything unparsable as it is.
+ * (Only for showing: DNs are compared normalized.)
+ */
+export function readableDn(dn: string | null | undefined): string {
+  if (!dn) return "";
+  try {
+    return formatDn(parseDn(dn));
+  } catch {
+    return dn;
+  }
+}
+
+/** Helpers every view of this application may use (render() passes them to each). */
+export const viewHelpers = { formatDateTime, readableDn };
 
 /** A return address inside the Users list (bulk actions come back to the page they were sent from). */
 export function safeListHref(value: unknown): string {
