@@ -35,7 +35,30 @@ export function userAttributes(mapping: DirectoryMapping): string[] {
 
 /** The attributes to request for groups (the member attribute too, for counting). */
 export function groupAttributes(mapping: DirectoryMapping): string[] {
-  return unique([mapping.attrGroupName, mapping.attrUniqueId, "description", mapping.attrMember]);
+  return unique([
+    mapping.attrGroupName,
+    mapping.attrUniqueId,
+    "description",
+    ...memberAttributes(mapping).map((a) => a.name),
+  ]);
+}
+
+/**
+ * The attributes a directory's groups list their members in (`attrMember` may name several,
+ * separated by spaces or commas: `member uniqueMember memberUid`), and how each names a member:
+ * memberUid by username, the others by DN — or as `memberValues` says when only one is named.
+ */
+export function memberAttributes(
+  mapping: Pick<DirectoryMapping, "attrMember" | "memberValues">,
+): { name: string; kind: "dn" | "username" }[] {
+  const names = unique(mapping.attrMember.split(/[\s,]+/).filter(Boolean));
+  return names.map((name) => ({
+    name,
+    kind:
+      name.toLowerCase() === "memberuid" || (names.length === 1 && mapping.memberValues === "username")
+        ? "username"
+        : "dn",
+  }));
 }
 
 /** Attributes ldapts should hand back as Buffers rather than try to decode as UTF-8. */
@@ -88,7 +111,12 @@ export function mapGroup(entry: Entry, mapping: DirectoryMapping): MapResult<Lda
       reason: `The entry has no ${mapping.attrGroupName} (group name).`,
       externalId,
     };
-  const members = attributes.memberValues(mapping.attrMember);
+  const members = memberAttributes(mapping)
+    .map((a) => attributes.memberValues(a.name))
+    .reduce((sum, next) => ({ count: sum.count + next.count, complete: sum.complete && next.complete }), {
+      count: 0,
+      complete: true,
+    });
   return {
     ok: true,
     value: {

@@ -15,6 +15,7 @@ import {
   type MapResult,
   mapGroup,
   mapUser,
+  memberAttributes,
   userAttributes,
 } from "./mapping.ts";
 import type { DirectoryMapping, LdapGroup, LdapUser } from "./types.ts";
@@ -106,13 +107,44 @@ export async function readMemberValues(
 }
 
 /**
- * The member values a group entry already holds, when it holds them all (no range window, as
- * Active Directory sends for large groups); null otherwise: read them with readMemberValues.
+ * A group's member values, by how they name a member: DNs (member, uniqueMember) or usernames
+ * (memberUid). One group may list members both ways.
  */
-export function completeMemberValues(entry: Entry, attribute: string): string[] | null {
-  const ranged = `${attribute.toLowerCase()};range=`;
-  for (const key of Object.keys(entry)) if (key.toLowerCase().startsWith(ranged)) return null;
-  return textValues(plainValues(entry, attribute));
+export interface MemberList {
+  dns: string[];
+  usernames: string[];
+}
+
+export function memberCount(list: MemberList): number {
+  return list.dns.length + list.usernames.length;
+}
+
+/** Every member value of a group, from each of the directory's membership attributes. */
+export async function readMemberList(
+  session: DirectorySession,
+  groupDn: string,
+  mapping: DirectoryMapping,
+): Promise<MemberList> {
+  const list: MemberList = { dns: [], usernames: [] };
+  for (const { name, kind } of memberAttributes(mapping)) {
+    const values = await readMemberValues(session, groupDn, name);
+    (kind === "dn" ? list.dns : list.usernames).push(...values);
+  }
+  return list;
+}
+
+/**
+ * The member values a group entry already holds, when it holds them all (no range window, as
+ * Active Directory sends for large groups); null otherwise: read them with readMemberList.
+ */
+export function completeMemberList(entry: Entry, mapping: DirectoryMapping): MemberList | null {
+  const list: MemberList = { dns: [], usernames: [] };
+  for (const { name, kind } of memberAttributes(mapping)) {
+    const ranged = `${name.toLowerCase()};range=`;
+    for (const key of Object.keys(entry)) if (key.toLowerCase().startsWith(ranged)) return null;
+    (kind === "dn" ? list.dns : list.usernames).push(...textValues(plainValues(entry, name)));
+  }
+  return list;
 }
 
 /**
@@ -148,16 +180,16 @@ export async function primaryGroupMembers(
   return dns;
 }
 
-/** Every member value of a group: its member attribute, and on Active Directory its primary-group members. */
-export async function allMemberValues(
+/** Every member value of a group: its membership attributes, and on Active Directory its primary-group members. */
+export async function allMembers(
   session: DirectorySession,
   groupDn: string,
   mapping: DirectoryMapping,
-  listed?: readonly string[],
-): Promise<string[]> {
-  const values = listed ?? (await readMemberValues(session, groupDn, mapping.attrMember));
+  listed?: MemberList,
+): Promise<MemberList> {
+  const list = listed ?? (await readMemberList(session, groupDn, mapping));
   const primary = await primaryGroupMembers(session, groupDn, mapping);
-  return primary.length === 0 ? [...values] : [...values, ...primary];
+  return primary.length === 0 ? list : { dns: [...list.dns, ...primary], usernames: list.usernames };
 }
 
 export async function countMembers(
@@ -165,7 +197,7 @@ export async function countMembers(
   groupDn: string,
   mapping: DirectoryMapping,
 ): Promise<number> {
-  return (await allMemberValues(session, groupDn, mapping)).length;
+  return memberCount(await allMembers(session, groupDn, mapping));
 }
 
 /** How many members a group lists, and the fingerprint of the list (memberListHash). */
@@ -174,8 +206,8 @@ export async function memberSummary(
   groupDn: string,
   mapping: DirectoryMapping,
 ): Promise<{ count: number; hash: string }> {
-  const values = await allMemberValues(session, groupDn, mapping);
-  return { count: values.length, hash: memberListHash(values, mapping) };
+  const list = await allMembers(session, groupDn, mapping);
+  return { count: memberCount(list), hash: memberListHash(list) };
 }
 
 /**
@@ -183,22 +215,25 @@ export async function memberSummary(
  * parsed when escaped: `\2C` or `\,`), usernames NFC and case-insensitively. Equal lists, equal
  * fingerprints.
  */
-export function memberListHash(
-  values: readonly string[],
-  mapping: DirectoryMapping,
-  lowerCased?: readonly string[],
-): string {
+export function memberListHash(list: MemberList, lowerCasedDns?: readonly string[]): string {
   // A DN without escapes is compared in lower case (parsing 100,000 of them took 0.4 s); one with
-  // escapes (`\2C` or `\,`) parsed. `lowerCased`: the values in lower case, when the caller has them.
-  const keys = values.map((value, i) =>
-    mapping.memberValues === "username"
-      ? usernameKey(value.trim())
-      : value.includes("\\")
-        ? (tryNormalizeDn(value) ?? value)
-        : (lowerCased?.[i] ?? value.toLowerCase()),
-  );
+  // escapes (`\2C` or `\,`) parsed. `lowerCasedDns`: the DNs in lower case, when the caller has them.
+  const dnKeys = list.dns.map((value, i) => dnMemberKey(value, lowerCasedDns?.[i]));
+  // Usernames are marked only beside DNs: a list of one kind hashes as it always did.
+  const mark = dnKeys.length > 0 ? "\u0001" : "";
+  const keys = [...dnKeys, ...list.usernames.map((value) => `${mark}${usernameKey(value.trim())}`)];
   const sorted = [...new Set(keys)].sort();
   return createHash("sha256").update(sorted.join("\n")).digest("base64url");
+}
+
+/**
+ * How a DN member value is compared: lower case, its optional uniqueMember UID (`#'0101'B`)
+ * dropped, parsed when escaped. `lowerCased`: the value in lower case, when the caller has it.
+ */
+export function dnMemberKey(value: string, lowerCased?: string): string {
+  const bare = value.endsWith("'B") ? stripOptionalUid(value) : value;
+  if (bare.includes("\\")) return tryNormalizeDn(bare) ?? bare.toLowerCase();
+  return bare === value ? (lowerCased ?? value.toLowerCase()) : bare.toLowerCase();
 }
 
 /** Active Directory's LDAP_MATCHING_RULE_IN_CHAIN: matches through nested groups, server-side. */
@@ -249,7 +284,7 @@ export async function* expandGroup(
   const visited = new Set([root]);
   const queue = [groupDn];
   for (let dn = queue.shift(); dn !== undefined; dn = queue.shift()) {
-    const values = await allMemberValues(session, dn, mapping);
+    const values = await allMembers(session, dn, mapping);
     let yielded = false;
     for await (const batch of resolver.resolve(dn, values)) {
       for (const group of batch.groups) {
@@ -260,8 +295,8 @@ export async function* expandGroup(
         }
       }
       if (!yielded) {
-        batch.memberValues = values.length;
-        batch.memberHash = memberListHash(values, mapping);
+        batch.memberValues = memberCount(values);
+        batch.memberHash = memberListHash(values);
       }
       yielded = true;
       yield batch;
@@ -269,7 +304,7 @@ export async function* expandGroup(
     // A group without members (emptied in the directory, or listing only itself) is still reported:
     // the reader learns that it has none, and drops the members it had.
     if (!yielded)
-      yield { ...emptyBatch(dn), memberValues: values.length, memberHash: memberListHash(values, mapping) };
+      yield { ...emptyBatch(dn), memberValues: memberCount(values), memberHash: memberListHash(values) };
   }
 }
 
@@ -281,7 +316,7 @@ export function resolveMemberValues(
   session: DirectorySession,
   mapping: DirectoryMapping,
   groupDn: string,
-  values: string[],
+  values: MemberList,
 ): AsyncGenerator<MemberBatch> {
   return new MemberResolver(session, mapping).resolve(groupDn, values);
 }
@@ -332,10 +367,9 @@ class MemberResolver {
     return `Outside the directory's user search base (${this.places.user.base}${this.places.user.scope === "one" ? ", one level" : ""}).`;
   }
 
-  resolve(groupDn: string, values: string[]): AsyncGenerator<MemberBatch> {
-    return this.mapping.memberValues === "username"
-      ? this.resolveUsernames(groupDn, values)
-      : this.resolveDns(groupDn, values);
+  async *resolve(groupDn: string, values: MemberList): AsyncGenerator<MemberBatch> {
+    if (values.dns.length > 0) yield* this.resolveDns(groupDn, values.dns);
+    if (values.usernames.length > 0) yield* this.resolveUsernames(groupDn, values.usernames);
   }
 
   /** posixGroup-style members: usernames, looked up under the user base. */
@@ -603,7 +637,7 @@ function parentOf(dn: string): string | null {
 }
 
 /** uniqueMember values may carry an optional UID: `cn=x,dc=example#'0101'B`. */
-function stripOptionalUid(value: string): string {
+export function stripOptionalUid(value: string): string {
   return value.replace(/#'[01]*'B$/, "");
 }
 

@@ -16,7 +16,8 @@ const openldap: DirectoryMapping = {
   userFilter: "(objectClass=inetOrgPerson)",
   userScope: "sub",
   groupBase: "ou=groups",
-  groupFilter: "(objectClass=groupOfNames)",
+  // The three kinds of group an OpenLDAP tree holds, each listing members its own way.
+  groupFilter: "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))",
   groupScope: "sub",
   attrUsername: "uid",
   attrFullName: "cn",
@@ -25,7 +26,8 @@ const openldap: DirectoryMapping = {
   attrPhone: "telephoneNumber",
   attrUniqueId: "entryUUID",
   attrGroupName: "cn",
-  attrMember: "member",
+  // member and uniqueMember hold DNs, memberUid usernames (see memberAttributes).
+  attrMember: "member uniqueMember memberUid",
   memberValues: "dn",
   pageSize: DEFAULT_PAGE_SIZE,
 };
@@ -60,7 +62,7 @@ const ds389: DirectoryMapping = {
   userFilter: "(objectClass=inetOrgPerson)",
   userScope: "sub",
   groupBase: "ou=groups",
-  groupFilter: "(objectClass=groupOfUniqueNames)",
+  groupFilter: "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))",
   groupScope: "sub",
   attrUsername: "uid",
   attrFullName: "cn",
@@ -69,7 +71,7 @@ const ds389: DirectoryMapping = {
   attrPhone: "telephoneNumber",
   attrUniqueId: "nsUniqueId",
   attrGroupName: "cn",
-  attrMember: "uniqueMember",
+  attrMember: "uniqueMember member memberUid",
   memberValues: "dn",
   pageSize: DEFAULT_PAGE_SIZE,
 };

@@ -688,7 +688,7 @@ describe("applying a preset", () => {
     }).expect(200);
     assert.match(res.text, /^<div id="directory-mapping">/);
     assert.doesNotMatch(res.text, /<html|name="name"|name="bindPassword"/);
-    assert.match(res.text, /name="attrMember" type="text" value="uniqueMember"/);
+    assert.match(res.text, /name="attrMember" type="text" value="uniqueMember member memberUid"/);
     assert.match(res.text, /name="attrUniqueId" type="text" value="nsUniqueId"/);
     assert.match(res.text, /class="directory-notice" tabindex="-1" autofocus/);
   });

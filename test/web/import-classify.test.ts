@@ -391,7 +391,10 @@ describe("the filter built from the search box", () => {
     assert.ok(plan.ok);
     if (!plan.ok) return;
     assert.equal(plan.user?.toString(), "(&(objectClass=inetOrgPerson)(departmentNumber=Sales))");
-    assert.equal(plan.group?.toString(), "(&(objectClass=groupOfNames)(departmentNumber=Sales))");
+    assert.equal(
+      plan.group?.toString(),
+      "(&(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))(departmentNumber=Sales))",
+    );
   });
 
   test("a malformed raw filter is reported with its position", () => {

@@ -21,12 +21,16 @@ import {
   stableIdOf,
 } from "../../ldap/mapping.ts";
 import {
-  allMemberValues,
-  completeMemberValues,
+  allMembers,
+  completeMemberList,
+  dnMemberKey,
   expandGroup,
   type MemberBatch,
+  type MemberList,
+  memberCount,
   memberListHash,
   resolveMemberValues,
+  stripOptionalUid,
 } from "../../ldap/members.ts";
 import type { DirectoryMapping, LdapGroup } from "../../ldap/types.ts";
 import { type Directory, StoredSecretError } from "../directories.ts";
@@ -294,7 +298,7 @@ class RunImporter {
   /** An incremental synchronization: changed groups are compared with what Roster has (expandChanged). */
   private changedOnly = false;
   /** Group DN → its complete member list, as a synchronization read the group entry. */
-  private readonly memberValuesRead = new Map<string, string[]>();
+  private readonly memberValuesRead = new Map<string, MemberList>();
   private memberValuesHeld = 0;
   /** The newest modifyTimestamp a synchronization read, ms since the epoch. */
   private highWater: number | null = null;
@@ -881,10 +885,10 @@ class RunImporter {
   /** A synchronization keeps the member lists its group entries brought, up to a bound, not to read them twice. */
   private keepMemberValues(entry: Entry): void {
     if (this.memberValuesHeld >= MEMBER_VALUES_KEPT) return;
-    const values = completeMemberValues(entry, this.mapping.attrMember);
+    const values = completeMemberList(entry, this.mapping);
     if (values === null) return;
     this.memberValuesRead.set(entry.dn, values);
-    this.memberValuesHeld += values.length;
+    this.memberValuesHeld += memberCount(values);
   }
 
   /**
@@ -898,60 +902,70 @@ class RunImporter {
     if (!group || this.finishedGroups.has(root.id)) return;
     const kept = this.memberValuesRead.get(root.dn);
     this.memberValuesRead.delete(root.dn);
-    const values = await allMemberValues(this.session, root.dn, this.mapping, kept);
+    const values = await allMembers(this.session, root.dn, this.mapping, kept);
     const current = await currentMembers(this.deps.db, root.id);
-    const byUsername = this.mapping.memberValues === "username";
-    const keyOf = (value: string) => (byUsername ? value.trim().toLowerCase() : value.toLowerCase());
-    const keys = values.map(keyOf);
-    const listed = new Set(keys);
-    const matched = new Set<string>();
+    // Members listed by DN (member, uniqueMember) match a member's DN; by username (memberUid), its
+    // username. Most match as text; those that don't are compared parsed, against the DNs no member
+    // matched (spacing, case of attribute names, escapes): a few, not the whole list.
+    const lowered = values.dns.map((value) => value.toLowerCase());
+    const dnKeys = values.dns.map((value, i) => dnMemberKey(value, lowered[i]));
+    const nameKeys = values.usernames.map((value) => value.trim().toLowerCase());
+    const listedDns = new Set(dnKeys);
+    const listedNames = new Set(nameKeys);
+    const matchedDns = new Set<string>();
+    const matchedNames = new Set<string>();
     const left: string[] = [];
     const leaving: { users: number[]; groups: number[] } = { users: [], groups: [] };
     group.leaving = leaving;
-    const acceptUser = (user: (typeof current.users)[number], key: string) => {
+    type Keys = { dn?: string | undefined; name?: string | undefined };
+    const acceptUser = (user: (typeof current.users)[number], keys: Keys) => {
       // A full run resolves again a listed member its users phase did not meet (deleted, with its
       // DN left in the group; or outside the user search base): it is found, or it is gone.
       if (!this.changedOnly && user.externalId !== null && !this.importedUsers.has(user.externalId)) {
         leaving.users.push(user.id);
         return;
       }
-      matched.add(key);
+      if (keys.dn !== undefined) matchedDns.add(keys.dn);
+      if (keys.name !== undefined) matchedNames.add(keys.name);
       group.members.add(user.id);
     };
     const acceptGroup = (child: (typeof current.groups)[number], key: string) => {
-      matched.add(key);
+      matchedDns.add(key);
       group.children.add(child.id);
     };
-    // Most members match as text; those that don't are compared parsed, against the values no
-    // member matched (spacing, case of attribute names, escapes): a few, not the whole list.
-    const userKey = (user: (typeof current.users)[number]) => {
-      const text = byUsername ? user.username : user.dn;
-      return text ? keyOf(text) : null;
+    const listedKeys = (user: (typeof current.users)[number]): Keys | null => {
+      const dn = user.dn && listedDns.size > 0 ? dnMemberKey(user.dn) : undefined;
+      const name = listedNames.size > 0 ? user.username.trim().toLowerCase() : undefined;
+      const keys = {
+        dn: dn !== undefined && listedDns.has(dn) ? dn : undefined,
+        name: name !== undefined && listedNames.has(name) ? name : undefined,
+      };
+      return keys.dn === undefined && keys.name === undefined ? null : keys;
     };
     const unmatchedUsers = current.users.filter((user) => {
-      const key = userKey(user);
-      if (key === null || !listed.has(key)) return true;
-      acceptUser(user, key);
+      const keys = listedKeys(user);
+      if (keys === null) return true;
+      acceptUser(user, keys);
       return false;
     });
-    const unmatchedGroups = byUsername
-      ? []
-      : current.groups.filter((child) => {
-          const key = child.dn ? keyOf(child.dn) : null;
-          if (key === null || !listed.has(key)) return true;
-          acceptGroup(child, key);
-          return false;
-        });
+    const unmatchedGroups = current.groups.filter((child) => {
+      const key = child.dn ? dnMemberKey(child.dn) : null;
+      if (key === null || !listedDns.has(key)) return true;
+      acceptGroup(child, key);
+      return false;
+    });
     const parsed = new Map<string, string>();
-    if (!byUsername && unmatchedUsers.length + unmatchedGroups.length > 0) {
-      keys.forEach((key, i) => {
-        if (!matched.has(key)) parsed.set(tryNormalizeDn(values[i] as string) ?? key, key);
+    if (unmatchedUsers.length + unmatchedGroups.length > 0) {
+      dnKeys.forEach((key, i) => {
+        if (!matchedDns.has(key))
+          parsed.set(tryNormalizeDn(stripOptionalUid(values.dns[i] as string)) ?? key, key);
       });
     }
-    const parsedKey = (dn: string | null) => (dn ? parsed.get(tryNormalizeDn(dn) ?? keyOf(dn)) : undefined);
+    const parsedKey = (dn: string | null) =>
+      dn ? parsed.get(tryNormalizeDn(dn) ?? dnMemberKey(dn)) : undefined;
     for (const user of unmatchedUsers) {
-      const key = byUsername ? undefined : parsedKey(user.dn);
-      if (key !== undefined) acceptUser(user, key);
+      const key = parsedKey(user.dn);
+      if (key !== undefined) acceptUser(user, { dn: key });
       else {
         leaving.users.push(user.id);
         if (user.externalId !== null) left.push(user.externalId);
@@ -965,8 +979,11 @@ class RunImporter {
     // A member who left may have left the directory too: those whose entries are gone are disabled
     // now, without waiting for the presence pass (a few lookups by stable id).
     await this.collectGoneMembers(left);
-    group.memberHash = memberListHash(values, this.mapping, byUsername ? undefined : keys);
-    const added = values.filter((_, i) => !matched.has(keys[i] as string));
+    group.memberHash = memberListHash(values, lowered);
+    const added: MemberList = {
+      dns: values.dns.filter((_, i) => !matchedDns.has(dnKeys[i] as string)),
+      usernames: values.usernames.filter((_, i) => !matchedNames.has(nameKeys[i] as string)),
+    };
     const subgroups: string[] = [];
     const batches = readAhead(
       coalesceMembers(resolveMemberValues(this.session, this.mapping, root.dn, added), this.batchSize),

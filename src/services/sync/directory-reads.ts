@@ -13,6 +13,7 @@ import {
   groupAttributes,
   guidToBytes,
   mapUser,
+  memberAttributes,
   userAttributes,
 } from "../../ldap/mapping.ts";
 import type { DirectoryMapping } from "../../ldap/types.ts";
@@ -59,7 +60,8 @@ export function placeOf(kind: EntryKind, session: DirectorySession, mapping: Dir
 
 /** Group attributes without the member list: cheap to page through when only counting or listing. */
 export function groupSummaryAttributes(mapping: DirectoryMapping): string[] {
-  return groupAttributes(mapping).filter((name) => name.toLowerCase() !== mapping.attrMember.toLowerCase());
+  const members = new Set(memberAttributes(mapping).map((a) => a.name.toLowerCase()));
+  return groupAttributes(mapping).filter((name) => !members.has(name.toLowerCase()));
 }
 
 export function searchEntries(

@@ -226,9 +226,8 @@ export function validateDirectoryForm(
     v.groupFilter,
   );
   const groupScope = check("groupScope", scopeSchema, v.groupScope);
-  for (const field of ["attrGroupName", "attrMember"] as const) {
-    attributes[field] = check(field, attributeSchema, v[field]);
-  }
+  attributes.attrGroupName = check("attrGroupName", attributeSchema, v.attrGroupName);
+  attributes.attrMember = check("attrMember", memberAttributesSchema, v.attrMember);
   const memberValues = check(
     "memberValues",
     choice(["dn", "username"], "Choose whether members are DNs or usernames."),
@@ -399,6 +398,20 @@ function filterSchema(missing: string) {
         ctx.addIssue({ code: "custom", message: `This is not a valid LDAP filter: ${parsed.message}` });
     });
 }
+
+/** One membership attribute or several (member uniqueMember memberUid), written back space-separated. */
+const memberAttributesSchema = z
+  .string()
+  .trim()
+  .min(1, "Enter the attribute that lists a group's members, like member.")
+  .max(200, "Use at most 200 characters.")
+  .transform((value) => value.split(/[\s,]+/).filter(Boolean))
+  .refine((names) => names.length <= 5, "Name at most 5 attributes.")
+  .refine(
+    (names) => names.every((name) => /^(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)$/.test(name)),
+    "Write attribute names separated by spaces, like member uniqueMember memberUid.",
+  )
+  .transform((names) => names.join(" "));
 
 const attributeSchema = z
   .string()
