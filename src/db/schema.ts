@@ -78,6 +78,15 @@ export const directories = pgTable("directories", {
    * Null: the next synchronization reads everything.
    */
   syncState: jsonb("sync_state"),
+  /**
+   * Who may sign in through this directory: only users imported from it, only those of them in
+   * `signInGroupIds` (or their subgroups), or anyone its user filter finds (created at first sign-in).
+   */
+  signInPolicy: text("sign_in_policy", { enum: ["imported", "groups", "anyone"] })
+    .notNull()
+    .default("imported"),
+  /** This directory's imported groups whose members may sign in (policy "groups"); ids of groups gone are ignored. */
+  signInGroupIds: integer("sign_in_group_ids").array().notNull().default(sql`'{}'::int[]`),
   createdAt: createdAt(),
   updatedAt: updatedAt(),
 });

@@ -578,7 +578,7 @@ async function bindClient(client: Client, dn: string | null, password: string | 
  * A non-empty DN (the empty one would be an anonymous bind), or a userPrincipalName (`user@domain`)
  * or down-level logon name (`DOMAIN\user`), which Active Directory accepts in a simple bind.
  */
-function isValidBindName(name: string): boolean {
+export function isValidBindName(name: string): boolean {
   if (name.trim() === "") return false;
   if (isValidDn(name)) return true;
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused

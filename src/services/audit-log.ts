@@ -6,6 +6,7 @@ import { nameKey, normalizeName } from "./names.ts";
 export const AUDIT_ACTIONS: Record<string, string> = {
   "user.create_first_admin": "First administrator created",
   "user.create": "User created",
+  "user.create_at_sign_in": "User created at first sign-in",
   "user.update": "User edited",
   "user.enable": "User enabled",
   "user.disable": "User disabled",
@@ -29,6 +30,7 @@ export const AUDIT_ACTIONS: Record<string, string> = {
   "role_assignment.copy": "Roles copied",
   "directory.create": "Directory added",
   "directory.update": "Directory edited",
+  "directory.sign_in_changed": "Who may sign in changed",
   "directory.delete": "Directory deleted",
   "directory.move": "Directory moved",
   "directory.test_connection": "Directory connection tested",

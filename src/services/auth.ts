@@ -14,11 +14,13 @@ export type User = typeof users.$inferSelect;
 export interface ExternalAuthenticator {
   (user: User, password: string): Promise<"ok" | "rejected" | "missing">;
   /**
-   * The imported user that a directory's own sign-in name stands for — Active Directory's
-   * `alice@example.com` (userPrincipalName) or `EXAMPLE\alice` — or null (at once for any other
-   * name). Asked only when no user has the name typed as its username.
+   * Sign-in with a name no Roster user has as its username: a directory's own sign-in name
+   * standing for an imported user (Active Directory's `alice@example.com` or `EXAMPLE\alice`), or
+   * a person a directory lets in at first sign-in (created then). The user once its directory has
+   * accepted the password; "rejected" when a directory knows the name but refused; null when the
+   * name stands for nobody.
    */
-  findUserBySignInName?(name: string): Promise<User | null>;
+  signInByName?(name: string, password: string): Promise<User | "rejected" | null>;
 }
 
 export type SignInResult = { ok: true; user: User } | { ok: false };
@@ -29,17 +31,33 @@ export async function signIn(
   password: string,
   externalAuth?: ExternalAuthenticator,
 ): Promise<SignInResult> {
-  const [byUsername] = await db
+  const [user] = await db
     .select()
     .from(users)
     .where(eq(users.usernameKey, nameKey(normalizeName(username))));
-  const user = byUsername ?? (await userBySignInName(username, externalAuth));
-  if (!user) return { ok: await verifyAgainstDummy(password) };
+  if (!user) return signInByName(db, username, password, externalAuth);
   const passwordOk =
     user.kind === "internal"
       ? user.passwordHash !== null && (await verifyPassword(user.passwordHash, password))
       : externalAuth !== undefined && (await externalAuth(user, password)) === "ok";
-  if (!passwordOk) return { ok: false };
+  return passwordOk ? startSignIn(db, user) : { ok: false };
+}
+
+async function signInByName(
+  db: Db,
+  name: string,
+  password: string,
+  externalAuth?: ExternalAuthenticator,
+): Promise<SignInResult> {
+  const found = (await externalAuth?.signInByName?.(name, password)) ?? null;
+  // Nobody: the same time as a real password check, so an unknown name can't be told apart.
+  if (found === null) return { ok: await verifyAgainstDummy(password) };
+  // Only an external user can be reached this way: its directory has checked the password.
+  return found !== "rejected" && found.kind === "external" ? startSignIn(db, found) : { ok: false };
+}
+
+/** The password was right: the sign-in is recorded, if the user may sign in. */
+async function startSignIn(db: Db, user: User): Promise<SignInResult> {
   // The directory's check synchronizes the user: an account it enabled again may sign in now.
   const [current] = await db
     .update(users)
@@ -47,12 +65,6 @@ export async function signIn(
     .where(and(eq(users.id, user.id), eq(users.enabled, true)))
     .returning();
   return current ? { ok: true, user: current } : { ok: false };
-}
-
-async function userBySignInName(name: string, externalAuth?: ExternalAuthenticator): Promise<User | null> {
-  const user = (await externalAuth?.findUserBySignInName?.(name)) ?? null;
-  // Only an external user can be reached this way: its directory checks the password next.
-  return user?.kind === "external" ? user : null;
 }
 
 export interface NewInternalUser {

@@ -4,16 +4,17 @@
  * except inside a DirectoryConnection handed to src/ldap.
  */
 import { X509Certificate } from "node:crypto";
-import { and, asc, count, desc, eq, inArray, ne, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, inArray, ne, notInArray, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { directories, directoryDefaultRoles, groups, roles, users } from "../db/schema.ts";
 import type { DirectoryLogger } from "../ldap/client.ts";
-import { dnEquals } from "../ldap/dn.ts";
+import { dnEquals, isValidDn } from "../ldap/dn.ts";
 import type { PresetId } from "../ldap/presets.ts";
 import { type ConnectionTestResult, testConnection } from "../ldap/test-connection.ts";
 import type { DirectoryConnection, DirectoryMapping } from "../ldap/types.ts";
 import { type Actor, recordAudit } from "./audit.ts";
 import { attempt, ensureManagersRemain, isUniqueViolation, type Outcome, Refusal } from "./guards.ts";
+import { likePattern } from "./names.ts";
 import type { SecretBox } from "./secrets.ts";
 import { disableUsersOfDirectory } from "./sync/entries.ts";
 
@@ -37,6 +38,16 @@ export interface DefaultRoleView extends DefaultRole {
 
 export type BindMode = "anonymous" | "service";
 
+export type SignInPolicy = Directory["signInPolicy"];
+
+export const SIGN_IN_POLICIES: readonly SignInPolicy[] = ["imported", "groups", "anyone"];
+
+/** Who may sign in through a directory; `groupIds` counts only with the policy "groups". */
+export interface SignInRule {
+  policy: SignInPolicy;
+  groupIds: number[];
+}
+
 /** Everything the form sets. `bindPassword` empty or null keeps the stored password. */
 export interface DirectorySettings {
   name: string;
@@ -53,10 +64,12 @@ export interface DirectorySettings {
   baseDn: string;
   mapping: DirectoryMapping;
   defaultRoles: DefaultRole[];
+  /** Absent: a new directory admits only imported users; an edited one keeps its rule. */
+  signIn?: SignInRule;
 }
 
 /** The parts of the settings a connection test needs. */
-export type ConnectionSettings = Omit<DirectorySettings, "name" | "preset" | "defaultRoles">;
+export type ConnectionSettings = Omit<DirectorySettings, "name" | "preset" | "defaultRoles" | "signIn">;
 
 // ——— Reading ———
 
@@ -89,6 +102,71 @@ export async function defaultRolesOf(db: Db, directoryId: number): Promise<Defau
     .innerJoin(roles, eq(roles.id, directoryDefaultRoles.roleId))
     .where(eq(directoryDefaultRoles.directoryId, directoryId))
     .orderBy(asc(roles.name), asc(directoryDefaultRoles.scope));
+}
+
+export interface GroupChoice {
+  id: number;
+  name: string;
+  description: string;
+}
+
+/** How many of a directory's groups the sign-in setting lists besides those chosen. */
+export const SIGN_IN_GROUP_CHOICES = 50;
+
+/**
+ * The groups the sign-in setting offers: those chosen (that still exist), then the directory's other
+ * imported groups by name — only those whose name or description has `search`, and at most
+ * SIGN_IN_GROUP_CHOICES of them. `total` counts every group imported from the directory.
+ */
+export async function signInGroupChoices(
+  db: Db,
+  directoryId: number | null,
+  options: { chosen: readonly number[]; search?: string },
+): Promise<{ chosen: GroupChoice[]; others: GroupChoice[]; total: number }> {
+  if (directoryId === null) return { chosen: [], others: [], total: 0 };
+  const ofDirectory = and(eq(groups.directoryId, directoryId), eq(groups.kind, "external"));
+  const columns = { id: groups.id, name: groups.name, description: groups.description };
+  const chosenIds = [...new Set(options.chosen)];
+  const chosen =
+    chosenIds.length === 0
+      ? []
+      : await db
+          .select(columns)
+          .from(groups)
+          .where(and(ofDirectory, inArray(groups.id, chosenIds)))
+          .orderBy(asc(groups.nameKey));
+  const search = options.search?.trim() ?? "";
+  const others = await db
+    .select(columns)
+    .from(groups)
+    .where(
+      and(
+        ofDirectory,
+        chosenIds.length === 0 ? undefined : notInArray(groups.id, chosenIds),
+        search === "" ? undefined : sql`${groups.searchText} like ${likePattern(search)}`,
+      ),
+    )
+    .orderBy(asc(groups.nameKey))
+    .limit(SIGN_IN_GROUP_CHOICES);
+  const [total] = await db.select({ n: count() }).from(groups).where(ofDirectory);
+  return { chosen, others, total: Number(total?.n ?? 0) };
+}
+
+/** The names of the groups a directory's sign-in rule names, for the list and the audit log. */
+export async function signInGroupNames(db: Db, directory: Pick<Directory, "id" | "signInGroupIds">) {
+  if (directory.signInGroupIds.length === 0) return [];
+  const rows = await db
+    .select({ name: groups.name })
+    .from(groups)
+    .where(
+      and(
+        eq(groups.directoryId, directory.id),
+        eq(groups.kind, "external"),
+        inArray(groups.id, directory.signInGroupIds),
+      ),
+    )
+    .orderBy(asc(groups.nameKey));
+  return rows.map((row) => row.name);
 }
 
 /** The roles a default assignment may use: predefined first, then custom ones, by name. */
@@ -215,12 +293,11 @@ export function decideBindPassword(
   }
   const knownServers = new Set(existing.urls.map(serverAddress));
   const sameServers = settings.urls.every((url) => knownServers.has(serverAddress(url)));
-  const sameAccount = existing.bindDn !== null && dnEquals(existing.bindDn, settings.bindDn ?? "");
-  if (!sameServers || !sameAccount) {
+  if (!sameServers || !sameBindName(existing.bindDn, settings.bindDn)) {
     return {
       ok: false,
       message:
-        "Enter the password again: the server URLs or the bind DN changed, and Roster sends a stored password only to the servers and account it was saved for.",
+        "Enter the password again: the server URLs or the bind account changed, and Roster sends a stored password only to the servers and account it was saved for.",
     };
   }
   try {
@@ -228,6 +305,13 @@ export function decideBindPassword(
   } catch (err) {
     return { ok: false, message: new StoredSecretError(existing.name, { cause: err }).message };
   }
+}
+
+/** The same account: DNs compared parsed, user names (`svc@example.com`, `EXAMPLE\\svc`) case-insensitively. */
+function sameBindName(stored: string | null, typed: string | null): boolean {
+  if (stored === null || typed === null) return false;
+  if (isValidDn(stored) && isValidDn(typed)) return dnEquals(stored, typed);
+  return stored.toLowerCase() === typed.toLowerCase();
 }
 
 /** SHA-256 fingerprints of the certificates in a PEM bundle (for the audit log, not the PEM itself). */
@@ -268,13 +352,14 @@ export async function createDirectory(
       })
       .returning();
     if (!directory) throw new Error("insert returned no row");
+    await refuseForeignSignInGroups(tx, directory.id, settings.signIn);
     const defaults = await replaceDefaultRoles(tx, directory.id, settings.defaultRoles);
     await recordAudit(tx, actor, {
       action: "directory.create",
       targetType: "directory",
       targetId: directory.id,
       targetName: directory.name,
-      details: { settings: auditView(directory, defaults) },
+      details: { settings: auditView(directory, defaults, await signInGroupNames(tx, directory)) },
     });
     return directory;
   }).catch(nameTakenOnRace<Directory>);
@@ -306,16 +391,30 @@ export async function updateDirectory(
       .where(eq(directories.id, id))
       .returning();
     if (!directory) throw new Error("update returned no row");
+    await refuseForeignSignInGroups(tx, directory.id, settings.signIn);
     const defaultsAfter = await replaceDefaultRoles(tx, id, settings.defaultRoles);
-    const changes = changesBetween(auditView(before, defaultsBefore), auditView(directory, defaultsAfter));
+    const changes = changesBetween(
+      auditView(before, defaultsBefore, await signInGroupNames(tx, before)),
+      auditView(directory, defaultsAfter, await signInGroupNames(tx, directory)),
+    );
     if (!password.keepStored && password.password !== null) changes.bindPassword = ["(hidden)", "changed"];
-    await recordAudit(tx, actor, {
-      action: "directory.update",
-      targetType: "directory",
-      targetId: directory.id,
-      targetName: directory.name,
-      details: { changes },
-    });
+    // Who may sign in has an entry of its own, so the audit log can be filtered for it.
+    const { signIn, ...otherChanges } = changes;
+    const target = { targetType: "directory", targetId: directory.id, targetName: directory.name };
+    if (signIn) {
+      await recordAudit(tx, actor, {
+        action: "directory.sign_in_changed",
+        ...target,
+        details: { from: signIn[0], to: signIn[1] },
+      });
+    }
+    if (!signIn || Object.keys(otherChanges).length > 0) {
+      await recordAudit(tx, actor, {
+        action: "directory.update",
+        ...target,
+        details: { changes: otherChanges },
+      });
+    }
     return directory;
   }).catch(nameTakenOnRace<Directory>);
 }
@@ -553,7 +652,33 @@ function columnsOf(settings: DirectorySettings) {
     attrMember: mapping.attrMember,
     memberValues: mapping.memberValues,
     pageSize: mapping.pageSize,
+    ...(settings.signIn
+      ? {
+          signInPolicy: settings.signIn.policy,
+          // Kept only where they count: a rule changed to "imported users" forgets its groups.
+          signInGroupIds: settings.signIn.policy === "groups" ? [...new Set(settings.signIn.groupIds)] : [],
+        }
+      : {}),
   };
+}
+
+/** The groups of a "groups" rule: at least one, each imported from this very directory. */
+async function refuseForeignSignInGroups(tx: Db, directoryId: number, rule?: SignInRule): Promise<void> {
+  if (rule?.policy !== "groups") return;
+  const ids = [...new Set(rule.groupIds)];
+  if (ids.length === 0) {
+    throw new Refusal("Choose at least one imported group, or another option.", "signInGroupIds");
+  }
+  const [found] = await tx
+    .select({ n: count() })
+    .from(groups)
+    .where(and(eq(groups.directoryId, directoryId), eq(groups.kind, "external"), inArray(groups.id, ids)));
+  if (Number(found?.n ?? 0) !== ids.length) {
+    throw new Refusal(
+      "Choose groups imported from this directory: one of those chosen is not, or no longer exists.",
+      "signInGroupIds",
+    );
+  }
 }
 
 function passwordOrRefuse(existing: Directory | null, settings: DirectorySettings, secretBox: SecretBox) {
@@ -617,7 +742,7 @@ async function replaceDefaultRoles(
 type AuditView = Record<string, unknown>;
 
 /** What the audit log shows of a directory: every setting, never the password, the CA as fingerprints. */
-function auditView(directory: Directory, defaults: DefaultRoleView[]): AuditView {
+function auditView(directory: Directory, defaults: DefaultRoleView[], signInGroups: string[]): AuditView {
   return {
     name: directory.name,
     preset: directory.preset,
@@ -632,6 +757,10 @@ function auditView(directory: Directory, defaults: DefaultRoleView[]): AuditView
     baseDn: directory.baseDn,
     ...mappingOf(directory),
     defaultRoles: defaults.map((d) => (d.scope ? `${d.roleName} @ ${d.scope}` : d.roleName)),
+    signIn:
+      directory.signInPolicy === "groups"
+        ? { policy: "groups", groups: signInGroups }
+        : { policy: directory.signInPolicy },
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { Attribute, Change, Client } from "ldapts";
 import { roleAssignments } from "../../src/db/schema.ts";
 import { deleteUser, renameUser, setUserEnabled } from "../../src/dev/ad-fixtures.ts";
 import type { Directory } from "../../src/services/directories.ts";
@@ -16,9 +17,11 @@ import { createTestDatabase, type TestDatabase } from "../helpers/database.ts";
 import { flashOf, follow, postForm } from "../helpers/http.ts";
 import {
   type AdDomain,
+  adConnectionFields,
   addAdDirectory,
   adSkip,
   assignmentsOf,
+  formFields,
   importAdUsers,
   pageText,
   signInAs,
@@ -26,6 +29,7 @@ import {
   timingsOf,
   userById,
   userByName,
+  withValues,
 } from "./support.ts";
 
 const REFUSED = "The username or password is not correct.";
@@ -74,6 +78,19 @@ describe("signing in with Active Directory accounts (Samba AD DC)", { skip: adSk
     await domain?.stop();
     await database?.destroy();
   });
+
+  /** Gives a user an explicit userPrincipalName other than sAMAccountName@domain, as AD allows. */
+  async function setUpn(dn: string, upn: string) {
+    const { server } = domain;
+    const client = new Client({ url: server.ldapsUrl, tlsOptions: { ca: server.caCertPem } });
+    try {
+      await client.bind(server.adminDn, server.adminPassword);
+      const modification = new Attribute({ type: "userPrincipalName", values: [upn] });
+      await client.modify(dn, new Change({ operation: "replace", modification }));
+    } finally {
+      await client.unbind().catch(() => {});
+    }
+  }
 
   test("imported users are keyed on objectGUID and carry AD's account state", async (ctx) => {
     ctx.diagnostic(timingsOf(domain));
@@ -137,6 +154,36 @@ describe("signing in with Active Directory accounts (Samba AD DC)", { skip: adSk
     assert.equal(await userByName(database.db, "jsmith"), undefined, "signing in imports nobody");
     for (const name of ["*@example.test", "alice*@example.test", "alice@example.test)(objectClass=*"]) {
       await expectRefused(name, password("alice"));
+    }
+  });
+
+  test("sAMAccountName@domain signs in a user whose explicit userPrincipalName is another", async () => {
+    const john = domain.ad.named.john;
+    await importAdUsers(t.db, secretBox, directory, ["jsmith"]);
+    await setUpn(john.dn, "john.smith@corp.example.test");
+    await expectSignedInAs("jsmith@example.test", password("john"), "John Smith");
+    await expectSignedInAs("JSMITH@Example.Test", password("john"), "John Smith");
+    await expectSignedInAs("john.smith@corp.example.test", password("john"), "John Smith");
+    await expectRefused("jsmith@example.test", "Wrong-Passw0rd!");
+    await expectRefused("jsmith@other.test", password("john"));
+    await expectRefused("jsmith@corp.example.test", password("john"));
+    assert.equal(await userByName(database.db, "jsmith@example.test"), undefined, "no user of that name");
+    assert.ok((await userByName(database.db, "jsmith"))?.lastLoginAt, "the sign-ins were jsmith's");
+  });
+
+  test("Test connection binds as the service account given as user@domain or DOMAIN\\name", async () => {
+    const page = await admin.agent.get("/settings/directories/new?preset=active_directory").expect(200);
+    assert.match(page.text, /<label for="field-bindDn">Bind DN or user name<\/label>/);
+    const fields = formFields(page.text, "directory-form");
+    const account = domain.ad.named.service.sAMAccountName;
+    for (const bindDn of [`${account}@example.test`, `${domain.server.domain}\\${account}`]) {
+      const typed = { ...adConnectionFields(domain, "Example AD by name"), bindDn };
+      const res = await admin.agent
+        .post("/settings/directories/connection-tests")
+        .type("form")
+        .send(withValues(fields, typed).toString());
+      assert.equal(res.status, 200, bindDn);
+      assert.match(pageText(res.text), /The connection works Found \d+ users and \d+ groups/, bindDn);
     }
   });
 

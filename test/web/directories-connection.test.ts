@@ -225,15 +225,41 @@ describe("Test connection against slapd", { skip: skipWithoutSlapd }, () => {
     assert.match(page.text, /^<!doctype html>/);
     assert.match(page.text, /id="field-baseDn-error"/);
     assert.match(page.text, /id="field-userFilter-error"/);
-    assert.match(page.text, /<section id="connection-test" class="connection-test"><\/section>/);
+    const result = resultText(page.text);
+    assert.match(result, /^The connection was not tested Correct the form first/);
+    assert.match(result, /This is not a valid DN: .* Write it like dc=example,dc=com\./);
+    assert.match(result, /This is not a valid LDAP filter: /);
+    assert.match(page.text, /<li><a href="#field-baseDn">This is not a valid DN/, "each links to its field");
     const partial = await testUnsaved({ baseDn: "dc=example,," }, { htmx: true }).expect(422);
     assert.match(
       partial.text,
       /^<hx-partial hx-target="#directory-form" hx-swap="outerHTML">\s*<form id="directory-form"/,
     );
     assert.match(partial.text, /There is a problem/);
+    assert.match(resultText(partial.text), /^The connection was not tested .*This is not a valid DN/);
     const noName = await testUnsaved({ name: "" }, { htmx: true }).expect(200);
     assert.match(noName.text, /The connection works/, "a name is not needed to test");
+  });
+
+  test("a bind name that is no DN, UPN or DOMAIN\\name is named beside the field and in the result", async () => {
+    const message =
+      /^“svc roster” is not a DN or a user name\. Write a DN, like cn=roster,ou=services,dc=example,dc=com, or an Active Directory user name, like roster@example\.com or EXAMPLE\\roster\.$/;
+    for (const htmx of [false, true]) {
+      const res = await testUnsaved({ bindDn: "svc roster" }, { htmx }).expect(422);
+      const beside = /id="field-bindDn-error"[^>]*><span[^>]*>Error:<\/span>\s*([^<]*)</.exec(res.text)?.[1];
+      assert.match(beside?.replace(/&#39;/g, "'") ?? "", message);
+      const result = resultText(res.text);
+      assert.match(result, /^The connection was not tested /);
+      assert.match(result, /“svc roster” is not a DN or a user name\./);
+    }
+  });
+
+  test("a userPrincipalName or DOMAIN\\name is sent to the server as it is", async () => {
+    // slapd knows no such names: it answers that the DN is invalid, which Active Directory would not.
+    for (const bindDn of ["svc@example.test", "EXAMPLE\\svc"]) {
+      const res = await testUnsaved({ bindDn }, { htmx: true }).expect(200);
+      assert.match(resultText(res.text), /^The connection failed: invalid DN Stopped at “Bind”/, bindDn);
+    }
   });
 
   describe("a saved directory", () => {
@@ -319,7 +345,7 @@ describe("Test connection against slapd", { skip: skipWithoutSlapd }, () => {
         },
         { htmx: true },
       ).expect(422);
-      assert.match(moved.text, /Enter the password again: the server URLs or the bind DN changed/);
+      assert.match(moved.text, /Enter the password again: the server URLs or the bind account changed/);
       const [row] = await t.db.select().from(directories).where(eq(directories.id, directory.id));
       assert.equal(row?.lastTestedAt, null, "testing the form's values stores nothing");
     });

@@ -425,7 +425,7 @@ describe("adding a directory", () => {
     assert.equal(errorBeside(res.text, "pageSize"), "Enter a whole number from 1 to 1000.");
     assert.match(
       errorBeside(res.text, "bindDn"),
-      /^This is not a valid DN: .* at position \d+\. Write it like dc=example,dc=com\.$/,
+      /^This is not a valid DN: .* at position \d+\. Write it like cn=roster,ou=services,dc=example,dc=com\.$/,
     );
     assert.match(errorBeside(res.text, "userBase"), /^This is not a valid DN: /);
     assert.match(
@@ -508,7 +508,10 @@ describe("adding a directory", () => {
     const missing = await post("/settings/directories", formFor({ bindDn: "", bindPassword: "" })).expect(
       422,
     );
-    assert.equal(errorBeside(missing.text, "bindDn"), "Enter the bind DN of the service account.");
+    assert.equal(
+      errorBeside(missing.text, "bindDn"),
+      "Enter the bind DN or user name of the service account.",
+    );
     const noPassword = await post("/settings/directories", formFor({ bindPassword: "" })).expect(422);
     assert.equal(errorBeside(noPassword.text, "bindPassword"), "Enter the service account&#39;s password.");
     await post(
@@ -518,6 +521,43 @@ describe("adding a directory", () => {
     const [row] = await t.db.select().from(directories);
     assert.equal(row?.bindDn, null);
     assert.equal(row?.bindPasswordEncrypted, null);
+  });
+
+  test("takes a bind DN, a userPrincipalName or DOMAIN\\name, and refuses anything else beside the field", async () => {
+    for (const bindDn of ["svc-roster@example.test", "EXAMPLE\\svc-roster"]) {
+      await reset();
+      await post("/settings/directories", formFor({ bindDn })).expect(303);
+      const [row] = await t.db.select().from(directories);
+      assert.equal(row?.bindDn, bindDn);
+    }
+    const cases: [string, RegExp][] = [
+      ["svc roster", /^“svc roster” is not a DN or a user name\. Write a DN, like cn=roster,/],
+      ["svc@roster@example.test", /is not a DN or a user name\./],
+      ["EXAMPLE\\", /is not a DN or a user name\./],
+      [
+        "cn=roster,,dc=example",
+        /^This is not a valid DN: .*\. Write it like cn=roster,ou=services,dc=example,dc=com\.$/,
+      ],
+    ];
+    for (const [bindDn, message] of cases) {
+      const res = await post("/settings/directories", formFor({ name: "Other", bindDn })).expect(422);
+      assert.match(errorBeside(res.text, "bindDn"), message, bindDn);
+    }
+  });
+
+  test("labels the bind field for Active Directory's user names, with examples of bind names", async () => {
+    const ad = await admin.agent.get("/settings/directories/new?preset=active_directory").expect(200);
+    assert.match(ad.text, /<label for="field-bindDn">Bind DN or user name<\/label>/);
+    const adHint = /id="field-bindDn-hint">([^<]*)</.exec(ad.text)?.[1] ?? "";
+    assert.match(
+      adHint,
+      /like roster@example\.com or EXAMPLE\\roster, or its DN, like CN=Roster,OU=Service Accounts,/,
+    );
+    const openldap = await admin.agent.get("/settings/directories/new").expect(200);
+    assert.match(openldap.text, /<label for="field-bindDn">Bind DN<\/label>/);
+    const hint = /id="field-bindDn-hint">([^<]*)</.exec(openldap.text)?.[1] ?? "";
+    assert.match(hint, /The service account(&#39;|')s DN, like cn=roster,ou=services,dc=example,dc=com\./);
+    assert.doesNotMatch(hint, /like dc=example,dc=com/, "a bind name, not a base DN");
   });
 
   test("takes the CA certificate pasted or uploaded as a file, and rejects a key or an expired one", async () => {
@@ -742,7 +782,7 @@ describe("editing a directory", () => {
     ).expect(422);
     assert.match(
       errorBeside(moved.text, "bindPassword"),
-      /^Enter the password again: the server URLs or the bind DN changed/,
+      /^Enter the password again: the server URLs or the bind account changed/,
     );
     const account = await post(
       `/settings/directories/${id}`,
@@ -799,6 +839,22 @@ describe("editing a directory", () => {
     await post(`/settings/directories/${created.value.id}`, { ...form, bindPassword: OTHER_PASSWORD }).expect(
       303,
     );
+  });
+
+  test("a stored user name keeps its password when saved again, in any case, and not for another name", async () => {
+    await post(`/settings/directories/${id}`, formFor({ bindDn: "svc-roster@example.test" })).expect(303);
+    const [before] = await t.db.select().from(directories);
+    await post(
+      `/settings/directories/${id}`,
+      formFor({ bindDn: "SVC-Roster@Example.Test", bindPassword: "" }),
+    ).expect(303);
+    const [kept] = await t.db.select().from(directories);
+    assert.equal(kept?.bindPasswordEncrypted, before?.bindPasswordEncrypted);
+    const other = await post(
+      `/settings/directories/${id}`,
+      formFor({ bindDn: "EXAMPLE\\svc-roster", bindPassword: "" }),
+    ).expect(422);
+    assert.match(errorBeside(other.text, "bindPassword"), /^Enter the password again/);
   });
 
   test("switching to anonymous forgets the stored password", async () => {

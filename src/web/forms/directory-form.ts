@@ -1,16 +1,24 @@
 /**
  * The directory form: what was typed (kept as text so a 422 shows it again), the preset defaults,
- * and the checks that turn it into DirectorySettings — URLs, DNs (RFC 4514), filters (RFC 4515),
- * PEM certificates, numbers in range — each with a message for the field it belongs beside.
+ * and the checks that turn it into DirectorySettings — URLs, DNs (RFC 4514), bind names, filters
+ * (RFC 4515), PEM certificates, numbers in range, who may sign in — each with a message for the
+ * field it belongs beside.
  */
 import { X509Certificate } from "node:crypto";
 import { z } from "zod";
+import { isValidBindName } from "../../ldap/client.ts";
 import { DnSyntaxError, parseDn } from "../../ldap/dn.ts";
 import { parseFilter } from "../../ldap/filter.ts";
 import { DEFAULT_PAGE_SIZE, isPresetId, PRESETS, type PresetId, presetMapping } from "../../ldap/presets.ts";
 import type { DirectoryMapping } from "../../ldap/types.ts";
-import type { DefaultRoleView, Directory, DirectorySettings } from "../../services/directories.ts";
-import { serverAddress } from "../../services/directories.ts";
+import {
+  type DefaultRoleView,
+  type Directory,
+  type DirectorySettings,
+  SIGN_IN_POLICIES,
+  type SignInPolicy,
+  serverAddress,
+} from "../../services/directories.ts";
 import { scopeProblem } from "../../services/roles.ts";
 import type { FieldErrors } from "./form.ts";
 
@@ -18,10 +26,20 @@ export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 5;
 export const DEFAULT_OPERATION_TIMEOUT_SECONDS = 10;
 export const MAX_URLS = 10;
 export const MAX_DEFAULT_ROLE_ROWS = 50;
+export const MAX_SIGN_IN_GROUPS = 1000;
 const BLANK_ROLE_ROWS = 2;
 const MAX_PEM_LENGTH = 64 * 1024;
 
 export const PRESET_CHOICES = Object.values(PRESETS).map((p) => ({ value: p.id, label: p.label }));
+
+export const SIGN_IN_CHOICES: { value: SignInPolicy; label: string }[] = [
+  { value: "imported", label: "Only imported users can sign in" },
+  { value: "groups", label: "Members of these imported groups" },
+  {
+    value: "anyone",
+    label: "Anyone matching the user filter (created at first sign-in, with the default roles)",
+  },
+];
 
 export interface DefaultRoleRow {
   roleId: string;
@@ -58,6 +76,9 @@ export interface DirectoryFormValues {
   memberValues: string;
   pageSize: string;
   defaultRoles: DefaultRoleRow[];
+  signInPolicy: string;
+  /** The imported groups ticked for the sign-in rule, as submitted. */
+  signInGroupIds: string[];
 }
 
 /** The form as submitted: the values, and the password typed (kept apart: it is never shown again). */
@@ -84,6 +105,15 @@ export function newFormValues(presetId: PresetId = "openldap"): DirectoryFormVal
     ...mappingValues(presetMapping(presetId)),
     pageSize: String(DEFAULT_PAGE_SIZE),
     defaultRoles: blankRoleRows([]),
+    ...signInValuesOf(null),
+  };
+}
+
+/** The sign-in rule as the form shows it: the directory's, or the safe default for a new one. */
+function signInValuesOf(directory: Directory | null) {
+  return {
+    signInPolicy: directory?.signInPolicy ?? "imported",
+    signInGroupIds: (directory?.signInGroupIds ?? []).map(String),
   };
 }
 
@@ -103,6 +133,7 @@ export function formValuesOf(directory: Directory, defaults: DefaultRoleView[]):
     ...mappingValues({ ...directory }),
     pageSize: String(directory.pageSize),
     defaultRoles: blankRoleRows(defaults.map((d) => ({ roleId: String(d.roleId), scope: d.scope }))),
+    ...signInValuesOf(directory),
   };
 }
 
@@ -112,8 +143,11 @@ export function applyPreset(values: DirectoryFormValues, presetId: PresetId): Di
   return { ...values, ...mapping, preset: presetId };
 }
 
-/** Reads a submitted form (urlencoded or multipart). An uploaded CA file wins over the text box. */
-export function readDirectoryForm(body: unknown): SubmittedDirectoryForm {
+/**
+ * Reads a submitted form (urlencoded or multipart). An uploaded CA file wins over the text box. A
+ * submission without the sign-in choice (not from this form) leaves `stored`'s rule as it is.
+ */
+export function readDirectoryForm(body: unknown, stored: Directory | null = null): SubmittedDirectoryForm {
   const b = (body ?? {}) as Record<string, unknown>;
   const text = (name: string) => {
     const value = b[name];
@@ -159,6 +193,14 @@ export function readDirectoryForm(body: unknown): SubmittedDirectoryForm {
     memberValues: text("memberValues"),
     pageSize: text("pageSize"),
     defaultRoles: rows,
+    ...(b.signInPolicy === undefined
+      ? signInValuesOf(stored)
+      : {
+          signInPolicy: text("signInPolicy"),
+          signInGroupIds: many(b.signInGroupIds)
+            .slice(0, MAX_SIGN_IN_GROUPS)
+            .map((id) => id.trim()),
+        }),
   };
   const password = b.bindPassword;
   return { values, bindPassword: typeof password === "string" ? password : "" };
@@ -199,10 +241,7 @@ export function validateDirectoryForm(
     choice(["anonymous", "service"], "Choose how Roster binds."),
     v.bindMode,
   );
-  const bindDn =
-    bindMode === "service"
-      ? check("bindDn", dnSchema("Enter the bind DN of the service account."), v.bindDn)
-      : null;
+  const bindDn = bindMode === "service" ? check("bindDn", bindNameSchema, v.bindDn) : null;
   check("bindPassword", z.string().max(1024, "Use at most 1024 characters."), form.bindPassword);
   const baseDn = check("baseDn", dnSchema("Enter the base DN, like dc=example,dc=com."), v.baseDn);
   const userBase = check("userBase", optionalDnSchema, v.userBase);
@@ -234,6 +273,7 @@ export function validateDirectoryForm(
     v.memberValues,
   );
   const defaultRoles = options.forTest ? [] : checkDefaultRoles(v.defaultRoles, options.roleIds, errors);
+  const signIn = options.forTest ? undefined : checkSignIn(v, errors);
 
   if (Object.keys(errors).length > 0) return { ok: false, errors };
   const mapping = {
@@ -264,6 +304,7 @@ export function validateDirectoryForm(
       baseDn: baseDn as string,
       mapping,
       defaultRoles,
+      ...(signIn ? { signIn } : {}),
     },
   };
 }
@@ -357,16 +398,35 @@ function urlProblem(url: string): string | null {
   return null;
 }
 
-function dnProblem(text: string): string | null {
+function dnProblem(text: string, example = "dc=example,dc=com"): string | null {
   try {
-    if (parseDn(text).length === 0) return "Enter a DN, like dc=example,dc=com.";
+    if (parseDn(text).length === 0) return `Enter a DN, like ${example}.`;
     return null;
   } catch (err) {
     if (err instanceof DnSyntaxError)
-      return `This is not a valid DN: ${err.message}. Write it like dc=example,dc=com.`;
+      return `This is not a valid DN: ${err.message}. Write it like ${example}.`;
     throw err;
   }
 }
+
+const BIND_DN_EXAMPLE = "cn=roster,ou=services,dc=example,dc=com";
+
+/**
+ * The service account as a DN, or as the user names Active Directory (and Samba) accept in a simple
+ * bind: `roster@example.com` (a userPrincipalName) or `EXAMPLE\roster` — the same rule as bindAs.
+ */
+const bindNameSchema = z
+  .string()
+  .min(1, "Enter the bind DN or user name of the service account.")
+  .max(2000, "Use at most 2000 characters.")
+  .superRefine((text, ctx) => {
+    if (isValidBindName(text)) return;
+    // Text with an = was meant as a DN: say where it goes wrong.
+    const message = text.includes("=")
+      ? dnProblem(text, BIND_DN_EXAMPLE)
+      : `“${text}” is not a DN or a user name. Write a DN, like ${BIND_DN_EXAMPLE}, or an Active Directory user name, like roster@example.com or EXAMPLE\\roster.`;
+    ctx.addIssue({ code: "custom", message: message ?? "Check the bind DN or user name." });
+  });
 
 function dnSchema(missing: string) {
   return z
@@ -495,6 +555,31 @@ function checkDefaultRoles(rows: DefaultRoleRow[], roleIds: ReadonlySet<number>,
     chosen.push({ roleId, scope: row.scope });
   });
   return chosen;
+}
+
+/** The sign-in rule: a known choice; for "groups", at least one group id (the service checks they are this directory's). */
+function checkSignIn(values: DirectoryFormValues, errors: FieldErrors): DirectorySettings["signIn"] {
+  const policy = SIGN_IN_POLICIES.find((p) => p === values.signInPolicy);
+  if (!policy) {
+    errors.signInPolicy ??= "Choose who may sign in through this directory.";
+    return undefined;
+  }
+  if (policy !== "groups") return { policy, groupIds: [] };
+  const groupIds = tickedGroupIds(values);
+  if (groupIds.length !== values.signInGroupIds.length) {
+    errors.signInGroupIds ??= "Choose groups from the list.";
+    return undefined;
+  }
+  if (groupIds.length === 0) {
+    errors.signInGroupIds ??= "Choose at least one imported group, or another option.";
+    return undefined;
+  }
+  return { policy, groupIds };
+}
+
+/** The group ids ticked for the sign-in rule (values that are no id left out). */
+export function tickedGroupIds(values: Pick<DirectoryFormValues, "signInGroupIds">): number[] {
+  return values.signInGroupIds.filter((id) => /^[1-9]\d{0,8}$/.test(id)).map(Number);
 }
 
 // ——— Helpers ———

@@ -14,6 +14,8 @@ import {
   listRoleChoices,
   moveDirectory,
   setDirectoryEnabled,
+  signInGroupChoices,
+  signInGroupNames,
   testConnectionSettings,
   testSavedDirectory,
   updateDirectory,
@@ -29,6 +31,8 @@ import {
   newFormValues,
   PRESET_CHOICES,
   readDirectoryForm,
+  SIGN_IN_CHOICES,
+  tickedGroupIds,
   validateDirectoryForm,
 } from "../forms/directory-form.ts";
 import type { FieldErrors } from "../forms/form.ts";
@@ -62,7 +66,7 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
     },
 
     async create(req: Request, res: Response) {
-      const form = readDirectoryForm(req.body);
+      const form = readDirectoryForm(req.body, null);
       const roleChoices = await listRoleChoices(db);
       const checked = validateDirectoryForm(form, { roleIds: new Set(roleChoices.map((r) => r.id)) });
       const retype = form.bindPassword !== "";
@@ -86,7 +90,7 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
     async applyPreset(req: Request, res: Response) {
       const directory = await directoryOfForm(db, req.body);
       if (directory === undefined) return notFound(req, res);
-      const form = readDirectoryForm(req.body);
+      const form = readDirectoryForm(req.body, directory);
       const preset = isPresetId(form.values.preset) ? form.values.preset : "openldap";
       await renderForm(req, res, {
         directory,
@@ -101,7 +105,7 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
     async testSettings(req: Request, res: Response) {
       const directory = await directoryOfForm(db, req.body);
       if (directory === undefined) return notFound(req, res);
-      const form = readDirectoryForm(req.body);
+      const form = readDirectoryForm(req.body, directory);
       const retype = form.bindPassword !== "";
       const checked = validateDirectoryForm(form, { roleIds: new Set(), forTest: true });
       const decision = checked.ok ? decideBindPassword(directory, checked.settings, secretBox) : null;
@@ -109,12 +113,14 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
         const errors = !checked.ok
           ? checked.errors
           : { bindPassword: decision?.ok === false ? decision.message : "" };
-        // htmx asked for the result region; the form with its errors replaces the whole form instead.
+        // htmx asked for the result region; the form with its errors replaces the whole form instead,
+        // and the result region says why nothing was tested.
         return renderForm(req, res, {
           directory,
           values: form.values,
           errors,
           retype,
+          test: notTested(errors),
           partial: "directories/_directory-form-replacement",
         });
       }
@@ -133,15 +139,27 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
       res.redirect(303, `${BASE}/${loaded(res, "directory").id}/edit`);
     },
 
+    /**
+     * The form. `?groups=` narrows the imported groups offered for sign-in (those chosen always
+     * show); htmx then asks for the sign-in section alone, sending the choices not saved yet.
+     */
     async edit(req: Request, res: Response) {
       const directory = loaded(res, "directory");
-      const values = formValuesOf(directory, await defaultRolesOf(db, directory.id));
-      await renderForm(req, res, { directory, values });
+      const stored = formValuesOf(directory, await defaultRolesOf(db, directory.id));
+      const search = req.query.groups;
+      if (typeof search !== "string") return renderForm(req, res, { directory, values: stored });
+      const { signInPolicy, signInGroupIds } = readDirectoryForm(req.query, directory).values;
+      await renderForm(req, res, {
+        directory,
+        values: { ...stored, signInPolicy, signInGroupIds },
+        groupSearch: search.trim().slice(0, 200),
+        partial: "directories/_sign-in-fields",
+      });
     },
 
     async update(req: Request, res: Response) {
       const directory = loaded(res, "directory");
-      const form = readDirectoryForm(req.body);
+      const form = readDirectoryForm(req.body, directory);
       const roleChoices = await listRoleChoices(db);
       const checked = validateDirectoryForm(form, { roleIds: new Set(roleChoices.map((r) => r.id)) });
       const retype = form.bindPassword !== "";
@@ -260,12 +278,31 @@ interface FormState {
   test?: TestView;
   presetApplied?: string;
   partial?: string;
+  /** Narrows the imported groups offered for the sign-in rule. */
+  groupSearch?: string;
+}
+
+/** The result region when the form could not be tested: each field to correct, linked. */
+function notTested(errors: FieldErrors): TestView & { problems: { field: string; message: string }[] } {
+  return {
+    ok: false,
+    heading: "The connection was not tested",
+    summary: "Correct the form first: Roster tests only settings it can read.",
+    steps: [],
+    notSaved: true,
+    problems: Object.entries(errors).map(([field, message]) => ({ field, message })),
+  };
 }
 
 function formRenderer(db: Db) {
   return async (req: Request, res: Response, state: FormState) => {
     const { directory, errors = {} } = state;
     const roleChoices = await listRoleChoices(db);
+    const groupSearch = state.groupSearch ?? "";
+    const signInGroups = await signInGroupChoices(db, directory?.id ?? null, {
+      chosen: tickedGroupIds(state.values),
+      search: groupSearch,
+    });
     const heading = directory ? `Edit the directory “${directory.name}”` : "Add a directory";
     render(
       req,
@@ -280,6 +317,9 @@ function formRenderer(db: Db) {
         errors,
         roleChoices,
         presetChoices: PRESET_CHOICES,
+        signInChoices: SIGN_IN_CHOICES,
+        signInGroups,
+        groupSearch,
         passwordHint: passwordHint(directory, state.retype ?? false),
         lastTestText: directory ? lastTestOf(directory) : "",
         test: state.test ?? null,
@@ -313,6 +353,8 @@ interface ListState {
 function listRenderer(db: Db) {
   return async (req: Request, res: Response, state: ListState) => {
     const directories = await listDirectories(db);
+    const signInText = new Map<number, string>();
+    for (const directory of directories) signInText.set(directory.id, await signInOf(db, directory));
     render(
       req,
       res,
@@ -321,6 +363,7 @@ function listRenderer(db: Db) {
         title: "Directories",
         directories,
         lastTestOf,
+        signInOf: (directory: Directory) => signInText.get(directory.id) ?? "",
         notice: state.notice ?? null,
         noticeKind: state.noticeKind ?? "success",
         focus: state.focus ?? null,
@@ -350,6 +393,16 @@ function redirectToList(req: Request, res: Response, kind: Flash["kind"], messag
 }
 
 const numberFormat = new Intl.NumberFormat("en");
+
+/** Who may sign in through the directory, in the words of the list. */
+async function signInOf(db: Db, directory: Directory): Promise<string> {
+  if (directory.signInPolicy === "imported") return "Only imported users";
+  if (directory.signInPolicy === "anyone") return "Anyone matching the user filter";
+  const names = await signInGroupNames(db, directory);
+  if (names.length === 0) return "Members of chosen groups: none is left, so nobody";
+  const shown = names.slice(0, 3).join(", ");
+  return `Members of ${shown}${names.length > 3 ? ` and ${names.length - 3} more` : ""}`;
+}
 
 export function lastTestOf(directory: Directory): string {
   if (!directory.lastTestedAt) return "Not tested yet";

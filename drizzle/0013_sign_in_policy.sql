@@ -1,0 +1,2 @@
+ALTER TABLE "directories" ADD COLUMN "sign_in_policy" text DEFAULT 'imported' NOT NULL;--> statement-breakpoint
+ALTER TABLE "directories" ADD COLUMN "sign_in_group_ids" integer[] DEFAULT '{}'::int[] NOT NULL;
