@@ -435,6 +435,13 @@ function recordingReads(session: DirectorySession): { session: DirectorySession;
           return target.readEntry(dn, attributes, options);
         };
       }
+      // A member list is read as a base-scope search of the group entry.
+      if (property === "searchPages") {
+        return (base: string, filter: string, scope: "base", attributes: string[], options?: object) => {
+          if (scope === "base") requests.push([...attributes]);
+          return target.searchPages(base, filter, scope, attributes, options);
+        };
+      }
       const value = Reflect.get(target, property, target);
       return typeof value === "function" ? value.bind(target) : value;
     },

@@ -174,7 +174,13 @@ function rangedSession(
     entry[`member;range=${start}-${last ? "*" : end - 1}`] = members.slice(start, end);
     return entry;
   };
-  const session = { readEntry } as unknown as DirectorySession;
+  // Member lists are read as a base-scope search of the group entry.
+  async function* searchPages(dn: string, _filter: unknown, scope: string, attributes: string[]) {
+    assert.equal(scope, "base");
+    const entry = await readEntry(dn, attributes);
+    if (entry) yield [entry];
+  }
+  const session = { readEntry, searchPages } as unknown as DirectorySession;
   return { session, requests };
 }
 
