@@ -559,6 +559,30 @@ export async function testConnectionSettings(
   return testConnection(connection, settings.mapping, { logger });
 }
 
+/** The outcome of a test of the form's settings, run before the directory was added. */
+export interface FormTestOutcome {
+  ok: boolean;
+  usersCount: number | null;
+  groupsCount: number | null;
+  /** When it ran, ms since the epoch. */
+  at: number;
+}
+
+/** Keeps, for a directory just added, the test its administrator ran on the same settings. */
+export async function recordFormTest(db: Db, id: number, test: FormTestOutcome): Promise<Directory | null> {
+  const [updated] = await db
+    .update(directories)
+    .set({
+      lastTestedAt: new Date(test.at),
+      lastTestOk: test.ok,
+      lastUserCount: test.usersCount,
+      lastGroupCount: test.groupsCount,
+    })
+    .where(eq(directories.id, id))
+    .returning();
+  return updated ?? null;
+}
+
 /** Tests a saved directory and keeps the outcome (shown in the list) and an audit entry. */
 export async function testSavedDirectory(
   db: Db,

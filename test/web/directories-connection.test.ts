@@ -262,6 +262,38 @@ describe("Test connection against slapd", { skip: skipWithoutSlapd }, () => {
     }
   });
 
+  test("the test just run on the form is the new directory's last test; one on other settings is not", async () => {
+    await testUnsaved({}, { htmx: true }).expect(200);
+    const added = await admin.agent
+      .post("/settings/directories")
+      .type("form")
+      .send({ _csrf: admin.csrf, ...formFor() })
+      .expect(303);
+    const list = await admin.agent.get(added.headers.location ?? "/settings/directories").expect(200);
+    assert.match(list.text, /Added the directory “Test slapd”\. Its last test: Works: 1,200 users, 2 groups/);
+    assert.match(list.text, /<td[^>]*>Works: 1,200 users, 2 groups \(tested/);
+    const [row] = await t.db.select().from(directories);
+    assert.deepEqual(
+      { ok: row?.lastTestOk, users: row?.lastUserCount, groups: row?.lastGroupCount },
+      { ok: true, users: USERS, groups: 2 },
+    );
+
+    // Tested with one base, added with another: the test says nothing about what was added.
+    await t.db.delete(directories);
+    await testUnsaved({}, { htmx: true }).expect(200);
+    await admin.agent
+      .post("/settings/directories")
+      .type("form")
+      .send({ _csrf: admin.csrf, ...formFor({ userBase: "ou=nowhere" }) })
+      .expect(303);
+    const [other] = await t.db.select().from(directories);
+    assert.equal(other?.lastTestedAt, null);
+    assert.match(
+      (await admin.agent.get("/settings/directories").expect(200)).text,
+      /Test its connection to see what it holds|Not tested yet/,
+    );
+  });
+
   describe("a saved directory", () => {
     async function saveDirectory(overrides: Record<string, string> = {}) {
       await admin.agent

@@ -1,18 +1,22 @@
+import { createHmac, randomBytes } from "node:crypto";
 import type { Request, Response } from "express";
 import type { Db } from "../../db/client.ts";
 import { isPresetId, PRESETS } from "../../ldap/presets.ts";
 import type { ConnectionTestResult } from "../../ldap/test-connection.ts";
 import {
+  type ConnectionSettings,
   createDirectory,
   type Directory,
   decideBindPassword,
   defaultRolesOf,
   deleteDirectory,
   deletionImpact,
+  type FormTestOutcome,
   getDirectory,
   listDirectories,
   listRoleChoices,
   moveDirectory,
+  recordFormTest,
   setDirectoryEnabled,
   signInGroupChoices,
   signInGroupNames,
@@ -48,6 +52,13 @@ export interface DirectoryRouteDeps {
 const BASE = "/settings/directories";
 
 /** Settings › Directories: list, add, edit, reorder, enable/disable, delete, test connection. */
+declare module "express-session" {
+  interface SessionData {
+    /** The last test of a new directory's form (see formTestKey). */
+    directoryFormTest?: FormTestOutcome & { key: string };
+  }
+}
+
 export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
   const renderForm = formRenderer(db);
   const renderList = listRenderer(db);
@@ -78,11 +89,21 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
         return renderForm(req, res, { directory: null, values: form.values, errors, retype });
       }
       req.log.info({ directoryId: outcome.value.id }, "directory created");
+      // The test the administrator just ran on these very settings is the directory's last test.
+      const tested = req.session.directoryFormTest;
+      delete req.session.directoryFormTest;
+      const fresh =
+        tested !== undefined &&
+        Date.now() - tested.at < FORM_TEST_KEPT_MS &&
+        tested.key === formTestKey(checked.settings, checked.settings.bindPassword);
+      const recorded = fresh ? await recordFormTest(db, outcome.value.id, tested) : null;
       redirectToList(
         req,
         res,
         "success",
-        `Added the directory “${outcome.value.name}”. Test its connection to see what it holds.`,
+        recorded
+          ? `Added the directory “${outcome.value.name}”. Its last test: ${lastTestOf(recorded)}.`
+          : `Added the directory “${outcome.value.name}”. Test its connection to see what it holds.`,
       );
     },
 
@@ -126,6 +147,16 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
       }
       const result = await testConnectionSettings(checked.settings, decision.password, req.log);
       logTest(req, directory?.id ?? null, result, false);
+      if (directory === null) {
+        // Kept for "Add directory": a keyed digest of what was tested, never the password itself.
+        req.session.directoryFormTest = {
+          key: formTestKey(checked.settings, decision.password),
+          ok: result.ok,
+          usersCount: result.usersCount ?? null,
+          groupsCount: result.groupsCount ?? null,
+          at: Date.now(),
+        };
+      }
       await renderForm(req, res, {
         directory,
         values: form.values,
@@ -402,6 +433,32 @@ async function signInOf(db: Db, directory: Directory): Promise<string> {
   if (names.length === 0) return "Members of chosen groups: none is left, so nobody";
   const shown = names.slice(0, 3).join(", ");
   return `Members of ${shown}${names.length > 3 ? ` and ${names.length - 3} more` : ""}`;
+}
+
+/** How long a test of the form's settings counts for the directory added with them. */
+const FORM_TEST_KEPT_MS = 30 * 60_000;
+/** This process's key for the digests below: a digest from elsewhere matches nothing (no record, no harm). */
+const FORM_TEST_SECRET = randomBytes(32);
+
+/** A digest of the settings a test used, the password included, keyed so it reveals nothing. */
+function formTestKey(settings: ConnectionSettings, password: string | null): string {
+  const connection = {
+    urls: settings.urls,
+    startTls: settings.startTls,
+    caCertPem: settings.caCertPem,
+    verifyCertificate: settings.verifyCertificate,
+    connectTimeoutMs: settings.connectTimeoutMs,
+    operationTimeoutMs: settings.operationTimeoutMs,
+    bindMode: settings.bindMode,
+    bindDn: settings.bindDn,
+    baseDn: settings.baseDn,
+    mapping: settings.mapping,
+  };
+  return createHmac("sha256", FORM_TEST_SECRET)
+    .update(JSON.stringify(connection))
+    .update("\u0000")
+    .update(password ?? "")
+    .digest("base64url");
 }
 
 export function lastTestOf(directory: Directory): string {
