@@ -10,7 +10,7 @@ import {
   openDirectory,
   type UrlAttempt,
 } from "./client.ts";
-import { resolveBase } from "./dn.ts";
+import { dnEquals, resolveBase } from "./dn.ts";
 import { type ClassifiedLdapError, classifyLdapError, DirectoryError } from "./errors.ts";
 import type { DirectoryConnection, DirectoryMapping } from "./types.ts";
 
@@ -89,6 +89,9 @@ async function checkDirectory(
     },
     () => `The base DN ${conn.baseDn} exists.`,
   );
+  if (!baseDn.step.ok && baseDn.step.error?.kind === "no_such_object") {
+    baseDn.step.message += await namingContextsHint(session);
+  }
   steps.push(baseDn.step);
   if (!baseDn.step.ok) return { ok: false, steps, serverUrl };
 
@@ -98,6 +101,10 @@ async function checkDirectory(
     () => session.count(userBase, mapping.userFilter, mapping.userScope),
     (count) => countMessage(count, "user", userBase),
   );
+  // No user there (the preset's ou=people missing, say): where the directory does keep users.
+  if (users.value === 0 || users.step.error?.kind === "no_such_object") {
+    users.step.message += await userBasesHint(session, conn.baseDn, mapping, userBase);
+  }
   steps.push(users.step);
   if (users.value === undefined) return { ok: false, steps, serverUrl };
 
@@ -164,6 +171,70 @@ function connectedMessage(url: string, attempts: UrlAttempt[]): string {
   const notes = skipped.map((attempt) => `${attempt.url} failed (${attempt.error.message})`);
   return [...notes, `Connected to ${url}.`].join(" ");
 }
+
+/** The trees the server holds (its root DSE's naming contexts), as a sentence to append. */
+async function namingContextsHint(session: DirectorySession): Promise<string> {
+  try {
+    const root = await session.readEntry("", ["namingContexts", "defaultNamingContext"]);
+    const values = (name: string) => {
+      const raw = root?.[name] ?? [];
+      return (Array.isArray(raw) ? raw : [raw]).map(String).filter((v) => v.trim() !== "");
+    };
+    const contexts = [...new Set([...values("defaultNamingContext"), ...values("namingContexts")])];
+    if (contexts.length === 0) return "";
+    return ` This server holds: ${contexts.slice(0, MAX_SUGGESTIONS).join("; ")}.`;
+  } catch {
+    return ""; // a hint only: the failure itself is what the step reports
+  }
+}
+
+/**
+ * The containers right under the base DN that hold users of the user filter, with how many (up to
+ * a bound each), as a sentence to append; empty when none does or they can't be read.
+ */
+async function userBasesHint(
+  session: DirectorySession,
+  baseDn: string,
+  mapping: DirectoryMapping,
+  userBase: string,
+): Promise<string> {
+  try {
+    const children: string[] = [];
+    for await (const page of session.searchPages(baseDn, "(objectClass=*)", "one", ["1.1"])) {
+      children.push(...page.map((entry) => entry.dn));
+      if (children.length >= MAX_CONTAINERS) break;
+    }
+    const found: { dn: string; users: number }[] = [];
+    for (const child of children.slice(0, MAX_CONTAINERS)) {
+      if (dnEquals(child, userBase)) continue;
+      const users = await countUpTo(session, child, mapping, SUGGESTION_COUNT_LIMIT);
+      if (users > 0) found.push({ dn: child, users });
+    }
+    if (found.length === 0) return "";
+    found.sort((a, b) => b.users - a.users);
+    const listed = found.slice(0, MAX_SUGGESTIONS).map(({ dn, users }) => {
+      const count =
+        users >= SUGGESTION_COUNT_LIMIT ? `${numberFormat.format(users)}+` : numberFormat.format(users);
+      return `${dn} (${count})`;
+    });
+    return ` Users of the filter ${mapping.userFilter} are under: ${listed.join("; ")}. Set the user search base to one of them.`;
+  } catch {
+    return "";
+  }
+}
+
+async function countUpTo(session: DirectorySession, base: string, mapping: DirectoryMapping, limit: number) {
+  let count = 0;
+  for await (const page of session.searchPages(base, mapping.userFilter, "sub", ["1.1"])) {
+    count += page.length;
+    if (count >= limit) return limit;
+  }
+  return count;
+}
+
+const MAX_SUGGESTIONS = 5;
+const MAX_CONTAINERS = 50;
+const SUGGESTION_COUNT_LIMIT = 1000;
 
 function countMessage(count: number, noun: string, base: string): string {
   return `Found ${numberFormat.format(count)} ${noun}${count === 1 ? "" : "s"} under ${base}.`;

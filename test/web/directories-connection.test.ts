@@ -262,6 +262,20 @@ describe("Test connection against slapd", { skip: skipWithoutSlapd }, () => {
     }
   });
 
+  test("a base the server lacks: the result names the trees it holds, and where its users are", async () => {
+    const wrongBase = await testUnsaved({ baseDn: "dc=wrong,dc=test" }, { htmx: true }).expect(200);
+    assert.match(
+      resultText(wrongBase.text),
+      /The base DN dc=wrong,dc=test does not exist on the server: check its spelling\. This server holds: dc=example,dc=test\./,
+    );
+    // A tree without the preset's ou=people (here: a user base that isn't there).
+    const noPeople = await testUnsaved({ userBase: "ou=staff" }, { htmx: true }).expect(200);
+    assert.match(
+      resultText(noPeople.text),
+      /Users of the filter \(objectClass=inetOrgPerson\) are under: ou=people,dc=example,dc=test \(1,000\+\)\. Set the user search base to one of them\./,
+    );
+  });
+
   test("the test just run on the form is the new directory's last test; one on other settings is not", async () => {
     await testUnsaved({}, { htmx: true }).expect(200);
     const added = await admin.agent
