@@ -14,7 +14,9 @@ import { deleteUser, renameUser, setUserEnabled } from "../../src/dev/ad-fixture
 import { openDirectory } from "../../src/ldap/client.ts";
 import { dnEquals } from "../../src/ldap/dn.ts";
 import { guidToFilterValue } from "../../src/ldap/mapping.ts";
+import { SYSTEM_ACTOR as SYSTEM } from "../../src/services/audit.ts";
 import { type Directory, toLoaded } from "../../src/services/directories.ts";
+import { createRun } from "../../src/services/import/run-queue.ts";
 import type { ImportWorker } from "../../src/services/import/worker.ts";
 import { nameKey } from "../../src/services/names.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
@@ -25,6 +27,7 @@ import { postForm, text } from "../helpers/http.ts";
 import { rowsOf, runCounts, runQueued, testWorker } from "../web/import-support.ts";
 import {
   type AdDomain,
+  addAdDirectory,
   addAdDirectoryThroughSettings,
   adSkip,
   assignmentsOf,
@@ -303,6 +306,43 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
       assert.equal(run.failed, 0);
       assert.deepEqual(new Set(await memberNames("Domain Users")), new Set(expected));
       assert.ok(expected.includes("alice"));
+    });
+
+    test("a directory whose user base is OU=Staff imports none of a group's members elsewhere", async () => {
+      // Another directory of the same domain, rooted at OU=Roster, whose users are those of OU=Staff.
+      const staffOnly = await addAdDirectory(t.db, createSecretBox(t.config.encryptionKey), domain, SYSTEM, {
+        name: "AD, staff only",
+        baseDn: domain.ad.rootOu,
+        // Its groups named by description: "Everyone" is the other directory's group already.
+        mapping: { userBase: domain.ad.ou.staff, attrGroupName: "description" },
+      });
+      const everyone = await createRun(t.db, {
+        directory: { id: staffOnly.id, name: staffOnly.name },
+        actor: { id: null, name: "admin" },
+        query: "(cn=Everyone)",
+        selection: { mode: "query", text: "(cn=Everyone)", kind: "groups" },
+        copyRolesFrom: null,
+        total: null,
+      });
+      await runQueued(worker);
+      const [bulk] = await t.db.select().from(importRuns).where(eq(importRuns.id, everyone.id));
+      assert.equal(bulk?.status, "succeeded", bulk?.error ?? "");
+      assert.deepEqual(
+        { created: bulk?.created, skipped: bulk?.skipped },
+        { created: 1, skipped: 2500 },
+        "the group only: its 2,500 members live in OU=Bulk",
+      );
+      const reasons = await queryRows<{ reason: string }>(
+        t.db,
+        sql`select distinct reason from import_run_entries where run_id = ${everyone.id} and outcome = 'skipped'`,
+      );
+      assert.equal(reasons.length, 1, reasons.map((r) => r.reason).join("\n"));
+      assert.ok(
+        reasons[0]?.reason.endsWith(
+          `, but not imported: Outside the directory's user search base (${domain.ad.ou.staff}).`,
+        ),
+        reasons[0]?.reason,
+      );
     });
 
     test("nested groups become subgroups, and the cycle A ⊃ B ⊃ C ⊃ A is survived", async () => {

@@ -17,6 +17,7 @@ import {
 import { type SambaServer, sambaUnavailableReason, startSamba } from "../../src/dev/samba.ts";
 import { withDirectory } from "../../src/ldap/client.ts";
 import { presetMapping } from "../../src/ldap/presets.ts";
+import type { DirectoryMapping } from "../../src/ldap/types.ts";
 import { createDirectory, type Directory, toLoaded } from "../../src/services/directories.ts";
 import { nameKey } from "../../src/services/names.ts";
 import type { SecretBox } from "../../src/services/secrets.ts";
@@ -76,10 +77,11 @@ export async function addAdDirectory(
   secretBox: SecretBox,
   domain: AdDomain,
   actor: { id: number | null; name: string },
+  options: { name?: string; baseDn?: string; mapping?: Partial<DirectoryMapping> } = {},
 ): Promise<Directory> {
   const fields = adConnectionFields(domain);
   const created = await createDirectory(db, secretBox, actor, {
-    name: fields.name ?? "",
+    name: options.name ?? fields.name ?? "",
     preset: "active_directory",
     urls: [domain.server.ldapsUrl],
     startTls: false,
@@ -90,8 +92,8 @@ export async function addAdDirectory(
     bindMode: "service",
     bindDn: fields.bindDn ?? null,
     bindPassword: fields.bindPassword ?? null,
-    baseDn: domain.server.baseDn,
-    mapping: presetMapping("active_directory"),
+    baseDn: options.baseDn ?? domain.server.baseDn,
+    mapping: { ...presetMapping("active_directory"), ...options.mapping },
     defaultRoles: [],
   });
   if (!created.ok) assert.fail(`the directory was refused: ${created.message}`);
