@@ -252,53 +252,60 @@ class Session implements DirectorySession {
     attributes: string[],
     options: { cookie: Buffer | null; bufferAttributes?: string[] },
   ): Promise<ContentSyncResult> {
-    const client = await this.borrow();
-    const requested = [...attributes];
-    const buffers = [...ALWAYS_BUFFER, ...(options.bufferAttributes ?? [])];
-    const answer = emptyAnswer();
-    const sink = taps.get(client)?.collect(requested, buffers, { contentSync: answer });
-    let broken = false;
-    try {
+    return this.onClient(base, async (client) => {
+      const requested = [...attributes];
+      const buffers = [...ALWAYS_BUFFER, ...(options.bufferAttributes ?? [])];
+      const answer = emptyAnswer();
+      const sink = taps.get(client)?.collect(requested, buffers, { contentSync: answer });
       if (!sink) throw new Error("content synchronization needs the message tap, which this ldapts lacks");
-      await client.search(
-        base,
-        {
-          scope,
-          filter: toFilter(filter),
-          attributes: requested,
-          explicitBufferAttributes: buffers,
-          timeLimit: this.timeLimitSeconds(),
-        },
-        [new SyncRequestControl(options.cookie)],
-      );
-      const entries = sink.take();
-      return { ...answer, entries };
-    } catch (err) {
-      const error = this.searchError(err, base);
-      broken = CONNECTION_LOST.has(error.classified.kind);
-      throw error;
-    } finally {
-      sink?.close();
-      if (broken) this.discard(client);
-      else this.giveBack(client);
-    }
+      try {
+        await client.search(
+          base,
+          {
+            scope,
+            filter: toFilter(filter),
+            attributes: requested,
+            explicitBufferAttributes: buffers,
+            timeLimit: this.timeLimitSeconds(),
+          },
+          [new SyncRequestControl(options.cookie)],
+        );
+        return { ...answer, entries: sink.take() };
+      } finally {
+        sink.close();
+      }
+    });
   }
 
   async readEntry(dn: string, attributes: string[], options: { bufferAttributes?: string[] } = {}) {
+    return this.onClient(dn, async (client) => {
+      try {
+        const result = await client.search(dn, {
+          scope: "base",
+          filter: "(objectClass=*)",
+          attributes,
+          explicitBufferAttributes: [...ALWAYS_BUFFER, ...(options.bufferAttributes ?? [])],
+          timeLimit: this.timeLimitSeconds(),
+        });
+        return result.searchEntries[0] ?? null;
+      } catch (err) {
+        if (err instanceof NoSuchObjectError) return null;
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * One request on a borrowed connection: its failure classified, the connection given back —
+   * or dropped when the server dropped it, so that the next request opens a new one.
+   */
+  private async onClient<T>(base: string, work: (client: Client) => Promise<T>): Promise<T> {
     const client = await this.borrow();
     let broken = false;
     try {
-      const result = await client.search(dn, {
-        scope: "base",
-        filter: "(objectClass=*)",
-        attributes,
-        explicitBufferAttributes: [...ALWAYS_BUFFER, ...(options.bufferAttributes ?? [])],
-        timeLimit: this.timeLimitSeconds(),
-      });
-      return result.searchEntries[0] ?? null;
+      return await work(client);
     } catch (err) {
-      if (err instanceof NoSuchObjectError) return null;
-      const error = this.searchError(err, dn);
+      const error = this.searchError(err, base);
       broken = CONNECTION_LOST.has(error.classified.kind);
       throw error;
     } finally {

@@ -115,10 +115,15 @@ export function isDescendantOf(dn: string, base: string, options: { includeSelf?
 
 /** Whether a search of `base` with `scope` can return the entry at `dn`. */
 export function withinSearch(dn: string, base: string, scope: "base" | "one" | "sub"): boolean {
-  if (scope === "base") return dnEquals(dn, base);
-  if (scope === "sub") return isDescendantOf(dn, base, { includeSelf: true });
-  const parent = tryParseNormalized(dn);
-  return parent !== null && parent.length > 0 && dnEquals(formatDn(parent.slice(1)), base);
+  if (dnEquals(dn, base)) return scope !== "one";
+  const parsed = tryParseNormalized(dn);
+  return parsed !== null && parsed.length > 1 && childrenWithinSearch(formatDn(parsed.slice(1)), base, scope);
+}
+
+/** Whether a search of `base` with `scope` can return the entries right under `parent`. */
+export function childrenWithinSearch(parent: string, base: string, scope: "base" | "one" | "sub"): boolean {
+  if (scope === "base") return false;
+  return scope === "one" ? dnEquals(parent, base) : isDescendantOf(parent, base, { includeSelf: true });
 }
 
 /** The DN one level up, or null for a single-RDN (or empty) DN. */

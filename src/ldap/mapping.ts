@@ -158,7 +158,12 @@ export function stableIdOf(entry: Entry, mapping: DirectoryMapping): string | nu
  * attribute matches every entry on Samba), the operational modifyTimestamp elsewhere.
  */
 export function changedAtAttribute(mapping: Pick<DirectoryMapping, "attrUniqueId">): string {
-  return mapping.attrUniqueId.toLowerCase() === "objectguid" ? "whenChanged" : "modifyTimestamp";
+  return isActiveDirectory(mapping) ? "whenChanged" : "modifyTimestamp";
+}
+
+/** A directory keyed by objectGUID is Active Directory (or Samba): its ways of telling changes and members apply. */
+export function isActiveDirectory(mapping: Pick<DirectoryMapping, "attrUniqueId">): boolean {
+  return mapping.attrUniqueId.toLowerCase() === "objectguid";
 }
 
 /** When the entry last changed, in ms since the epoch (server time). */

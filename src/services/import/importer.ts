@@ -16,6 +16,7 @@ import {
   changedAtAttribute,
   changedAtOf,
   generalizedTime,
+  isActiveDirectory,
   mapGroup,
   mapUser,
   stableIdOf,
@@ -36,12 +37,7 @@ import type { DirectoryMapping, LdapGroup } from "../../ldap/types.ts";
 import { type Directory, StoredSecretError } from "../directories.ts";
 import { withStoredDirectory } from "../directory-session.ts";
 import type { SecretBox } from "../secrets.ts";
-import {
-  type Refreshed,
-  type RefreshOutcome,
-  refreshFromCookies,
-  startingCookies,
-} from "../sync/content-refresh.ts";
+import { type Refreshed, refreshFromCookies, startingCookies } from "../sync/content-refresh.ts";
 import { listInWords } from "../sync/decide.ts";
 import {
   entriesByStableId,
@@ -387,12 +383,9 @@ class RunImporter {
     this.syncStartedAt = Date.now();
     const changedAt = changedAtAttribute(this.mapping);
     // Active Directory: where its write counter stands before anything is read.
-    let sequence: UpdateSequence | null = null;
-    if (changedAt === "whenChanged") {
-      await this.readingOn(async () => {
-        sequence = await readUpdateSequence(this.session);
-      });
-    }
+    const sequence = isActiveDirectory(this.mapping)
+      ? await this.readingOn(() => readUpdateSequence(this.session))
+      : null;
     let plan = planSynchronization(this.directory, askedFull ? "full" : "auto", {
       ...(this.deps.watermarkMarginMs !== undefined ? { marginMs: this.deps.watermarkMarginMs } : {}),
       sequence,
@@ -406,13 +399,11 @@ class RunImporter {
     let refreshed: Refreshed | null = null;
     if (plan.method === "incremental" && plan.via === "contentSync") {
       const cookies = plan.cookies;
-      let outcome: RefreshOutcome | null = null;
-      await this.readingOn(async () => {
-        outcome = await refreshFromCookies(this.session, this.mapping, cookies, kinds);
-      });
-      const answered = outcome as RefreshOutcome | null;
-      if (answered?.ok) refreshed = answered.refreshed;
-      else if (answered) plan = { method: "full", why: answered.why };
+      const answered = await this.readingOn(() =>
+        refreshFromCookies(this.session, this.mapping, cookies, kinds),
+      );
+      if (answered.ok) refreshed = answered.refreshed;
+      else plan = { method: "full", why: answered.why };
     }
     await recordSyncPlan(this.deps.db, this.claim, plan);
     this.changedOnly = plan.method === "incremental";
@@ -421,12 +412,10 @@ class RunImporter {
       this.total = held.users + held.groups;
     }
     // Taken before a full run reads: what changes while it reads is told to the next run.
-    let cookies: SyncCookies | null = refreshed?.cookies ?? null;
-    if (plan.method === "full") {
-      await this.readingOn(async () => {
-        cookies = await startingCookies(this.session, this.mapping);
-      });
-    }
+    const cookies =
+      plan.method === "full"
+        ? await this.readingOn(() => startingCookies(this.session, this.mapping))
+        : (refreshed?.cookies ?? null);
     let presenceChecked = plan.method === "full";
     if (refreshed) {
       presenceChecked = await this.importRefreshed(refreshed, kinds);
@@ -719,7 +708,7 @@ class RunImporter {
    * the phase committed is in this run's imported sets, so reading again skips it: the counters
    * stay exact. The session opens a new connection for each search after a broken one.
    */
-  private async readingOn(phase: () => Promise<void>): Promise<void> {
+  private async readingOn<T>(phase: () => Promise<T>): Promise<T> {
     const window = this.deps.directoryRetryMs ?? DIRECTORY_RETRY_MS;
     let since: number | null = null;
     let processedAtFailure = -1;
