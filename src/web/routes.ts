@@ -9,7 +9,7 @@ import { auditLogHandlers } from "./routes/audit-log.ts";
 import { type AuthRouteDeps, authHandlers } from "./routes/auth.ts";
 import { directoryHandlers } from "./routes/directories.ts";
 import { groupHandlers } from "./routes/groups.ts";
-import { home } from "./routes/home.ts";
+import { homeHandlers } from "./routes/home.ts";
 import { importHandlers } from "./routes/imports.ts";
 import { roleHandlers } from "./routes/roles.ts";
 import { settings } from "./routes/settings.ts";
@@ -40,6 +40,7 @@ export function routes(deps: RouteDeps): Router {
   const groups = groupHandlers(deps);
   const roles = roleHandlers(deps);
   const auditLog = auditLogHandlers(deps);
+  const home = homeHandlers(deps);
   const imports = importHandlers(deps);
   const directories = directoryHandlers(deps);
   const synchronization = synchronizationHandlers(deps);
