@@ -398,7 +398,7 @@ export const importRunEntries = pgTable(
       .notNull()
       .references(() => importRuns.id, { onDelete: "cascade" }),
     outcome: text("outcome", { enum: ["created", "updated", "unchanged", "skipped", "failed"] }).notNull(),
-    entryKind: text("entry_kind", { enum: ["user", "group"] }).notNull(),
+    entryKind: text("entry_kind", { enum: ["user", "group", "computer", "contact", "member"] }).notNull(),
     name: text("name").notNull(),
     dn: text("dn").notNull().default(""),
     reason: text("reason").notNull().default(""),

@@ -399,6 +399,33 @@ export async function setPassword(server: AdAdminAccess, dn: string, password: s
   await withAdmin(server, (client) => replace(client, dn, { unicodePwd: unicodePwd(password) }));
 }
 
+/** Adds a workstation's computer account (objectClass computer, sAMAccountName `NAME$`); returns its DN. */
+export async function addComputer(server: AdAdminAccess, ou: string, name: string): Promise<string> {
+  const dn = `CN=${escapeDnValue(name)},${ou}`;
+  await withAdmin(server, (client) =>
+    add(client, dn, {
+      objectClass: ["top", "person", "organizationalPerson", "user", "computer"],
+      sAMAccountName: `${name}$`,
+      userAccountControl: "4096",
+    }),
+  );
+  return dn;
+}
+
+/** Adds a global security group with the given member DNs; returns its DN. */
+export async function addGroup(
+  server: AdAdminAccess,
+  ou: string,
+  name: string,
+  members: string[],
+): Promise<string> {
+  const dn = `CN=${escapeDnValue(name)},${ou}`;
+  await withAdmin(server, (client) =>
+    add(client, dn, { objectClass: ["top", "group"], sAMAccountName: name, member: members }),
+  );
+  return dn;
+}
+
 // ——— LDAP plumbing ———
 
 async function withAdmin<T>(server: AdAdminAccess, work: (client: Client) => Promise<T>): Promise<T> {

@@ -126,6 +126,21 @@ export function childrenWithinSearch(parent: string, base: string, scope: "base"
   return scope === "one" ? dnEquals(parent, base) : isDescendantOf(parent, base, { includeSelf: true });
 }
 
+/**
+ * The value of a DN's first RDN (`Lee, Ann` for `cn=Lee\2C Ann,ou=people`), to name an entry known
+ * only by its DN; null when the text is not a DN or its first RDN is not one plain value.
+ */
+export function leafValue(text: string): string | null {
+  try {
+    const rdn = parseDn(text)[0];
+    const ava = rdn?.length === 1 ? rdn[0] : undefined;
+    return ava === undefined || ava.hex ? null : ava.value;
+  } catch (err) {
+    if (err instanceof DnSyntaxError) return null;
+    throw err;
+  }
+}
+
 /** The DN one level up, or null for a single-RDN (or empty) DN. */
 export function parentDn(text: string): string | null {
   const parsed = parseDn(text);

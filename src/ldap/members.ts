@@ -35,10 +35,15 @@ const CONCURRENT_LOOKUPS = 4;
 const SCAN_MIN_MEMBERS = 2000;
 const SCAN_SHARE = 4;
 
+/** What a member that is not imported turned out to be, so the report can say so. */
+export type MemberKind = "user" | "group" | "computer" | "contact" | "member";
+
 export interface UnresolvedMember {
   /** The member value as the group holds it (a DN or a username). */
   value: string;
   reason: string;
+  /** "member" when the directory has no entry for it, or nothing says what it is. */
+  kind: MemberKind;
 }
 
 /**
@@ -392,7 +397,9 @@ class MemberResolver {
         }
       }
       const missing = chunk.filter((username) => !found.has(usernameKey(username)));
-      batch.unresolved.push(...missing.map((value) => ({ value, reason: "No user has this username." })));
+      batch.unresolved.push(
+        ...missing.map((value) => ({ value, reason: "No user has this username.", kind: "member" as const })),
+      );
       yield batch;
     }
   }
@@ -413,7 +420,11 @@ class MemberResolver {
     if (invalid.length > 0) {
       const batch = emptyBatch(groupDn);
       batch.unresolved.push(
-        ...invalid.map((value) => ({ value, reason: "The member value is not a valid DN." })),
+        ...invalid.map((value) => ({
+          value,
+          reason: "The member value is not a valid DN.",
+          kind: "member" as const,
+        })),
       );
       yield batch;
     }
@@ -507,12 +518,66 @@ class MemberResolver {
         const groups = await this.search(parent, groupFilter, "one", this.groupAttributes);
         pending = this.collect(groups, pending, byValue, batch, "group");
       }
+      if (pending.size > 0) await this.identify(parent, type, pending, byValue, places.user, batch);
     } catch (err) {
       if (!isNoSuchObject(err)) throw err;
     }
-    const reason = places.user ? notFound : this.outside;
-    for (const member of pending.values()) batch.unresolved.push({ value: member.value, reason });
+    for (const member of pending.values()) {
+      batch.unresolved.push({
+        value: member.value,
+        reason: places.user ? notFound : this.outside,
+        kind: "member",
+      });
+    }
     return batch;
+  }
+
+  /**
+   * Members neither search found: one more read under their parent says what each is (a computer
+   * account, a contact, a person the user filter leaves out), so the report names it rather than
+   * calling every one a user. Members identified are taken out of `pending`.
+   */
+  private async identify(
+    parent: string,
+    type: string,
+    pending: Map<string, RdnMember>,
+    byValue: ReadonlyMap<string, RdnMember>,
+    searchable: boolean,
+    batch: MemberBatch,
+  ): Promise<void> {
+    const rdns = anyOf(
+      type,
+      [...pending.values()].map((member) => member.rdnValue),
+    );
+    const entries = await this.search(parent, rdns, "one", ["objectClass"]);
+    for (const entry of entries) {
+      const key = byValue.get(entry.dn)?.key ?? this.dns.parse(entry.dn)?.key;
+      const member = key === undefined ? undefined : pending.get(key);
+      if (member === undefined || key === undefined) continue;
+      pending.delete(key);
+      batch.unresolved.push({ value: member.value, ...this.whatIs(entry, searchable) });
+    }
+  }
+
+  private whatIs(entry: Entry, searchable: boolean): { kind: MemberKind; reason: string } {
+    const classes = new Set(textValues(plainValues(entry, "objectClass")).map((c) => c.toLowerCase()));
+    const outside = searchable ? null : this.outside;
+    if (classes.has("computer")) {
+      return { kind: "computer", reason: "A computer account, not a person: Roster imports user accounts." };
+    }
+    if (classes.has("contact"))
+      return { kind: "contact", reason: "A contact, not an account: it cannot sign in." };
+    if ([...classes].some((c) => GROUP_CLASSES.has(c))) {
+      return { kind: "group", reason: outside ?? "A group the directory's group filter leaves out." };
+    }
+    if ([...classes].some((c) => PERSON_CLASSES.has(c))) {
+      return { kind: "user", reason: outside ?? "A user the directory's user filter leaves out." };
+    }
+    const named = [...classes].filter((c) => c !== "top").join(", ");
+    return {
+      kind: "member",
+      reason: `Neither a user nor a group${named ? ` (object classes: ${named})` : ""}.`,
+    };
   }
 
   /** Members whose DN has a multi-valued RDN or no parent: a base-scope read each. */
@@ -528,8 +593,14 @@ class MemberResolver {
         (places.group
           ? await firstEntry(this.session, value, this.groupFilter, this.groupAttributes, this.mapping)
           : null);
-      if (entry === null) batch.unresolved.push({ value, reason: places.user ? notFound : this.outside });
-      else this.add(entry, user !== null ? "user" : "group", batch, value);
+      if (entry === null) {
+        const found = await firstEntry(this.session, value, "(objectClass=*)", ["objectClass"]);
+        const what = found ? this.whatIs(found, places.user) : null;
+        batch.unresolved.push({
+          value,
+          ...(what ?? { reason: places.user ? notFound : this.outside, kind: "member" }),
+        });
+      } else this.add(entry, user !== null ? "user" : "group", batch, value);
     }
     return batch;
   }
@@ -557,11 +628,11 @@ class MemberResolver {
     if (kind === "user") {
       const mapped = mapUser(entry, this.mapping);
       if (mapped.ok) batch.users.push(mapped.value);
-      else batch.unresolved.push({ value, reason: mapped.reason });
+      else batch.unresolved.push({ value, reason: mapped.reason, kind: "user" });
     } else {
       const mapped = mapGroup(entry, this.mapping);
       if (mapped.ok) batch.groups.push(mapped.value);
-      else batch.unresolved.push({ value, reason: mapped.reason });
+      else batch.unresolved.push({ value, reason: mapped.reason, kind: "group" });
     }
   }
 
@@ -580,7 +651,10 @@ class MemberResolver {
   }
 }
 
-const notFound = "No user or group matching the directory's filters has this DN.";
+const notFound = "The directory has no entry with this DN.";
+
+const GROUP_CLASSES = new Set(["group", "groupofnames", "groupofuniquenames", "posixgroup", "groupofurls"]);
+const PERSON_CLASSES = new Set(["user", "person", "inetorgperson", "organizationalperson", "posixaccount"]);
 
 interface RdnMember {
   /** The value as the group holds it. */

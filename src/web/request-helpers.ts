@@ -80,8 +80,21 @@ export function readableDn(dn: string | null | undefined): string {
   }
 }
 
+const KIND_LABELS: Record<string, string> = {
+  user: "User",
+  group: "Group",
+  computer: "Computer",
+  contact: "Contact",
+  member: "Member",
+};
+
+/** How a report line's or a search result's kind reads ("Computer" for a computer account). */
+export function kindLabel(kind: string): string {
+  return KIND_LABELS[kind] ?? "Entry";
+}
+
 /** Helpers every view of this application may use (render() passes them to each). */
-export const viewHelpers = { formatDateTime, readableDn };
+export const viewHelpers = { formatDateTime, readableDn, kindLabel };
 
 /** A return address inside the Users list (bulk actions come back to the page they were sent from). */
 export function safeListHref(value: unknown): string {

@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { eq, sql } from "drizzle-orm";
 import { queryRows } from "../../src/db/client.ts";
 import { directories, groups, importRuns, roleAssignments } from "../../src/db/schema.ts";
-import { deleteUser, renameUser, setUserEnabled } from "../../src/dev/ad-fixtures.ts";
+import { addComputer, addGroup, deleteUser, renameUser, setUserEnabled } from "../../src/dev/ad-fixtures.ts";
 import { openDirectory } from "../../src/ldap/client.ts";
 import { dnEquals } from "../../src/ldap/dn.ts";
 import { guidToFilterValue } from "../../src/ldap/mapping.ts";
@@ -343,6 +343,26 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
         ),
         reasons[0]?.reason,
       );
+    });
+
+    test("a computer account in a group is skipped and labelled as a computer, not a user", async () => {
+      const ws = await addComputer(domain.server, domain.ad.ou.staff, "WS01");
+      await addGroup(domain.server, domain.ad.ou.groups, "Workstations", [ws, domain.ad.named.bob.dn]);
+      const { run, page } = await importRows("Workstations", "groups");
+      assert.equal(run.skipped, 1);
+      assert.deepEqual(await memberNames("Workstations"), ["bob"]);
+      const skipped = await queryRows<{ entry_kind: string; name: string; reason: string }>(
+        t.db,
+        sql`select entry_kind, name, reason from import_run_entries where run_id = ${run.id} and outcome = 'skipped'`,
+      );
+      assert.deepEqual(
+        skipped.map((entry) => [entry.entry_kind, entry.name]),
+        [["computer", "WS01"]],
+      );
+      assert.match(skipped[0]?.reason ?? "", /not imported: A computer account, not a person/);
+      const report = text((await admin.agent.get(`/imports/${run.id}?outcome=skipped`).expect(200)).text);
+      assert.match(report, /Computer WS01 CN=WS01,OU=Staff,/);
+      assert.ok(page.includes("Skipped"), page);
     });
 
     test("nested groups become subgroups, and the cycle A ⊃ B ⊃ C ⊃ A is survived", async () => {

@@ -91,15 +91,16 @@ describe("group expansion against slapd", { skip: skipWithoutSlapd }, () => {
       ["R&D, Europe"],
     );
     assert.deepEqual(
-      direct.flatMap((batch) => batch.unresolved.map((member) => [member.value, member.reason])).sort(),
+      direct
+        .flatMap((batch) => batch.unresolved.map((member) => [member.kind, member.value, member.reason]))
+        .sort(),
       [
+        // The report's Kind says what each is: a person outside the base is a user; a DN with no entry, a member.
+        ["member", `uid=deleted-user,ou=people,${server.baseDn}`, "The directory has no entry with this DN."],
         [
+          "user",
           `uid=contractor1,ou=contractors,${server.baseDn}`,
           `Outside the directory's user search base (ou=people,${server.baseDn}).`,
-        ],
-        [
-          `uid=deleted-user,ou=people,${server.baseDn}`,
-          "No user or group matching the directory's filters has this DN.",
         ],
       ],
     );
@@ -132,7 +133,7 @@ describe("group expansion against slapd", { skip: skipWithoutSlapd }, () => {
     assert.deepEqual(usernames(batches), ["alpha", "bravo", "sobrien"]);
     assert.deepEqual(
       batches.flatMap((batch) => batch.unresolved),
-      [{ value: "ghost", reason: "No user has this username." }],
+      [{ value: "ghost", reason: "No user has this username.", kind: "member" }],
     );
   });
 

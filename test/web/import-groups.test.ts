@@ -174,7 +174,7 @@ describe("importing groups", { skip }, () => {
     const report = await agent.get(`/imports/${run.id}?outcome=skipped`);
     assert.match(
       text(report.text),
-      /uid=deleted-user,ou=people,dc=example,dc=test .* not imported: No user or group matching the directory's filters has this DN\./,
+      /uid=deleted-user,ou=people,dc=example,dc=test .* not imported: The directory has no entry with this DN\./,
     );
     // The directory's users are those under ou=people: a member elsewhere matching the user filter
     // is not one of them.

@@ -9,7 +9,7 @@ import { Control } from "ldapts";
 import type { Logger } from "pino";
 import { type Db, isConnectionLost, sqlState } from "../../db/client.ts";
 import type { DirectorySession, Entry } from "../../ldap/client.ts";
-import { normalizeDn, tryNormalizeDn } from "../../ldap/dn.ts";
+import { leafValue, normalizeDn, tryNormalizeDn } from "../../ldap/dn.ts";
 import { DirectoryError, stoppedAnswering } from "../../ldap/errors.ts";
 import {
   bufferAttributes,
@@ -1055,8 +1055,8 @@ class RunImporter {
         }
         const unresolved: ReportedEntry[] = unresolvedOnce.map((member) => ({
           outcome: "skipped",
-          kind: "user",
-          name: member.value,
+          kind: member.kind,
+          name: leafValue(member.value) ?? member.value,
           dn: member.value,
           reason: `Listed as a member of ${batch.groupDn}, but not imported: ${member.reason}`,
         }));

@@ -11,10 +11,10 @@ import type { Actor } from "../audit.ts";
 import { recordAudit } from "../audit.ts";
 import { forgetCheckpoint, hasCheckpoint } from "./checkpoint.ts";
 import type {
-  EntryKind,
   Outcome,
   OutcomeCounts,
   ReportedEntry,
+  ReportedKind,
   RoleSource,
   RunStatus,
   Selection,
@@ -329,7 +329,7 @@ export async function listRuns(
 
 export interface RunEntry {
   outcome: Outcome;
-  kind: EntryKind;
+  kind: ReportedKind;
   name: string;
   dn: string;
   reason: string;

@@ -1,7 +1,14 @@
 /** Shapes of import runs, shared by the import services, the worker and the web routes. */
 import type { EntryKind } from "../sync/outcomes.ts";
 
-export type { EntryKind, Outcome, OutcomeCounts, ReportedEntry, RoleSource } from "../sync/outcomes.ts";
+export type {
+  EntryKind,
+  Outcome,
+  OutcomeCounts,
+  ReportedEntry,
+  ReportedKind,
+  RoleSource,
+} from "../sync/outcomes.ts";
 export { emptyCounts, OUTCOMES } from "../sync/outcomes.ts";
 
 export type ImportKind = "users" | "groups" | "both";

@@ -2,6 +2,12 @@
 
 export type EntryKind = "user" | "group";
 
+/**
+ * What a report line is about: a user or group, or a group member that is neither and was not
+ * imported (a computer account, a contact, or a value no entry answers to).
+ */
+export type ReportedKind = EntryKind | "computer" | "contact" | "member";
+
 /** Whose roles and assignments are copied onto every imported user (`import_runs.copy_roles_from`). */
 export interface RoleSource {
   type: "user" | "group";
@@ -28,7 +34,7 @@ export function emptyCounts(): OutcomeCounts {
 /** One line of a run's report: an entry that was not simply left alone, and why. */
 export interface ReportedEntry {
   outcome: Outcome;
-  kind: EntryKind;
+  kind: ReportedKind;
   name: string;
   dn: string;
   reason: string;
