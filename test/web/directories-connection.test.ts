@@ -5,6 +5,7 @@ import { eq } from "drizzle-orm";
 import { auditLog, directories } from "../../src/db/schema.ts";
 import { bigGroupDirectory, groupEntry, userDn } from "../../src/dev/fixtures.ts";
 import { generateTestCa, type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
+import { createSecretBox } from "../../src/services/secrets.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
 import { OPENLDAP_FORM_MAPPING } from "../helpers/console.ts";
 import { closedPort, skipWithoutSlapd } from "../ldap/support.ts";
@@ -99,9 +100,46 @@ describe("Test connection against slapd", { skip: skipWithoutSlapd }, () => {
     assert.match(text, /Found 1,200 users under ou=people,dc=example,dc=test\./);
     assert.match(text, /Nothing was saved: the test used the values in the form\./);
     assert.match(res.text, /name="name" type="text" value="Test slapd"/, "the form keeps its values");
-    assert.match(res.text, /Type the password again: Roster never sends a password back/);
+    assert.match(res.text, /Kept — the password you typed is held, encrypted, for this form/);
     assert.doesNotMatch(res.text, new RegExp(server.servicePassword));
     assert.equal((await t.db.select().from(directories)).length, 0, "an unsaved test stores nothing");
+  });
+
+  test("the password typed before a test is kept for that form: Add directory with the field blank uses it", async () => {
+    await testUnsaved().expect(200);
+    // Another account: the kept password was typed for the service account, so it is not sent.
+    const other = await admin.agent
+      .post("/settings/directories")
+      .type("form")
+      .send({ _csrf: admin.csrf, ...formFor({ bindPassword: "", bindDn: `cn=admin,${server.baseDn}` }) })
+      .expect(422);
+    assert.match(
+      other.text,
+      /Enter the service account&#39;s password\.|Enter the service account's password\./,
+    );
+    assert.equal((await t.db.select().from(directories)).length, 0);
+    const added = await admin.agent
+      .post("/settings/directories")
+      .type("form")
+      .send({ _csrf: admin.csrf, ...formFor({ bindPassword: "" }) })
+      .expect(303);
+    assert.equal(added.headers.location, "/settings/directories");
+    const [saved] = await t.db.select().from(directories);
+    assert.ok(saved?.bindPasswordEncrypted, "the kept password was stored with the directory");
+    assert.equal(
+      createSecretBox(t.config.encryptionKey).decrypt(saved.bindPasswordEncrypted),
+      server.servicePassword,
+    );
+    // Used once: the next new form asks for it again.
+    const again = await admin.agent
+      .post("/settings/directories")
+      .type("form")
+      .send({
+        _csrf: admin.csrf,
+        ...formFor({ bindPassword: "", name: "Another", urls: "ldap://127.0.0.2:1" }),
+      })
+      .expect(422);
+    assert.match(again.text, /Enter the service account/);
   });
 
   test("with htmx only the result region comes back", async () => {

@@ -445,7 +445,10 @@ describe("adding a directory", () => {
     assert.match(res.text, /value="ten"/);
     assert.match(res.text, /value="\(&amp;\(objectClass=person\)\(uid=a\)"/);
     assert.doesNotMatch(res.text, new RegExp(SERVICE_PASSWORD));
-    assert.match(res.text, /Type the password again: Roster never sends a password back to the browser\./);
+    assert.match(
+      res.text,
+      /Kept — the password you typed is held, encrypted, for this form and never sent back/,
+    );
     assert.equal((await t.db.select().from(directories)).length, 0);
   });
 

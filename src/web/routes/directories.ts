@@ -36,6 +36,7 @@ import {
   PRESET_CHOICES,
   readDirectoryForm,
   SIGN_IN_CHOICES,
+  type SubmittedDirectoryForm,
   tickedGroupIds,
   validateDirectoryForm,
 } from "../forms/directory-form.ts";
@@ -56,12 +57,19 @@ declare module "express-session" {
   interface SessionData {
     /** The last test of a new directory's form (see formTestKey). */
     directoryFormTest?: FormTestOutcome & { key: string };
+    /**
+     * The bind password last typed in a directory form, encrypted: a form shown again (after a
+     * test, or with errors) never carries it back, so the next submit of the same form, for the
+     * same servers and account, uses it when the field is left blank.
+     */
+    directoryFormPassword?: { account: string; encrypted: string; at: number };
   }
 }
 
 export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
   const renderForm = formRenderer(db);
   const renderList = listRenderer(db);
+  const passwords = keptPasswords(secretBox);
 
   return {
     load: paramLoader("directory", (id) => getDirectory(db, id), notFound),
@@ -77,7 +85,7 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
     },
 
     async create(req: Request, res: Response) {
-      const form = readDirectoryForm(req.body, null);
+      const form = passwords.read(req, null);
       const roleChoices = await listRoleChoices(db);
       const checked = validateDirectoryForm(form, { roleIds: new Set(roleChoices.map((r) => r.id)) });
       const retype = form.bindPassword !== "";
@@ -89,6 +97,7 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
         return renderForm(req, res, { directory: null, values: form.values, errors, retype });
       }
       req.log.info({ directoryId: outcome.value.id }, "directory created");
+      delete req.session.directoryFormPassword;
       // The test the administrator just ran on these very settings is the directory's last test.
       const tested = req.session.directoryFormTest;
       delete req.session.directoryFormTest;
@@ -111,7 +120,7 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
     async applyPreset(req: Request, res: Response) {
       const directory = await directoryOfForm(db, req.body);
       if (directory === undefined) return notFound(req, res);
-      const form = readDirectoryForm(req.body, directory);
+      const form = passwords.read(req, directory);
       const preset = isPresetId(form.values.preset) ? form.values.preset : "openldap";
       await renderForm(req, res, {
         directory,
@@ -126,7 +135,7 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
     async testSettings(req: Request, res: Response) {
       const directory = await directoryOfForm(db, req.body);
       if (directory === undefined) return notFound(req, res);
-      const form = readDirectoryForm(req.body, directory);
+      const form = passwords.read(req, directory);
       const retype = form.bindPassword !== "";
       const checked = validateDirectoryForm(form, { roleIds: new Set(), forTest: true });
       const decision = checked.ok ? decideBindPassword(directory, checked.settings, secretBox) : null;
@@ -190,7 +199,7 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
 
     async update(req: Request, res: Response) {
       const directory = loaded(res, "directory");
-      const form = readDirectoryForm(req.body, directory);
+      const form = passwords.read(req, directory);
       const roleChoices = await listRoleChoices(db);
       const checked = validateDirectoryForm(form, { roleIds: new Set(roleChoices.map((r) => r.id)) });
       const retype = form.bindPassword !== "";
@@ -202,6 +211,7 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
         return renderForm(req, res, { directory, values: form.values, errors, retype });
       }
       req.log.info({ directoryId: directory.id }, "directory updated");
+      delete req.session.directoryFormPassword;
       redirectToList(req, res, "success", `Saved the directory “${outcome.value.name}”.`);
     },
 
@@ -366,10 +376,9 @@ function formRenderer(db: Db) {
 
 function passwordHint(directory: Directory | null, retype: boolean): string {
   const stored = Boolean(directory?.bindPasswordEncrypted);
-  if (retype && stored) {
-    return "Set — leave blank to keep it. The password you typed was not sent back to the browser: type it again to change it.";
+  if (retype) {
+    return "Kept — the password you typed is held, encrypted, for this form and never sent back to the browser. Leave blank to use it, or type to replace it.";
   }
-  if (retype) return "Type the password again: Roster never sends a password back to the browser.";
   if (stored) return "Set — leave blank to keep it.";
   return "Stored encrypted, and never shown again.";
 }
@@ -437,6 +446,36 @@ async function signInOf(db: Db, directory: Directory): Promise<string> {
 
 /** How long a test of the form's settings counts for the directory added with them. */
 const FORM_TEST_KEPT_MS = 30 * 60_000;
+
+/**
+ * The directory form as submitted, with the password typed earlier in the same form when the field
+ * came back blank. A typed password is kept (encrypted, in the session) for the form's next submit;
+ * it is used only for the same directory, servers and bind account, within FORM_TEST_KEPT_MS.
+ */
+function keptPasswords(secretBox: SecretBox) {
+  const accountOf = (directory: Directory | null, values: DirectoryFormValues) =>
+    createHmac("sha256", FORM_TEST_SECRET)
+      .update(JSON.stringify([directory?.id ?? null, values.urls.trim(), values.bindDn.trim().toLowerCase()]))
+      .digest("base64url");
+  return {
+    read(req: Request, directory: Directory | null): SubmittedDirectoryForm {
+      const form = readDirectoryForm(req.body, directory);
+      const account = accountOf(directory, form.values);
+      if (form.bindPassword !== "") {
+        const encrypted = secretBox.encrypt(form.bindPassword);
+        req.session.directoryFormPassword = { account, encrypted, at: Date.now() };
+        return form;
+      }
+      const kept = req.session.directoryFormPassword;
+      if (!kept || kept.account !== account || Date.now() - kept.at > FORM_TEST_KEPT_MS) return form;
+      try {
+        return { ...form, bindPassword: secretBox.decrypt(kept.encrypted) };
+      } catch {
+        return form; // kept under another key (a restart with a new one): the field asks again
+      }
+    },
+  };
+}
 /** This process's key for the digests below: a digest from elsewhere matches nothing (no record, no harm). */
 const FORM_TEST_SECRET = randomBytes(32);
 
