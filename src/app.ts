@@ -9,6 +9,7 @@ import session from "express-session";
 import helmet from "helmet";
 import type { Logger } from "pino";
 import { pinoHttp } from "pino-http";
+import { createApi } from "./api/router.ts";
 import type { Config } from "./config.ts";
 import { type Database, isConnectionLost } from "./db/client.ts";
 import type { ExternalAuthenticator } from "./services/auth.ts";
@@ -27,6 +28,8 @@ export interface AppDeps {
   throttle?: RouteDeps["throttle"];
   /** The background import worker (server.ts starts it); told when a run is queued. */
   importWorker?: { wake(): void };
+  /** API requests a client may send per window (tests lower it). */
+  apiRateLimit?: { limit: number; windowMs: number };
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -58,10 +61,22 @@ export function createApp(deps: AppDeps): express.Express {
   // Forms with a file input (the directory form's CA certificate) come as multipart.
   app.use(multipartForms({ limit: 256 * 1024, maxFields: 5000 }));
   app.use(refuseNulCharacters);
+  // The JSON API (src/api): a request with an API token is answered here, before any session is
+  // read or made and without CSRF (no cookie is involved); others go on through the session.
+  const api = createApi({
+    db,
+    secretBox: createSecretBox(config.encryptionKey),
+    directoryLogger: logger.child({ component: "ldap" }),
+    wake: () => deps.importWorker?.wake(),
+    rateLimit: deps.apiRateLimit,
+  });
+  app.use("/api/v1", api.bearer);
   app.use(sessions(config, database, logger));
   app.use(...csrfProtection());
   app.use(takeFlash);
   app.use(loadCurrentUser(db));
+  // The API for a signed-in browser session: CSRF-protected like every page (X-CSRF-Token header).
+  app.use("/api/v1", ...api.session);
 
   app.use(
     routes({

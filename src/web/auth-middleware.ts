@@ -2,6 +2,7 @@ import { eq } from "drizzle-orm";
 import type { NextFunction, Request, Response } from "express";
 import type { Db } from "../db/client.ts";
 import { directories, users } from "../db/schema.ts";
+import { authenticateToken, type TokenCheck } from "../services/api-tokens.ts";
 import { touchActivity, type User } from "../services/auth.ts";
 import { globalPermissionsOf, PERMISSIONS, type Permission } from "../services/permissions.ts";
 
@@ -113,4 +114,54 @@ export function safeReturnTo(value: unknown): string {
     return "/";
   }
   return value;
+}
+
+// ——— API tokens (issue 29) ———
+
+declare global {
+  namespace Express {
+    interface Locals {
+      /** Set when the request authenticated with an API token rather than a session. */
+      apiToken?: { id: number; name: string };
+    }
+  }
+}
+
+/** The signed-in user (session or API token), if any. */
+export function currentUserOf(res: Response): CurrentUser | undefined {
+  return res.locals.currentUser;
+}
+
+/** `Authorization: Bearer <token>`'s token, or null when the request has no bearer credentials. */
+export function bearerTokenOf(req: Request): string | null {
+  const header = req.get("Authorization");
+  if (!header) return null;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match?.[1] ?? "";
+}
+
+const TOKEN_REFUSALS: Record<Exclude<TokenCheck, { ok: true }>["reason"], string> = {
+  malformed: "This is not a Roster API token (they start with roster_).",
+  unknown: "This API token is not valid.",
+  revoked: "This API token was revoked.",
+  expired: "This API token has expired.",
+  disabled: "The account this API token belongs to can't sign in (disabled, or its directory is).",
+};
+
+/**
+ * Authenticates an API request by its bearer token: the token's user, with the permissions it holds
+ * now (a role removed takes effect at once), or a 401 saying why. No session is read or made.
+ */
+export function loadBearerUser(db: Db) {
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const token = bearerTokenOf(req) ?? "";
+    const check = await authenticateToken(db, token);
+    if (!check.ok) {
+      return next(Object.assign(new Error(TOKEN_REFUSALS[check.reason]), { status: 401, expose: true }));
+    }
+    const permissions = await globalPermissionsOf(db, check.user.id);
+    res.locals.currentUser = toCurrentUser(check.user, permissions);
+    res.locals.apiToken = check.token;
+    next();
+  };
 }
