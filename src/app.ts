@@ -9,6 +9,7 @@ import session from "express-session";
 import helmet from "helmet";
 import type { Logger } from "pino";
 import { pinoHttp } from "pino-http";
+import { swaggerUiDir } from "./api/docs.ts";
 import { createApi } from "./api/router.ts";
 import type { Config } from "./config.ts";
 import { type Database, isConnectionLost } from "./db/client.ts";
@@ -55,6 +56,8 @@ export function createApp(deps: AppDeps): express.Express {
   const staticOptions = { maxAge: config.env === "production" ? "1d" : 0, index: false };
   app.use("/static", express.static(publicDir, staticOptions));
   app.use("/vendor/htmx", express.static(htmxDir, staticOptions));
+  // Swagger UI for /api/docs (issue 29), from node_modules like htmx.
+  app.use("/vendor/swagger-ui", express.static(swaggerUiDir, staticOptions));
   // Browsers ask for this on every page; answering before the session keeps it from taking a flash.
   app.get("/favicon.ico", (_req, res) => res.redirect(301, "/static/favicon.svg"));
   app.use(express.urlencoded({ extended: false, limit: "256kb", parameterLimit: 5000 }));

@@ -1,10 +1,12 @@
 import { Router } from "express";
+import { apiDocs } from "../api/docs.ts";
 import type { Db } from "../db/client.ts";
 import type { DirectoryLogger } from "../ldap/client.ts";
 import type { ExternalAuthenticator } from "../services/auth.ts";
 import { PERMISSIONS } from "../services/permissions.ts";
 import type { SecretBox } from "../services/secrets.ts";
 import { requireLogin, requirePermission } from "./auth-middleware.ts";
+import { accountHandlers } from "./routes/account.ts";
 import { auditLogHandlers } from "./routes/audit-log.ts";
 import { type AuthRouteDeps, authHandlers } from "./routes/auth.ts";
 import { directoryHandlers } from "./routes/directories.ts";
@@ -133,6 +135,18 @@ export function routes(deps: RouteDeps): Router {
   router.post("/settings/directories/:directoryId/delete", directories.destroy);
   // Not :directoryId: a missing directory here gets the imports' own 404 page, as it always has.
   router.get("/settings/directories/:id/imports", imports.directoryRuns);
+
+  // My account, API tokens and the API's documentation (issue 29). A service user's tokens are
+  // under /users, so the Users section's guard covers them.
+  const account = accountHandlers(deps);
+  router.get("/account", requireLogin, account.show);
+  router.post("/account/api-tokens", requirePermission(PERMISSIONS.manageUsers), account.createOwnToken);
+  router.post("/account/api-tokens/:tokenId/revocation", requireLogin, account.revokeOwnToken);
+  router.get("/users/:userId/api-tokens", account.serviceTokens);
+  router.post("/users/:userId/api-tokens", account.createServiceToken);
+  router.post("/users/:userId/api-tokens/:tokenId/revocation", account.revokeServiceToken);
+  router.get("/api/docs", requireLogin, apiDocs.page);
+  router.get("/api/docs/init.js", requireLogin, apiDocs.script);
 
   return router;
 }
