@@ -72,6 +72,7 @@ export function createApp(deps: AppDeps): express.Express {
     directoryLogger: logger.child({ component: "ldap" }),
     wake: () => deps.importWorker?.wake(),
     rateLimit: deps.apiRateLimit,
+    sessionCookie: SESSION_COOKIE,
   });
   app.use("/api/v1", api.bearer);
   app.use(sessions(config, database, logger));

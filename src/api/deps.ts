@@ -10,4 +10,6 @@ export interface ApiDeps {
   wake?: () => void;
   /** Requests a client may send per window (per API token, or per signed-in user). */
   rateLimit?: { limit: number; windowMs: number };
+  /** The session cookie's name: a request without it (nor a token) is anonymous. */
+  sessionCookie: string;
 }

@@ -38,6 +38,8 @@ export interface Api {
   /** The API for requests signed in with the console's session (mounted after CSRF protection). */
   session: RequestHandler[];
   routes: ApiRoute[];
+  /** The router every route was mounted on (its stack lists what answers). */
+  router: Router;
   document: Record<string, unknown>;
 }
 
@@ -57,16 +59,29 @@ export function createApi(deps: ApiDeps): Api {
   inner.use(apiErrorHandler);
 
   const authenticate = loadBearerUser(deps.db);
+  const answer = (req: Request, res: Response, next: NextFunction) =>
+    inner(req, res, (err?: unknown) =>
+      apiErrorHandler(err ?? new ApiProblem(404, "Not found"), req, res, next),
+    );
   const bearer: RequestHandler = (req, res, next) => {
-    if (bearerTokenOf(req) === null) return next();
+    if (bearerTokenOf(req) === null) {
+      // Neither a token nor a session: answered as anonymous (401, or the public document), without
+      // making a session or asking for a CSRF token a script could never have.
+      if (!hasCookie(req, deps.sessionCookie)) return answer(req, res, next);
+      return next();
+    }
     authenticate(req, res, (err?: unknown) => {
       if (err) return apiErrorHandler(err, req, res, next);
-      inner(req, res, (innerErr?: unknown) =>
-        apiErrorHandler(innerErr ?? new ApiProblem(404, "Not found"), req, res, next),
-      );
+      answer(req, res, next);
     });
   };
-  return { bearer, session: [inner, apiErrorHandler as unknown as RequestHandler], routes, document };
+  return {
+    bearer,
+    session: [inner, apiErrorHandler as unknown as RequestHandler],
+    routes,
+    router: inner,
+    document,
+  };
 }
 
 function meRoute(deps: ApiDeps): ApiRoute {
@@ -157,6 +172,11 @@ function auditTokenWrites(deps: ApiDeps): RequestHandler {
     }
     next();
   };
+}
+
+function hasCookie(req: Request, name: string): boolean {
+  const header = req.get("Cookie") ?? "";
+  return header.split(";").some((pair) => pair.trim().startsWith(`${name}=`));
 }
 
 function holdsNul(value: unknown, depth = 0): boolean {
