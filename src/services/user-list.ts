@@ -17,10 +17,29 @@ export const LIST_FILTERS = [
 ] as const;
 export type ListFilter = (typeof LIST_FILTERS)[number];
 
-export const LIST_SORTS = ["name", "-name"] as const;
+/** The columns the list sorts by; a leading "-" sorts the other way. */
+export const SORT_COLUMNS = ["name", "kind", "directory", "status", "activity"] as const;
+export type SortColumn = (typeof SORT_COLUMNS)[number];
+export const LIST_SORTS = [
+  "name",
+  "-name",
+  "kind",
+  "-kind",
+  "directory",
+  "-directory",
+  "status",
+  "-status",
+  "activity",
+  "-activity",
+] as const;
 export type ListSort = (typeof LIST_SORTS)[number];
 
+export function sortColumnOf(sort: ListSort): SortColumn {
+  return (sort.startsWith("-") ? sort.slice(1) : sort) as SortColumn;
+}
+
 export const PAGE_SIZE = 50;
+export const PAGE_SIZES = [25, 50, 100, 200] as const;
 
 export type EntryType = "user" | "group";
 
@@ -57,6 +76,10 @@ export interface Cursor {
   key: string;
   /** 0 for users, 1 for groups: a user and a group may share a name. */
   rank: 0 | 1;
+  /** Sorting by another column than the name: the row's partition (see partitionsOf), 0 otherwise. */
+  part?: number;
+  /** Sorting by last activity: the row's time as PostgreSQL prints it (microseconds kept). */
+  value?: string | null;
 }
 
 /** What a picker may list besides the filters: users of both kinds, or groups of both kinds. */
@@ -68,6 +91,8 @@ export interface ListQuery {
   sort: ListSort;
   after?: Cursor | null;
   before?: Cursor | null;
+  /** The last page: read back from the end of the list. */
+  end?: boolean;
   pageSize?: number;
 }
 
@@ -79,10 +104,13 @@ export interface ListPage {
   previous: Cursor | null;
 }
 
-/** Escapes LIKE's own wildcards so a typed `%` or `_` matches itself. */
 export function encodeCursor(cursor: Cursor): string {
-  return Buffer.from(JSON.stringify([cursor.key, cursor.rank]), "utf8").toString("base64url");
+  const parts: unknown[] = [cursor.key, cursor.rank];
+  if (cursor.part || cursor.value) parts.push(cursor.part ?? 0, cursor.value ?? null);
+  return Buffer.from(JSON.stringify(parts), "utf8").toString("base64url");
 }
+
+const TIMESTAMP_TEXT = /^\d{4}-\d\d-\d\d[ T][\d:.]+([+-]\d\d(:?\d\d)?|Z)?$/;
 
 export function decodeCursor(text: unknown): Cursor | null {
   if (typeof text !== "string" || text === "" || text.length > 2000) return null;
@@ -90,7 +118,10 @@ export function decodeCursor(text: unknown): Cursor | null {
     const value: unknown = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
     if (!Array.isArray(value) || typeof value[0] !== "string" || (value[1] !== 0 && value[1] !== 1))
       return null;
-    return { key: value[0], rank: value[1] };
+    const [key, rank, part = 0, at = null] = value as [string, 0 | 1, unknown, unknown];
+    if (!Number.isSafeInteger(part) || (part as number) < 0 || (part as number) > 10_000) return null;
+    if (at !== null && (typeof at !== "string" || !TIMESTAMP_TEXT.test(at))) return null;
+    return { key, rank, part: part as number, value: at as string | null };
   } catch {
     return null;
   }
@@ -122,27 +153,93 @@ function scopeOf(filter: ListScope): Scope {
 }
 
 interface Direction {
-  /** Scanning forwards in the chosen sort order (false when paging back with `before`). */
+  /** Reading the list in its order (false when paging back with `before`, or from the end). */
+  forward: boolean;
+  /** Within a partition, rows are read in ascending order. */
   ascending: boolean;
   cursor: Cursor | null;
 }
 
 function directionOf(query: ListQuery): Direction {
-  const forwardSort = query.sort === "name";
-  if (query.before) return { ascending: !forwardSort, cursor: query.before };
-  return { ascending: forwardSort, cursor: query.after ?? null };
+  const sortAscending = !query.sort.startsWith("-");
+  if (query.before) return { forward: false, ascending: !sortAscending, cursor: query.before };
+  if (query.end && !query.after) return { forward: false, ascending: !sortAscending, cursor: null };
+  return { forward: true, ascending: sortAscending, cursor: query.after ?? null };
 }
 
 /**
- * The keyset condition for one table. Rows are ordered by (key, rank); within a table the rank is
+ * A run of the list's order. Sorting by a column other than the name splits the list into runs
+ * (external, then internal; each directory in turn; disabled, then enabled…) that are each in name
+ * order, so every run is one walk along an index of names and a page reads only the runs it reaches.
+ */
+export interface Partition {
+  /** Which users and which groups it holds (a condition on their columns); null: none. */
+  users: SQL | null;
+  groups: SQL | null;
+  /** Ordered by last activity, then the name. */
+  byActivity?: boolean;
+}
+
+/**
+ * The runs of a sort, in the order shown. Rows a column says nothing of (a group's sign-in status or
+ * last activity, an internal user's directory) come last both ways. `directoryOrder`: the ids of
+ * the directories by name.
+ */
+export function partitionsOf(sort: ListSort, directoryOrder: number[]): Partition[] {
+  const descending = sort.startsWith("-");
+  const both = (condition: string): Partition => ({ users: sql.raw(condition), groups: sql.raw(condition) });
+  const inOrder = (parts: Partition[]) => (descending ? parts.reverse() : parts);
+  switch (sortColumnOf(sort)) {
+    case "kind":
+      return inOrder([both("kind = 'external'"), both("kind = 'internal'")]);
+    case "directory":
+      return [
+        ...inOrder(directoryOrder.map((id) => both(`directory_id = ${Math.trunc(id)}`))),
+        // What a deleted directory left, then internal users and groups, which have none.
+        both("directory_id is null and kind = 'external'"),
+        both("directory_id is null and kind = 'internal'"),
+      ];
+    case "status":
+      return [
+        ...inOrder([
+          { users: sql.raw("not enabled"), groups: null },
+          { users: sql.raw("enabled"), groups: null },
+        ]),
+        { users: null, groups: sql`true` },
+      ];
+    case "activity":
+      return [
+        { users: sql.raw("last_activity_at is not null"), groups: null, byActivity: true },
+        { users: sql.raw("last_activity_at is null"), groups: null },
+        { users: null, groups: sql`true` },
+      ];
+    default:
+      return [{ users: sql`true`, groups: sql`true` }];
+  }
+}
+
+/**
+ * The keyset condition for one table in one partition, or null when the cursor lies past the whole
+ * partition. Rows are ordered by (partition, [activity,] key, rank); within a table the rank is
  * constant and the key unique, so "after (k, r)" is `key > k`, or `key >= k` when this table's rank
  * comes after the cursor's.
  */
-function keysetCondition(column: SQL, rank: 0 | 1, direction: Direction): SQL {
-  const { cursor, ascending } = direction;
+function keysetCondition(
+  index: number,
+  partition: Partition,
+  column: SQL,
+  rank: 0 | 1,
+  direction: Direction,
+): SQL | null {
+  const { cursor, ascending, forward } = direction;
   if (!cursor) return sql`true`;
+  const cursorPart = cursor.part ?? 0;
+  if (index !== cursorPart) return (forward ? index > cursorPart : index < cursorPart) ? sql`true` : null;
   const inclusive = ascending ? rank > cursor.rank : rank < cursor.rank;
   const op = ascending ? (inclusive ? sql`>=` : sql`>`) : inclusive ? sql`<=` : sql`<`;
+  if (partition.byActivity && cursor.value) {
+    return sql`(last_activity_at, ${column}) ${op} (${cursor.value}::timestamptz, ${cursor.key})`;
+  }
   return sql`${column} ${op} ${cursor.key}`;
 }
 
@@ -162,18 +259,34 @@ interface Table {
   key: SQL;
   /** Whether the list's filter shows this table's rows. */
   shown: boolean;
+  /** The columns a partition's condition may name, collected with a search's matches. */
+  sortColumns: string;
 }
 
 function tables(scope: Scope): Table[] {
   return [
-    { name: "users", rank: 0, key: sql.raw("username_key"), shown: scope.users },
-    { name: "groups", rank: 1, key: sql.raw("name_key"), shown: scope.groups },
+    {
+      name: "users",
+      rank: 0,
+      key: sql.raw("username_key"),
+      shown: scope.users,
+      sortColumns: ", directory_id, enabled, last_activity_at",
+    },
+    { name: "groups", rank: 1, key: sql.raw("name_key"), shown: scope.groups, sortColumns: ", directory_id" },
   ];
 }
 
+export interface ListQueryOptions {
+  /** The directories' ids by name, for sorting by directory. */
+  directoryOrder?: number[];
+  /** False: no counts beside the filters (an export reads pages and needs none). */
+  counts?: boolean;
+}
+
 /**
- * One statement for a page and the counts beside the filters. Each table contributes its first
- * `limit` rows after the cursor and the runs are merged.
+ * One statement for a page and the counts beside the filters. Each table contributes, for each
+ * partition of the sort (see partitionsOf), its first `limit` rows after the cursor, and the runs
+ * are merged.
  *
  * Without a search, each table's key index (for internal users, their own partial index) is walked
  * in order; internal rows are counted on that index and external ones are the table's total less
@@ -184,10 +297,18 @@ function tables(scope: Scope): Table[] {
  * one-time filter on the collection's size) runs it instead. Users match as userSearchCondition
  * says, given `reachesEmails` (searchReachesEmails' answer for the search).
  */
-export function listQuery(query: ListQuery, limit: number, reachesEmails = false): SQL {
+export function listQuery(
+  query: ListQuery,
+  limit: number,
+  reachesEmails = false,
+  options: ListQueryOptions = {},
+): SQL {
   const scope = scopeOf(query.filter);
   const direction = directionOf(query);
   const order = direction.ascending ? ASC : DESC;
+  const partOrder = direction.forward ? ASC : DESC;
+  const partitions = partitionsOf(query.sort, options.directoryOrder ?? []);
+  const byName = sortColumnOf(query.sort) === "name";
   // A literal, not a parameter: only then can the planner use users' index of internal names,
   // which is partial (a generic plan for `kind = $1` can't prove the index covers the rows).
   const kindCondition = scope.kind ? kindIs(scope.kind) : sql`true`;
@@ -203,19 +324,34 @@ export function listQuery(query: ListQuery, limit: number, reachesEmails = false
   const parts: SQL[] = [];
   for (const table of tables(scope)) {
     const from = sql.raw(table.name);
-    const keyset = keysetCondition(table.key, table.rank, direction);
     const rank = sql.raw(String(table.rank));
-    const walk = (match: SQL) => sql`(select ${rank} as rank, id, ${table.key} as key from ${from}
-        where ${kindCondition} and ${keyset} and ${match} order by ${table.key} ${order} limit ${rows})`;
+    /** Each partition's first rows after the cursor, read from `source` (the table or the matches). */
+    const runs = (source: SQL, key: SQL, match: SQL) =>
+      partitions.flatMap((partition, index) => {
+        const condition = partition[table.name];
+        const keyset = keysetCondition(index, partition, key, table.rank, direction);
+        if (condition === null || keyset === null) return [];
+        const value = partition.byActivity ? sql`last_activity_at` : sql`null::timestamptz`;
+        const orderBy = partition.byActivity
+          ? sql`last_activity_at ${order}, ${key} ${order}`
+          : sql`${key} ${order}`;
+        return [
+          sql`(select ${sql.raw(String(index))} as part, ${value} as v, ${rank} as rank, id, ${key} as key
+            from ${source} where ${kindCondition} and ${condition} and ${keyset} and ${match}
+            order by ${orderBy} limit ${rows})`,
+        ];
+      });
     if (pattern === null) {
-      // Internal rows are counted on their own index (once); external ones are the rest of the table.
-      const internal = sql.raw(`${table.name}_internal`);
-      ctes.push(sql`${internal} as (select count(*)::int as n from ${from} where ${kindIs("internal")})`);
-      counts.push(sql`(select n from ${internal}) as ${countColumn(table, "internal")}`);
-      counts.push(
-        sql`(select count(*)::int from ${from}) - (select n from ${internal}) as ${countColumn(table, "external")}`,
-      );
-      if (table.shown) parts.push(walk(sql`true`));
+      if (options.counts !== false) {
+        // Internal rows are counted on their own index (once); external ones are the rest of the table.
+        const internal = sql.raw(`${table.name}_internal`);
+        ctes.push(sql`${internal} as (select count(*)::int as n from ${from} where ${kindIs("internal")})`);
+        counts.push(sql`(select n from ${internal}) as ${countColumn(table, "internal")}`);
+        counts.push(
+          sql`(select count(*)::int from ${from}) - (select n from ${internal}) as ${countColumn(table, "external")}`,
+        );
+      }
+      if (table.shown) parts.push(...runs(from, table.key, sql`true`));
       continue;
     }
     const match =
@@ -224,7 +360,8 @@ export function listQuery(query: ListQuery, limit: number, reachesEmails = false
         : sql`search_text like ${pattern}`;
     const found = sql.raw(`${table.name}_found`);
     const size = sql`(select count(*) from ${found})`;
-    ctes.push(sql`${found} as materialized (select id, ${table.key} as key, kind from ${from}
+    const columns = sql.raw(byName ? "" : table.sortColumns);
+    ctes.push(sql`${found} as materialized (select id, ${table.key} as key, kind${columns} from ${from}
         where ${match} limit ${collected})`);
     // Past DENSE_MATCHES the collection is a sample, so its counts are lower bounds ("3,300+").
     for (const kind of KINDS) {
@@ -234,20 +371,22 @@ export function listQuery(query: ListQuery, limit: number, reachesEmails = false
     }
     counts.push(sql`${size} > ${dense} as ${sql.raw(`${table.name}_overflow`)}`);
     if (!table.shown) continue;
-    parts.push(sql`(select ${rank} as rank, id, key from ${found}
-        where ${size} <= ${dense} and ${kindCondition}
-          and ${keysetCondition(sql`key`, table.rank, direction)}
-        order by key ${order} limit ${rows})`);
-    parts.push(walk(sql`${size} > ${dense} and ${match}`));
+    parts.push(...runs(found, sql`key`, sql`${size} <= ${dense}`));
+    parts.push(...runs(from, table.key, sql`${size} > ${dense} and ${match}`));
   }
+  if (parts.length === 0) {
+    parts.push(sql`(select 0 as part, null::timestamptz as v, 0 as rank, 0 as id, '' as key where false)`);
+  }
+  if (counts.length === 0) counts.push(sql`true as uncounted`);
   const withClause = ctes.length > 0 ? sql`with ${sql.join(ctes, sql`, `)} ` : sql``;
-  return sql`${withClause}select counts.*, page.rank, page.id, page.key
+  const pageOrder = sql`part ${partOrder}, v ${order}, key ${order}, rank ${order}`;
+  return sql`${withClause}select counts.*, page.part, page.v::text as value, page.rank, page.id, page.key
     from (select ${sql.join(counts, sql`, `)}) as counts
     left join (
-      select rank, id, key from (${sql.join(parts, sql` union all `)}) as parts
-      order by key ${order}, rank ${order} limit ${rows}
+      select part, v, rank, id, key from (${sql.join(parts, sql` union all `)}) as parts
+      order by ${pageOrder} limit ${rows}
     ) as page on true
-    order by page.key ${order}, page.rank ${order}`;
+    order by page.part ${partOrder}, page.v ${order}, page.key ${order}, page.rank ${order}`;
 }
 
 const KINDS = ["internal", "external"] as const;
@@ -264,33 +403,108 @@ interface IdRow {
   rank: 0 | 1;
   id: number;
   key: string;
+  part: number;
+  value: string | null;
 }
 
-export async function listEntries(db: Db, query: ListQuery): Promise<ListPage> {
-  const pageSize = query.pageSize ?? PAGE_SIZE;
-  const reachesEmails = query.search ? await searchReachesEmails(db, query.search) : false;
-  const result = await queryRows<ResultRow>(db, listQuery(query, pageSize + 1, reachesEmails));
-  const counts = countsOf(result[0]);
-  const rows = result
+/** What listEntries needs besides the query: whether the search reads emails, the directories' order. */
+async function queryContext(db: Db, query: ListQuery) {
+  const [reachesEmails, directoryOrder] = await Promise.all([
+    query.search ? searchReachesEmails(db, query.search) : false,
+    sortColumnOf(query.sort) === "directory" ? directoryIdsByName(db) : [],
+  ]);
+  return { reachesEmails, directoryOrder };
+}
+
+async function directoryIdsByName(db: Db): Promise<number[]> {
+  const rows = await queryRows<{ id: number }>(db, sql`select id from directories order by lower(name), id`);
+  return rows.map((r) => Number(r.id));
+}
+
+function idRowsOf(result: ResultRow[]): IdRow[] {
+  return result
     .filter((r) => r.id !== null && r.rank !== null && r.key !== null)
     .map((r) => ({
       rank: Number(r.rank) === 1 ? (1 as const) : (0 as const),
       id: Number(r.id),
       key: String(r.key),
+      part: Number(r.part ?? 0),
+      value: r.value ?? null,
     }));
-  const more = rows.length > pageSize;
-  const pageRows = rows.slice(0, pageSize);
+}
+
+function cursorOf(row: IdRow | undefined): Cursor | null {
+  return row ? { key: row.key, rank: row.rank, part: row.part, value: row.value } : null;
+}
+
+/** How many rows the list shows for its filter (or a picker's scope), and whether that is a lower bound. */
+export function totalOf(counts: ListCounts, scope: ListScope): { total: number; atLeast: boolean } {
+  if (scope === "users") {
+    return {
+      total: counts["internal-users"] + counts["external-users"],
+      atLeast: counts.atLeast["internal-users"],
+    };
+  }
+  if (scope === "groups") {
+    return {
+      total: counts["internal-groups"] + counts["external-groups"],
+      atLeast: counts.atLeast["internal-groups"],
+    };
+  }
+  return { total: counts[scope], atLeast: counts.atLeast[scope] };
+}
+
+export async function listEntries(db: Db, query: ListQuery): Promise<ListPage> {
+  const pageSize = query.pageSize ?? PAGE_SIZE;
+  const { reachesEmails, directoryOrder } = await queryContext(db, query);
+  const result = await queryRows<ResultRow>(
+    db,
+    listQuery(query, pageSize + 1, reachesEmails, { directoryOrder }),
+  );
+  const counts = countsOf(result[0]);
+  const rows = idRowsOf(result);
+  const fromEnd = Boolean(query.end && !query.after && !query.before);
+  // The last page holds what is left after the full pages before it, so page numbers stay right.
+  const { total, atLeast } = totalOf(counts, query.filter);
+  const lastSize = fromEnd && !atLeast && total % pageSize !== 0 ? total % pageSize : pageSize;
+  const more = rows.length > lastSize;
+  const pageRows = rows.slice(0, lastSize);
   // Paging back reads the rows in reverse; show them in the sort order.
-  if (query.before) pageRows.reverse();
+  if (query.before || fromEnd) pageRows.reverse();
   const entries = await loadEntries(db, pageRows);
-  const cursorOf = (row: IdRow | undefined): Cursor | null => (row ? { key: row.key, rank: row.rank } : null);
   const first = cursorOf(pageRows[0]);
   const last = cursorOf(pageRows[pageRows.length - 1]);
+  if (fromEnd) return { entries, counts, next: null, previous: more ? first : null };
   if (query.before) {
     // Paging back: the page we came from follows; another precedes only if more rows were read.
     return { entries, counts, next: last, previous: more ? first : null };
   }
   return { entries, counts, next: more ? last : null, previous: query.after ? first : null };
+}
+
+/**
+ * Every row of the list as a query filters and sorts it, in batches read one after another along
+ * the same keyset as the pages (without counts): memory stays that of one batch however long the list.
+ */
+export async function* exportEntries(
+  db: Db,
+  query: Pick<ListQuery, "filter" | "search" | "sort">,
+  batchSize = 1000,
+): AsyncGenerator<ListEntry[]> {
+  const base: ListQuery = { filter: query.filter, search: query.search, sort: query.sort };
+  const { reachesEmails, directoryOrder } = await queryContext(db, base);
+  let after: Cursor | null = null;
+  for (;;) {
+    const result = await queryRows<ResultRow>(
+      db,
+      listQuery({ ...base, after }, batchSize + 1, reachesEmails, { directoryOrder, counts: false }),
+    );
+    const rows = idRowsOf(result);
+    const batch = rows.slice(0, batchSize);
+    if (batch.length > 0) yield await loadEntries(db, batch);
+    if (rows.length <= batchSize) return;
+    after = cursorOf(batch[batch.length - 1]);
+  }
 }
 
 interface ResultRow {
@@ -300,6 +514,8 @@ interface ResultRow {
   external_groups: number;
   users_overflow?: boolean;
   groups_overflow?: boolean;
+  part: number | null;
+  value: string | null;
   rank: number | null;
   id: number | null;
   key: string | null;

@@ -68,6 +68,7 @@ export function routes(deps: RouteDeps): Router {
   router.param("runId", imports.loadRun);
 
   router.get("/users", users.list);
+  router.get("/users.csv", requirePermission(PERMISSIONS.manageUsers), users.exportCsv);
   router.get("/users/new", users.newForm);
   router.post("/users", users.create);
   router.post("/users/selection", users.changeSelection);

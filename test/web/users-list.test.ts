@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { sql } from "drizzle-orm";
+import supertest from "supertest";
 import { queryRows } from "../../src/db/client.ts";
 import { users } from "../../src/db/schema.ts";
 import { userSearchText } from "../../src/services/names.ts";
@@ -56,13 +57,13 @@ describe("the list of users and groups", () => {
   test("shows users and groups together, with kind, directory, sign-in status and last activity", async () => {
     const res = await agent.get("/users").expect(200);
     const text = decode(res.text);
-    assert.match(text, /alice Alice Dupont Internal user Enabled Never/);
+    assert.match(text, /alice Alice Dupont Internal user — not applicable Enabled Never/);
     assert.match(text, /carol Carol Ångström carol@corp.example External user Corporate LDAP Enabled Never/);
     assert.match(text, /Engineering Builders External group Corporate LDAP — not applicable/);
     assert.match(text, /Admins People who run things Internal group/);
     assert.match(
       text,
-      /admin Internal user Enabled \d{4}-\d\d-\d\d \d\d:\d\d UTC/,
+      /admin Internal user — not applicable Enabled \d{4}-\d\d-\d\d \d\d:\d\d UTC/,
       "the admin's own activity",
     );
     assert.match(res.text, /<a href="\/groups\/\d+">Engineering<\/a>/);
@@ -254,7 +255,10 @@ describe("the list service", () => {
 
   test("cursors survive the URL and reject tampering", () => {
     const cursor = { key: 'zoë,"x"', rank: 1 as const };
-    assert.deepEqual(decodeCursor(encodeCursor(cursor)), cursor);
+    assert.deepEqual(decodeCursor(encodeCursor(cursor)), { ...cursor, part: 0, value: null });
+    const sorted = { key: "ann", rank: 0 as const, part: 2, value: "2026-01-02 03:04:05.678901+00" };
+    assert.deepEqual(decodeCursor(encodeCursor(sorted)), sorted);
+    assert.equal(decodeCursor(Buffer.from('["a",0,1,"); drop table users"]').toString("base64url")), null);
     assert.equal(decodeCursor("eyJrZXkiOjF9"), null);
     assert.equal(decodeCursor(Buffer.from('["a",7]').toString("base64url")), null);
   });
@@ -369,5 +373,210 @@ describe("searching users by email", () => {
     );
     assert.deepEqual(await found("new.example"), ["bob"]);
     assert.deepEqual(await found("corp.example"), ["eve"]);
+  });
+});
+
+/** The rows' `user:12` / `group:3`, in order. */
+function rowIds(html: string): string[] {
+  const body = /<tbody id="user-rows">([\s\S]*?)<\/tbody>/.exec(html)?.[1] ?? "";
+  return [...body.matchAll(/<tr id="(user|group)-(\d+)">/g)].map((m) => `${m[1]}:${m[2]}`);
+}
+
+function linkOf(html: string, id: string): string | null {
+  const match = new RegExp(`id="${id}" href="([^"]+)"`).exec(html);
+  return match?.[1] ? match[1].replace(/&amp;/g, "&") : null;
+}
+
+describe("pages, page sizes and sorting", () => {
+  before(async () => {
+    const other = await makeDirectory(t.db, "Another LDAP");
+    await makeExternalUser(t.db, { username: "yves", directoryId: other.id, fullName: "Yves Other" });
+    await t.db.execute(sql`update users set enabled = false where username in ('page-user-007', 'dave')`);
+    await t.db.execute(
+      sql`update users set last_activity_at = now() - (interval '1 minute' * id)
+          where username in ('page-user-001', 'page-user-002', 'carol', 'yves')`,
+    );
+  });
+
+  test("says which page of how many, with first, previous, next and last links", async () => {
+    const first = await agent.get("/users?q=page-user").expect(200);
+    assert.match(decode(first.text), /Page 1 of 3/);
+    assert.equal(linkOf(first.text, "page-first"), null);
+    assert.equal(linkOf(first.text, "page-previous"), null);
+    const last = await agent.get(linkOf(first.text, "page-last") ?? "").expect(200);
+    assert.deepEqual(
+      rowNames(last.text),
+      Array.from({ length: 20 }, (_, i) => `page-user-${100 + i}`),
+      "the last page holds what the full pages before it leave",
+    );
+    assert.match(decode(last.text), /Page 3 of 3/);
+    assert.equal(linkOf(last.text, "page-next"), null);
+    assert.equal(linkOf(last.text, "page-last"), null);
+    const second = await agent.get(linkOf(last.text, "page-previous") ?? "").expect(200);
+    assert.match(decode(second.text), /Page 2 of 3/);
+    assert.equal(rowNames(second.text)[0], "page-user-050");
+    const again = await agent.get(linkOf(second.text, "page-first") ?? "").expect(200);
+    assert.deepEqual(rowNames(again.text), rowNames(first.text));
+    assert.match(decode(again.text), /Page 1 of 3/);
+  });
+
+  test("a page size of 25 shows 25 rows and keeps to it in every link; an unknown size is 50", async () => {
+    const res = await agent.get("/users?q=page-user&size=25").expect(200);
+    assert.equal(rowNames(res.text).length, 25);
+    assert.match(decode(res.text), /Page 1 of 5/);
+    assert.match(linkOf(res.text, "page-next") ?? "", /size=25/);
+    assert.match(linkOf(res.text, "sort-kind") ?? "", /size=25/);
+    assert.match(res.text, /<option value="25" selected>/);
+    const odd = await agent.get("/users?q=page-user&size=7").expect(200);
+    assert.equal(rowNames(odd.text).length, 50);
+  });
+
+  const oracle: Record<string, string> = {
+    name: "key asc, rank asc",
+    "-name": "key desc, rank desc",
+    kind: "(kind = 'internal') asc, key asc, rank asc",
+    "-kind": "(kind = 'external') asc, key desc, rank desc",
+    directory:
+      "(directory_id is null) asc, (kind = 'internal') asc, lower(dir) asc, directory_id asc, key asc, rank asc",
+    "-directory":
+      "(directory_id is null) asc, (kind = 'internal') asc, lower(dir) desc, directory_id desc, key desc, rank desc",
+    status: "(rank = 1) asc, enabled asc, key asc, rank asc",
+    "-status": "(rank = 1) asc, enabled desc, key desc, rank desc",
+    activity: "(rank = 1) asc, (at is null) asc, at asc, key asc, rank asc",
+    "-activity": "(rank = 1) asc, (at is null) asc, at desc, key desc, rank desc",
+  };
+
+  async function expectedOrder(sort: string): Promise<string[]> {
+    const rows = await queryRows<{ type: string; id: number }>(
+      t.db,
+      sql.raw(`select type, id from (
+          select 'user' as type, 0 as rank, u.id, u.username_key as key, u.kind, u.directory_id,
+            u.enabled, u.last_activity_at as at, d.name as dir
+          from users u left join directories d on d.id = u.directory_id
+          union all
+          select 'group', 1, g.id, g.name_key, g.kind, g.directory_id, null, null, d.name
+          from groups g left join directories d on d.id = g.directory_id
+        ) r order by ${oracle[sort]}`),
+    );
+    return rows.map((r) => `${r.type}:${r.id}`);
+  }
+
+  for (const sort of Object.keys(oracle)) {
+    test(`sorting by ${sort} orders every row as documented, page after page`, async () => {
+      const seen: string[] = [];
+      let href: string | null = `/users?sort=${sort}&size=25`;
+      while (href) {
+        const res = await agent.get(href).expect(200);
+        seen.push(...rowIds(res.text));
+        href = linkOf(res.text, "page-next");
+      }
+      assert.deepEqual(seen, await expectedOrder(sort));
+    });
+  }
+
+  test("paging back from the last page reads the same rows in reverse, for a sort by activity", async () => {
+    const expected = await expectedOrder("-activity");
+    const seen: string[][] = [];
+    let href: string | null = "/users?sort=-activity&size=25&at=end";
+    while (href) {
+      const res = await agent.get(href).expect(200);
+      seen.unshift(rowIds(res.text));
+      href = linkOf(res.text, "page-previous");
+    }
+    assert.deepEqual(seen.flat(), expected);
+    assert.equal(seen[seen.length - 1]?.length, expected.length % 25 || 25);
+  });
+
+  test("each column header sorts, says how, and turns the current sort around", async () => {
+    const res = await agent.get("/users?sort=-activity").expect(200);
+    assert.match(
+      res.text,
+      /<th scope="col" aria-sort="descending"><a id="sort-activity" href="\/users\?sort=activity"/,
+    );
+    assert.match(res.text, /id="sort-kind" href="\/users\?sort=kind"/);
+    assert.match(res.text, /id="sort-name" href="\/users"/);
+    assert.match(decode(res.text), /Users and groups, by last activity, newest first/);
+  });
+
+  test("without JavaScript, Select all reloads the page with every user ticked", async () => {
+    const res = await agent.get("/users?q=page-user").expect(200);
+    assert.match(
+      res.text,
+      /<input type="checkbox" id="select-all" data-select-all="user" data-form="bulk-actions" hidden>/,
+    );
+    const all = await agent.get(linkOf(res.text, "select-all-link") ?? "").expect(200);
+    const boxes = [
+      ...all.text.matchAll(
+        /<input type="checkbox" id="select-\d+" name="user" value="\d+" form="bulk-actions"( checked)?>/g,
+      ),
+    ];
+    assert.equal(boxes.length, 50);
+    assert.ok(boxes.every((m) => m[1] === " checked"));
+    assert.ok(linkOf(all.text, "unselect-all-link"));
+    assert.doesNotMatch(
+      all.text.match(/name="returnTo" value="([^"]*)"/)?.[1] ?? "",
+      /select=all/,
+      "the bulk action returns to the list without the selection",
+    );
+  });
+});
+
+describe("CSV export", () => {
+  before(async () => {
+    await createUser(t.db, { username: "formula", fullName: '=HYPERLINK("http://evil.example","click")' });
+    await createUser(t.db, { username: "plusminus", fullName: "+1 -2" });
+    await createUser(t.db, { username: "at-sign", fullName: "@SUM(A1)" });
+    await makeGroup(t.db, { name: "Quoted", description: 'Says "hi", then\nleaves' });
+  });
+
+  test("downloads every match of the filter and search, in the list's order, not just a page", async () => {
+    const res = await agent.get("/users.csv?q=page-user&sort=-name").expect(200);
+    assert.match(res.headers["content-type"] ?? "", /^text\/csv; charset=utf-8/);
+    assert.match(
+      res.headers["content-disposition"] ?? "",
+      /^attachment; filename="?users-\d{4}-\d\d-\d\d\.csv"?$/,
+    );
+    const lines = res.text.split("\r\n");
+    assert.equal(
+      lines[0],
+      "\uFEFFType,Name,Full name or description,Email,Kind,Directory,Sign-in,Missing in directory,Last activity (UTC)",
+    );
+    assert.equal(lines.length, 1 + 120 + 1, "header, 120 users, and the final line break");
+    assert.equal(lines[1], "user,page-user-119,,,internal,,enabled,no,");
+    assert.equal(lines[120], "user,page-user-000,,,internal,,enabled,no,");
+    assert.match(lines[114] ?? "", /^user,page-user-006,/);
+    assert.match(lines[113] ?? "", /^user,page-user-007,.*,disabled,no,$/);
+  });
+
+  test("quotes commas, quotes and line breaks, and defuses cells a spreadsheet would run as formulas", async () => {
+    const res = await agent.get("/users.csv?filter=all").expect(200);
+    assert.ok(res.text.includes('user,formula,"\'=HYPERLINK(""http://evil.example"",""click"")",,internal,'));
+    assert.ok(res.text.includes('user,plusminus,"\'+1 -2",,internal,'));
+    assert.ok(res.text.includes('user,at-sign,"\'@SUM(A1)",,internal,'));
+    assert.ok(res.text.includes('group,Quoted,"Says ""hi"", then\nleaves",,internal,,,no,\r\n'));
+    assert.ok(
+      res.text.includes("user,carol,Carol Ångström,carol@corp.example,external,Corporate LDAP,enabled,no,"),
+    );
+  });
+
+  test("the list links to the export of what it shows", async () => {
+    const res = await agent.get("/users?q=dupont&filter=external-users&sort=-kind&size=25").expect(200);
+    assert.equal(linkOf(res.text, "export-csv"), "/users.csv?filter=external-users&q=dupont&sort=-kind");
+    const csv = await agent.get("/users.csv?filter=external-users&q=dupont").expect(200);
+    assert.deepEqual(
+      csv.text
+        .split("\r\n")
+        .slice(1, -1)
+        .map((line) => line.split(",")[1]),
+      ["dave"],
+    );
+  });
+
+  test("is for user managers only", async () => {
+    const anonymous = await supertest(t.app).get("/users.csv").expect(303);
+    assert.match(anonymous.headers.location ?? "", /^\/login/);
+    await createUser(t.db, { username: "plain-viewer", role: "viewer" });
+    const viewer = await signedInAgent(t.app, "plain-viewer");
+    await viewer.agent.get("/users.csv").expect(403);
   });
 });

@@ -4,6 +4,7 @@ import { MIN_PASSWORD_LENGTH } from "../../services/passwords.ts";
 import {
   decodeCursor,
   encodeCursor,
+  exportEntries,
   formatCount,
   LIST_FILTERS,
   LIST_SORTS,
@@ -11,6 +12,12 @@ import {
   type ListPage,
   type ListSort,
   listEntries,
+  PAGE_SIZE,
+  PAGE_SIZES,
+  SORT_COLUMNS,
+  type SortColumn,
+  sortColumnOf,
+  totalOf,
 } from "../../services/user-list.ts";
 import {
   createInternalUser,
@@ -21,6 +28,7 @@ import {
   type UserDetails,
   updateAccount,
 } from "../../services/users.ts";
+import { csvFilename, streamCsv } from "../csv.ts";
 import { redirectAfterPost } from "../flash.ts";
 import { type FieldErrors, parseForm, renderInvalid } from "../forms/form.ts";
 import { passwordSchema } from "../forms/password.ts";
@@ -94,18 +102,23 @@ export function userHandlers({ db }: UsersRouteDeps) {
 
     async list(req: Request, res: Response) {
       const state = listState(req);
+      const position = pagePosition(req);
       const page = await listEntries(db, {
         filter: state.filter,
         search: state.q,
         sort: state.sort,
-        after: decodeCursor(req.query.after),
-        before: decodeCursor(req.query.before),
+        after: position.after,
+        before: position.before,
+        end: position.end,
+        pageSize: state.size,
       });
-      const view = listView(state, page);
+      const view = listView(state, page, position);
       const focusStatus = linkIsGone(req, {
-        "page-next": view.nextHref !== null,
-        "page-previous": view.previousHref !== null,
-        "sort-name": page.entries.length > 0,
+        "page-first": view.pagination.firstHref !== null,
+        "page-previous": view.pagination.previousHref !== null,
+        "page-next": view.pagination.nextHref !== null,
+        "page-last": view.pagination.lastHref !== null,
+        ...Object.fromEntries(SORT_COLUMNS.map((c) => [`sort-${c}`, page.entries.length > 0])),
       });
       render(
         req,
@@ -114,6 +127,13 @@ export function userHandlers({ db }: UsersRouteDeps) {
         { title: "Users and groups", ...view, focusStatus, ...viewHelpers },
         { partial: "users/_user-list" },
       );
+    },
+
+    /** The list as CSV: every row the filter and search match, in the list's order, streamed. */
+    async exportCsv(req: Request, res: Response) {
+      const state = listState(req);
+      const rows = exportEntries(db, { filter: state.filter, search: state.q, sort: state.sort });
+      await streamCsv(res, csvFilename("users", new Date()), CSV_COLUMNS, csvBatches(rows));
     },
 
     newForm(req: Request, res: Response) {
@@ -253,44 +273,170 @@ interface ListState {
   filter: ListFilter;
   q: string;
   sort: ListSort;
+  size: number;
+  /** Without JavaScript, "Select all" reloads the page with every user ticked. */
+  selectAll: boolean;
 }
 
 function listState(req: Request): ListState {
   const filter = LIST_FILTERS.find((f) => f === req.query.filter) ?? "all";
   const sort = LIST_SORTS.find((s) => s === req.query.sort) ?? "name";
-  return { filter, q: queryText(req.query.q), sort };
+  const size = PAGE_SIZES.find((n) => String(n) === req.query.size) ?? PAGE_SIZE;
+  return { filter, q: queryText(req.query.q), sort, size, selectAll: req.query.select === "all" };
+}
+
+/** Where the page lies: after or before a row, or at the end; and its number when the link knew it. */
+interface PagePosition {
+  after: ReturnType<typeof decodeCursor>;
+  before: ReturnType<typeof decodeCursor>;
+  end: boolean;
+  number: number | null;
+}
+
+function pagePosition(req: Request): PagePosition {
+  const after = decodeCursor(req.query.after);
+  const before = after ? null : decodeCursor(req.query.before);
+  const end = !after && !before && req.query.at === "end";
+  const raw =
+    typeof req.query.page === "string" && /^[1-9]\d{0,6}$/.test(req.query.page) ? req.query.page : "";
+  const number = after || before ? (raw ? Number(raw) : null) : end ? null : 1;
+  return { after, before, end, number };
+}
+
+interface PageLink {
+  after?: string;
+  before?: string;
+  end?: boolean;
+  page?: number | null;
+  selectAll?: boolean;
 }
 
 /** The list's address for a state; defaults are left out so URLs stay short. */
-export function listHref(state: ListState, page: { after?: string; before?: string } = {}): string {
+export function listHref(state: ListState, link: PageLink = {}, path = "/users"): string {
   const params = new URLSearchParams();
   if (state.filter !== "all") params.set("filter", state.filter);
   if (state.q) params.set("q", state.q);
   if (state.sort !== "name") params.set("sort", state.sort);
-  if (page.after) params.set("after", page.after);
-  if (page.before) params.set("before", page.before);
+  if (state.size !== PAGE_SIZE) params.set("size", String(state.size));
+  if (link.after) params.set("after", link.after);
+  if (link.before) params.set("before", link.before);
+  if (link.end) params.set("at", "end");
+  if (link.page && (link.after || link.before)) params.set("page", String(link.page));
+  if (link.selectAll) params.set("select", "all");
   const query = params.toString();
-  return query ? `/users?${query}` : "/users";
+  return query ? `${path}?${query}` : path;
 }
 
-function listView(state: ListState, page: ListPage) {
-  const currentHref = listHref(state);
+const SORT_LABELS: Record<SortColumn, { label: string; up: string; down: string }> = {
+  name: { label: "Name", up: "A to Z", down: "Z to A" },
+  kind: { label: "Kind", up: "external first", down: "internal first" },
+  directory: { label: "Directory", up: "A to Z", down: "Z to A" },
+  status: { label: "Sign-in", up: "disabled first", down: "enabled first" },
+  activity: { label: "Last activity", up: "oldest first", down: "newest first" },
+};
+
+/** The column headers' links: the current column turns around, another starts in its usual direction. */
+function sortLinks(state: ListState) {
+  const current = sortColumnOf(state.sort);
+  const descending = state.sort.startsWith("-");
+  return SORT_COLUMNS.map((column) => {
+    const labels = SORT_LABELS[column];
+    const isCurrent = column === current;
+    const nextSort = (
+      isCurrent ? (descending ? column : `-${column}`) : column === "activity" ? "-activity" : column
+    ) as ListSort;
+    return {
+      column,
+      label: labels.label,
+      current: isCurrent,
+      ariaSort: isCurrent ? (descending ? "descending" : "ascending") : null,
+      arrow: isCurrent ? (descending ? "▼" : "▲") : "",
+      description: isCurrent
+        ? `(${descending ? labels.down : labels.up}; sort ${descending ? labels.up : labels.down})`
+        : `(sort ${nextSort.startsWith("-") ? labels.down : labels.up})`,
+      href: listHref({ ...state, sort: nextSort, selectAll: false }),
+      order: `by ${labels.label.toLowerCase()}, ${descending ? labels.down : labels.up}`,
+    };
+  });
+}
+
+function listView(state: ListState, page: ListPage, position: PagePosition) {
+  const { total, atLeast } = totalOf(page.counts, state.filter);
+  const pages = atLeast ? null : Math.max(1, Math.ceil(total / state.size));
+  const number = position.end ? pages : position.number;
+  const neighbour = (offset: number) => (number === null ? null : number + offset);
+  const sorts = sortLinks(state);
+  const pagination = {
+    firstHref: page.previous ? listHref(state) : null,
+    previousHref: page.previous
+      ? listHref(state, { before: encodeCursor(page.previous), page: neighbour(-1) })
+      : null,
+    nextHref: page.next ? listHref(state, { after: encodeCursor(page.next), page: neighbour(1) }) : null,
+    // The end is a place only when the count is exact: otherwise its page number is unknown.
+    lastHref: page.next && pages !== null ? listHref(state, { end: true }) : null,
+    pageText:
+      !page.previous && !page.next
+        ? ""
+        : number !== null
+          ? `Page ${number.toLocaleString("en")} of ${pages === null ? "many" : pages.toLocaleString("en")}`
+          : pages !== null
+            ? `${pages.toLocaleString("en")} pages`
+            : "",
+  };
+  const here: PageLink = {
+    after: position.after ? encodeCursor(position.after) : undefined,
+    before: position.before ? encodeCursor(position.before) : undefined,
+    end: position.end,
+    page: position.number,
+  };
   return {
     state,
     page,
-    currentHref,
+    currentHref: listHref({ ...state, selectAll: false }, here),
+    selectAllHref: listHref(state, { ...here, selectAll: true }),
+    unselectHref: listHref({ ...state, selectAll: false }, here),
+    exportHref: listHref({ ...state, size: PAGE_SIZE, selectAll: false }, {}, "/users.csv"),
     filters: LIST_FILTERS.map((filter) => ({
       filter,
       label: FILTER_LABELS[filter],
       count: formatCount(page.counts, filter),
-      href: listHref({ ...state, filter }),
+      href: listHref({ ...state, filter, selectAll: false }),
       current: filter === state.filter,
     })),
-    sortHref: listHref({ ...state, sort: state.sort === "name" ? "-name" : "name" }),
-    nextHref: page.next ? listHref(state, { after: encodeCursor(page.next) }) : null,
-    previousHref: page.previous ? listHref(state, { before: encodeCursor(page.previous) }) : null,
+    sorts,
+    sortOrder: sorts.find((s) => s.current)?.order ?? "",
+    pagination,
+    pageSizes: PAGE_SIZES,
     total: page.counts[state.filter],
     totalText: formatCount(page.counts, state.filter),
     filterLabel: FILTER_LABELS[state.filter],
   };
+}
+
+const CSV_COLUMNS = [
+  "Type",
+  "Name",
+  "Full name or description",
+  "Email",
+  "Kind",
+  "Directory",
+  "Sign-in",
+  "Missing in directory",
+  "Last activity (UTC)",
+];
+
+async function* csvBatches(batches: ReturnType<typeof exportEntries>): AsyncGenerator<string[][]> {
+  for await (const batch of batches) {
+    yield batch.map((e) => [
+      e.type,
+      e.name,
+      e.detail,
+      e.email,
+      e.kind,
+      e.directoryName ?? (e.kind === "external" ? "(deleted directory)" : ""),
+      e.enabled === null ? "" : e.enabled ? "enabled" : "disabled",
+      e.missingInDirectory ? "yes" : "no",
+      e.lastActivityAt ? e.lastActivityAt.toISOString() : "",
+    ]);
+  }
 }
