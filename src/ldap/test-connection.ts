@@ -38,6 +38,15 @@ export interface ConnectionTestResult {
   groupsCount?: number;
   /** The URL that answered (the first live one of the list). */
   serverUrl?: string;
+  /** What the form can offer once bound: the server's naming contexts, containers holding users. */
+  choices?: ConnectionChoices;
+}
+
+export interface ConnectionChoices {
+  /** The root DSE's defaultNamingContext and namingContexts: the trees a base DN can be. */
+  baseDns: string[];
+  /** Containers under the base DN that hold users of the filter, most users first. */
+  userBases: string[];
 }
 
 const numberFormat = new Intl.NumberFormat("en");
@@ -82,18 +91,26 @@ async function checkDirectory(
   steps: ConnectionTestStep[],
   serverUrl: string,
 ): Promise<ConnectionTestResult> {
+  const choices: ConnectionChoices = { baseDns: await namingContexts(session), userBases: [] };
+  const end = (result: Omit<ConnectionTestResult, "steps" | "serverUrl" | "choices">) => ({
+    ...result,
+    steps,
+    serverUrl,
+    choices,
+  });
   const baseDn = await timed(
     "base_dn",
     async () => {
+      if (conn.baseDn.trim() === "") throw baseDnMissing(null);
       if ((await session.readEntry(conn.baseDn, ["1.1"])) === null) throw baseDnMissing(conn.baseDn);
     },
     () => `The base DN ${conn.baseDn} exists.`,
   );
   if (!baseDn.step.ok && baseDn.step.error?.kind === "no_such_object") {
-    baseDn.step.message += await namingContextsHint(session);
+    baseDn.step.message += namingContextsHint(choices.baseDns);
   }
   steps.push(baseDn.step);
-  if (!baseDn.step.ok) return { ok: false, steps, serverUrl };
+  if (!baseDn.step.ok) return end({ ok: false });
 
   const userBase = resolveBase(mapping.userBase, conn.baseDn);
   const users = await timed(
@@ -103,10 +120,12 @@ async function checkDirectory(
   );
   // No user there (the preset's ou=people missing, say): where the directory does keep users.
   if (users.value === 0 || users.step.error?.kind === "no_such_object") {
-    users.step.message += await userBasesHint(session, conn.baseDn, mapping, userBase);
+    const found = await userBasesOf(session, conn.baseDn, mapping, userBase);
+    choices.userBases = found.map(({ dn }) => dn);
+    users.step.message += userBasesHint(found, mapping);
   }
   steps.push(users.step);
-  if (users.value === undefined) return { ok: false, steps, serverUrl };
+  if (users.value === undefined) return end({ ok: false });
 
   const groupBase = resolveBase(mapping.groupBase, conn.baseDn);
   const groups = await timed(
@@ -115,8 +134,8 @@ async function checkDirectory(
     (count) => countMessage(count, "group", groupBase),
   );
   steps.push(groups.step);
-  if (groups.value === undefined) return { ok: false, steps, usersCount: users.value, serverUrl };
-  return { ok: true, steps, usersCount: users.value, groupsCount: groups.value, serverUrl };
+  if (groups.value === undefined) return end({ ok: false, usersCount: users.value });
+  return end({ ok: true, usersCount: users.value, groupsCount: groups.value });
 }
 
 async function timed<T>(
@@ -172,32 +191,38 @@ function connectedMessage(url: string, attempts: UrlAttempt[]): string {
   return [...notes, `Connected to ${url}.`].join(" ");
 }
 
-/** The trees the server holds (its root DSE's naming contexts), as a sentence to append. */
-async function namingContextsHint(session: DirectorySession): Promise<string> {
+/** The trees the server holds: its root DSE's default naming context first, then the others. */
+async function namingContexts(session: DirectorySession): Promise<string[]> {
   try {
     const root = await session.readEntry("", ["namingContexts", "defaultNamingContext"]);
     const values = (name: string) => {
       const raw = root?.[name] ?? [];
       return (Array.isArray(raw) ? raw : [raw]).map(String).filter((v) => v.trim() !== "");
     };
-    const contexts = [...new Set([...values("defaultNamingContext"), ...values("namingContexts")])];
-    if (contexts.length === 0) return "";
-    return ` This server holds: ${contexts.slice(0, MAX_SUGGESTIONS).join("; ")}.`;
+    return [...new Set([...values("defaultNamingContext"), ...values("namingContexts")])].slice(
+      0,
+      MAX_SUGGESTIONS,
+    );
   } catch {
-    return ""; // a hint only: the failure itself is what the step reports
+    return []; // an offer only: a server that hides its root DSE still works
   }
+}
+
+function namingContextsHint(contexts: string[]): string {
+  if (contexts.length === 0) return "";
+  return ` This server holds: ${contexts.join("; ")}. The Base DN field offers them.`;
 }
 
 /**
  * The containers right under the base DN that hold users of the user filter, with how many (up to
- * a bound each), as a sentence to append; empty when none does or they can't be read.
+ * a bound each), most first; none when none does or they can't be read.
  */
-async function userBasesHint(
+async function userBasesOf(
   session: DirectorySession,
   baseDn: string,
   mapping: DirectoryMapping,
   userBase: string,
-): Promise<string> {
+): Promise<{ dn: string; users: number }[]> {
   try {
     const children: string[] = [];
     for await (const page of session.searchPages(baseDn, "(objectClass=*)", "one", ["1.1"])) {
@@ -210,17 +235,21 @@ async function userBasesHint(
       const users = await countUpTo(session, child, mapping, SUGGESTION_COUNT_LIMIT);
       if (users > 0) found.push({ dn: child, users });
     }
-    if (found.length === 0) return "";
     found.sort((a, b) => b.users - a.users);
-    const listed = found.slice(0, MAX_SUGGESTIONS).map(({ dn, users }) => {
-      const count =
-        users >= SUGGESTION_COUNT_LIMIT ? `${numberFormat.format(users)}+` : numberFormat.format(users);
-      return `${dn} (${count})`;
-    });
-    return ` Users of the filter ${mapping.userFilter} are under: ${listed.join("; ")}. Set the user search base to one of them.`;
+    return found.slice(0, MAX_SUGGESTIONS);
   } catch {
-    return "";
+    return [];
   }
+}
+
+function userBasesHint(found: { dn: string; users: number }[], mapping: DirectoryMapping): string {
+  if (found.length === 0) return "";
+  const listed = found.map(({ dn, users }) => {
+    const count =
+      users >= SUGGESTION_COUNT_LIMIT ? `${numberFormat.format(users)}+` : numberFormat.format(users);
+    return `${dn} (${count})`;
+  });
+  return ` Users of the filter ${mapping.userFilter} are under: ${listed.join("; ")}. Set the user search base to one of them (the field offers them).`;
 }
 
 async function countUpTo(session: DirectorySession, base: string, mapping: DirectoryMapping, limit: number) {
@@ -240,7 +269,15 @@ function countMessage(count: number, noun: string, base: string): string {
   return `Found ${numberFormat.format(count)} ${noun}${count === 1 ? "" : "s"} under ${base}.`;
 }
 
-function baseDnMissing(baseDn: string): DirectoryError {
+function baseDnMissing(baseDn: string | null): DirectoryError {
+  if (baseDn === null) {
+    return new DirectoryError({
+      kind: "no_such_object",
+      message:
+        "No base DN was given: the connection and the account work, and Roster needs the tree to read.",
+      detail: "the Base DN field is empty",
+    });
+  }
   return new DirectoryError({
     kind: "no_such_object",
     message: `The base DN ${baseDn} does not exist on the server: check its spelling.`,

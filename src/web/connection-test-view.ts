@@ -9,6 +9,8 @@ export interface TestView {
   steps: { label: string; ok: boolean; ms: number; message: string; details: string | null }[];
   /** The values in the form were tested, not a saved directory. */
   notSaved: boolean;
+  /** What the server offers for the form's Base DN and User search base fields. */
+  choices?: { baseDns: string[]; userBases: string[] };
 }
 
 const STEP_LABELS: Record<ConnectionTestStepName, string> = {
@@ -87,6 +89,7 @@ export function testView(
       summary: `Found ${numberFormat.format(users)} user${users === 1 ? "" : "s"} and ${numberFormat.format(groups)} group${groups === 1 ? "" : "s"} on ${result.serverUrl ?? "the server"}.`,
       steps,
       notSaved: !options.saved,
+      choices: result.choices,
     };
   }
   const title = FAILURE_TITLES[failed.error?.kind ?? "unknown"];
@@ -96,6 +99,7 @@ export function testView(
     summary: `Stopped at “${STEP_LABELS[failed.step]}”: ${failed.message}`,
     steps,
     notSaved: !options.saved,
+    choices: result.choices,
   };
 }
 

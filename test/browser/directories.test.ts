@@ -173,6 +173,11 @@ describe("Settings › Directories in a browser", {
       await page.locator(".directory-notice:focus").waitFor({ timeout: 5000 });
       assert.equal(await page.locator("#field-attrUsername").inputValue(), "sAMAccountName");
       assert.equal(await page.locator("#field-name").inputValue(), "Corp AD");
+      assert.equal(
+        await page.getByLabel("Bind DN or user name", { exact: true }).inputValue(),
+        "cn=svc,dc=corp,dc=test",
+        "the bind name's label follows the server type",
+      );
       assert.equal(await page.locator("#field-bindPassword").inputValue(), javaScript ? "typed-secret" : "");
       await scanOnce(page);
 

@@ -304,14 +304,44 @@ describe("Test connection against slapd", { skip: skipWithoutSlapd }, () => {
     const wrongBase = await testUnsaved({ baseDn: "dc=wrong,dc=test" }, { htmx: true }).expect(200);
     assert.match(
       resultText(wrongBase.text),
-      /The base DN dc=wrong,dc=test does not exist on the server: check its spelling\. This server holds: dc=example,dc=test\./,
+      /The base DN dc=wrong,dc=test does not exist on the server: check its spelling\. This server holds: dc=example,dc=test\. The Base DN field offers them\./,
+    );
+    // …and the field offers them: its list is in the region htmx swaps in.
+    assert.match(
+      wrongBase.text,
+      /<datalist id="base-dn-choices"><option value="dc=example,dc=test"><\/option><\/datalist>/,
     );
     // A tree without the preset's ou=people (here: a user base that isn't there).
     const noPeople = await testUnsaved({ userBase: "ou=staff" }, { htmx: true }).expect(200);
     assert.match(
       resultText(noPeople.text),
-      /Users of the filter \(objectClass=inetOrgPerson\) are under: ou=people,dc=example,dc=test \(1,000\+\)\. Set the user search base to one of them\./,
+      /Users of the filter \(objectClass=inetOrgPerson\) are under: ou=people,dc=example,dc=test \(1,000\+\)\. Set the user search base to one of them \(the field offers them\)\./,
     );
+    assert.match(
+      noPeople.text,
+      /<datalist id="user-base-choices"><option value="ou=people,dc=example,dc=test"><\/option><\/datalist>/,
+    );
+  });
+
+  test("a newcomer without a base DN tests the connection and is offered the server's trees", async () => {
+    const res = await testUnsaved({ baseDn: "" }).expect(200);
+    assert.match(
+      resultText(res.text),
+      /✗ Read the base DN — failed in \d+ ms\. No base DN was given: the connection and the account work, and Roster needs the tree to read\. This server holds: dc=example,dc=test\./,
+    );
+    assert.match(resultText(res.text), /✓ Bind — done/);
+    assert.match(
+      res.text,
+      /<input id="field-baseDn" name="baseDn" type="text" value="" required [^>]*list="base-dn-choices">/,
+    );
+    assert.match(res.text, /<datalist id="base-dn-choices"><option value="dc=example,dc=test">/);
+    // Saving still needs one.
+    const save = await admin.agent
+      .post("/settings/directories")
+      .type("form")
+      .send({ _csrf: admin.csrf, ...formFor({ baseDn: "" }) })
+      .expect(422);
+    assert.match(save.text, /Enter the base DN, like dc=example,dc=com\./);
   });
 
   test("the test just run on the form is the new directory's last test; one on other settings is not", async () => {

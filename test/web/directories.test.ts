@@ -734,6 +734,17 @@ describe("applying a preset", () => {
     assert.match(res.text, /name="attrMember" type="text" value="uniqueMember member memberUid"/);
     assert.match(res.text, /name="attrUniqueId" type="text" value="nsUniqueId"/);
     assert.match(res.text, /class="directory-notice" tabindex="-1" autofocus/);
+    // The bind name's label follows the server type, in place, without the password field.
+    assert.match(
+      res.text,
+      /<hx-partial hx-target="#bind-dn-field" hx-swap="outerHTML">\s*<div id="bind-dn-field">/,
+    );
+    assert.match(res.text, /<label for="field-bindDn">Bind DN<\/label>/);
+    const ad = await post("/settings/directories/preset", formFor({ preset: "active_directory" }), {
+      htmx: true,
+    }).expect(200);
+    assert.match(ad.text, /<label for="field-bindDn">Bind DN or user name<\/label>/);
+    assert.match(ad.text, /name="bindDn" type="text" value="cn=roster,ou=services,dc=example,dc=test"/);
   });
 });
 

@@ -127,7 +127,7 @@ export function directoryHandlers({ db, secretBox }: DirectoryRouteDeps) {
         values: applyPreset(form.values, preset),
         presetApplied: PRESETS[preset].label,
         retype: form.bindPassword !== "",
-        partial: "directories/_directory-mapping",
+        partial: "directories/_preset-applied",
       });
     },
 
