@@ -19,7 +19,11 @@ async function operations(t: TestApp): Promise<Operation[]> {
     paths: Record<string, Record<string, unknown>>;
   };
   return Object.entries(doc.paths).flatMap(([path, methods]) =>
-    Object.keys(methods).map((method) => ({ method: method as Operation["method"], path, secured: path !== "/me" })),
+    Object.keys(methods).map((method) => ({
+      method: method as Operation["method"],
+      path,
+      secured: path !== "/me",
+    })),
   );
 }
 
@@ -86,13 +90,19 @@ describe("API authentication", () => {
     for (const op of ops.filter((o) => o.secured)) {
       assertProblem(await call(t, op, bearer(tokens.viewer ?? "")), 403, op, /no role that allows this/);
     }
-    const me = await supertest(t.app).get("/api/v1/me").set(bearer(tokens.viewer ?? "")).expect(200);
+    const me = await supertest(t.app)
+      .get("/api/v1/me")
+      .set(bearer(tokens.viewer ?? ""))
+      .expect(200);
     assert.equal(me.body.username, "viewer");
     assert.deepEqual(me.body.permissions, ["resources.view"]);
   });
 
   test("a valid token acts as its user, sets no cookie and records its last use", async () => {
-    const res = await supertest(t.app).get("/api/v1/me").set(bearer(tokens.admin ?? "")).expect(200);
+    const res = await supertest(t.app)
+      .get("/api/v1/me")
+      .set(bearer(tokens.admin ?? ""))
+      .expect(200);
     assert.equal(res.body.username, "admin");
     assert.equal(res.body.token.name, "test");
     assert.equal(res.headers["set-cookie"], undefined);
@@ -109,7 +119,10 @@ describe("API authentication", () => {
   });
 
   test("tokens never reach the log, and the Authorization header is redacted", async () => {
-    await supertest(t.app).get("/api/v1/me").set(bearer(tokens.admin ?? "")).expect(200);
+    await supertest(t.app)
+      .get("/api/v1/me")
+      .set(bearer(tokens.admin ?? ""))
+      .expect(200);
     const all = t.logs.join("\n");
     for (const token of Object.values(tokens)) assert.ok(!all.includes(token), "a token was logged");
     assert.match(all, /"authorization":"\[Redacted\]"/);
@@ -143,7 +156,11 @@ describe("API with a session cookie", () => {
     assert.match(refused.body.title, /CSRF/);
     const [still] = await t.db.select().from(users).where(eq(users.id, bob.id));
     assert.equal(still?.enabled, true, "nothing changed without the token");
-    await agent.post(`/api/v1/users/${bob.id}/login-status`).set("X-CSRF-Token", csrf).send({ enabled: false }).expect(200);
+    await agent
+      .post(`/api/v1/users/${bob.id}/login-status`)
+      .set("X-CSRF-Token", csrf)
+      .send({ enabled: false })
+      .expect(200);
     const [now] = await t.db.select().from(users).where(eq(users.id, bob.id));
     assert.equal(now?.enabled, false);
   });
@@ -161,7 +178,8 @@ describe("API rate limit", () => {
       const admin = await createUser(t.db, { username: "admin", role: "server_admin" });
       const first = await tokenFor(t.db, admin, { name: "one" });
       const second = await tokenFor(t.db, admin, { name: "two" });
-      for (let i = 0; i < 3; i++) await supertest(t.app).get("/api/v1/me").set(bearer(first.token)).expect(200);
+      for (let i = 0; i < 3; i++)
+        await supertest(t.app).get("/api/v1/me").set(bearer(first.token)).expect(200);
       const limited = await supertest(t.app).get("/api/v1/me").set(bearer(first.token));
       assert.equal(limited.status, 429);
       assert.match(String(limited.headers["content-type"]), /problem\+json/);

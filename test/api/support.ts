@@ -20,7 +20,10 @@ export async function tokenFor(
 
 /** Moves a token's expiry into the past, as time passing would. */
 export async function expireToken(db: Db, id: number): Promise<void> {
-  await db.update(apiTokens).set({ expiresAt: new Date(Date.now() - 1000) }).where(eq(apiTokens.id, id));
+  await db
+    .update(apiTokens)
+    .set({ expiresAt: new Date(Date.now() - 1000) })
+    .where(eq(apiTokens.id, id));
 }
 
 export const bearer = (token: string) => ({ Authorization: `Bearer ${token}` });
