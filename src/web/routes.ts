@@ -118,6 +118,7 @@ export function routes(deps: RouteDeps): Router {
 
   router.get("/settings", settings.index);
   router.get("/settings/audit-log", auditLog.index);
+  router.get("/settings/audit-log.csv", auditLog.exportCsv);
   router.get("/settings/directories", directories.list);
   router.get("/settings/directories/new", directories.newForm);
   router.post("/settings/directories", directories.create);

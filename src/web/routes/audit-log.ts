@@ -2,12 +2,19 @@ import type { Request, Response } from "express";
 import type { Db } from "../../db/client.ts";
 import {
   AUDIT_ACTIONS,
+  type AuditCursor,
   type AuditFilter,
+  type AuditPage,
+  auditActionGroups,
   decodeAuditCursor,
   describeDetails,
   encodeAuditCursor,
+  exportAuditEntries,
   listAuditEntries,
 } from "../../services/audit-log.ts";
+import { csvFilename, streamCsv } from "../csv.ts";
+import { auditDatesSchema } from "../forms/audit-log.ts";
+import { type FieldErrors, parseForm } from "../forms/form.ts";
 import { render } from "../render.ts";
 import { linkIsGone, queryText, viewHelpers } from "../request-helpers.ts";
 
@@ -17,11 +24,15 @@ export const AUDIT_LOG_SECTION = {
   description: "Who changed which user, group, role or directory, and when.",
 };
 
+const PATH = "/settings/audit-log";
+
 export function auditLogHandlers({ db }: { db: Db }) {
   return {
     async index(req: Request, res: Response) {
-      const filter = filterOf(req);
-      const { entries, next } = await listAuditEntries(db, filter, decodeAuditCursor(req.query.before));
+      const { filter, errors, values } = filterOf(req);
+      const position = positionOf(req);
+      const page = await listAuditEntries(db, filter, position);
+      const pagination = paginationOf(filter, page, position);
       render(
         req,
         res,
@@ -29,43 +40,116 @@ export function auditLogHandlers({ db }: { db: Db }) {
         {
           title: "Audit log",
           filter,
-          entries: entries.map((e) => ({
+          values,
+          errors,
+          entries: page.entries.map((e) => ({
             ...e,
             summary: describeDetails(e.details),
             targetHref: targetHref(e),
           })),
-          actions: Object.entries(AUDIT_ACTIONS).map(([value, label]) => ({ value, label })),
+          actionGroups: auditActionGroups(),
           focusEntries: linkIsGone(req, {
-            "audit-next": next !== null,
-            "audit-previous": Boolean(req.query.before),
+            "audit-first": pagination.firstHref !== null,
+            "audit-previous": pagination.previousHref !== null,
+            "audit-next": pagination.nextHref !== null,
+            "audit-last": pagination.lastHref !== null,
           }),
-          nextHref: next ? hrefOf(filter, encodeAuditCursor(next)) : null,
-          firstHref: req.query.before ? hrefOf(filter) : null,
+          pagination,
+          exportHref: hrefOf(filter, {}, `${PATH}.csv`),
           ...viewHelpers,
         },
-        { partial: "audit/_entries" },
+        { status: Object.keys(errors).length > 0 ? 422 : 200, partial: "audit/_audit-log" },
       );
+    },
+
+    /** The entries the filter matches, newest first, as CSV: all of them, streamed. */
+    async exportCsv(req: Request, res: Response) {
+      const { filter } = filterOf(req);
+      await streamCsv(res, csvFilename("audit-log", new Date()), CSV_COLUMNS, csvBatches(db, filter));
     },
   };
 }
 
-function filterOf(req: Request): AuditFilter {
+/** The filter as asked; a date that isn't one is left out of it and said beside its field. */
+function filterOf(req: Request): {
+  filter: AuditFilter;
+  errors: FieldErrors;
+  values: Record<string, string>;
+} {
   const action = queryText(req.query.action, 100);
+  const values = { from: queryText(req.query.from, 20), to: queryText(req.query.to, 20) };
+  const dates = parseForm(auditDatesSchema, values);
   return {
-    actor: queryText(req.query.actor),
-    target: queryText(req.query.target),
-    action: Object.hasOwn(AUDIT_ACTIONS, action) ? action : "",
+    filter: {
+      actor: queryText(req.query.actor),
+      target: queryText(req.query.target),
+      action: Object.hasOwn(AUDIT_ACTIONS, action) ? action : "",
+      from: dates.ok ? dates.data.from : "",
+      to: dates.ok ? dates.data.to : "",
+    },
+    errors: dates.ok ? {} : dates.errors,
+    values,
   };
 }
 
-function hrefOf(filter: AuditFilter, before?: string): string {
+interface Position {
+  before: AuditCursor | null;
+  after: AuditCursor | null;
+  end: boolean;
+  number: number | null;
+}
+
+function positionOf(req: Request): Position {
+  const before = decodeAuditCursor(req.query.before);
+  const after = before ? null : decodeAuditCursor(req.query.after);
+  const end = !before && !after && req.query.at === "end";
+  const raw =
+    typeof req.query.page === "string" && /^[1-9]\d{0,6}$/.test(req.query.page) ? req.query.page : "";
+  const number = before || after ? (raw ? Number(raw) : null) : end ? null : 1;
+  return { before, after, end, number };
+}
+
+function paginationOf(filter: AuditFilter, page: AuditPage, position: Position) {
+  const pages = page.atLeast ? null : Math.max(1, Math.ceil(page.total / 50));
+  const number = position.end ? pages : position.number;
+  const near = (offset: number) => (number === null ? null : number + offset);
+  const onlyPage = !page.previous && !page.next;
+  return {
+    firstHref: page.previous ? hrefOf(filter) : null,
+    firstText: "Newest",
+    previousHref: page.previous
+      ? hrefOf(filter, { after: encodeAuditCursor(page.previous), page: near(-1) })
+      : null,
+    previousText: "Newer",
+    nextHref: page.next ? hrefOf(filter, { before: encodeAuditCursor(page.next), page: near(1) }) : null,
+    nextText: "Older",
+    lastHref: page.next ? hrefOf(filter, { end: true }) : null,
+    lastText: "Oldest",
+    pageText: onlyPage
+      ? ""
+      : number !== null
+        ? `Page ${number.toLocaleString("en")} of ${pages === null ? "many" : pages.toLocaleString("en")}`
+        : "",
+  };
+}
+
+function hrefOf(
+  filter: AuditFilter,
+  link: { before?: string; after?: string; end?: boolean; page?: number | null } = {},
+  path = PATH,
+): string {
   const params = new URLSearchParams();
   if (filter.actor) params.set("actor", filter.actor);
   if (filter.target) params.set("target", filter.target);
   if (filter.action) params.set("action", filter.action);
-  if (before) params.set("before", before);
+  if (filter.from) params.set("from", filter.from);
+  if (filter.to) params.set("to", filter.to);
+  if (link.before) params.set("before", link.before);
+  if (link.after) params.set("after", link.after);
+  if (link.end) params.set("at", "end");
+  if (link.page && (link.before || link.after)) params.set("page", String(link.page));
   const query = params.toString();
-  return query ? `/settings/audit-log?${query}` : "/settings/audit-log";
+  return query ? `${path}?${query}` : path;
 }
 
 function targetHref(entry: { targetType: string; targetId: string }): string | null {
@@ -73,5 +157,24 @@ function targetHref(entry: { targetType: string; targetId: string }): string | n
   if (entry.targetType === "user") return `/users/${entry.targetId}`;
   if (entry.targetType === "group") return `/groups/${entry.targetId}`;
   if (entry.targetType === "role") return `/roles/${entry.targetId}`;
+  if (entry.targetType === "directory") return `/settings/directories/${entry.targetId}`;
+  if (entry.targetType === "import") return `/imports/${entry.targetId}`;
   return null;
+}
+
+const CSV_COLUMNS = ["When (UTC)", "Who", "What", "Action", "Target type", "Target id", "Target", "Details"];
+
+async function* csvBatches(db: Db, filter: AuditFilter): AsyncGenerator<string[][]> {
+  for await (const batch of exportAuditEntries(db, filter)) {
+    yield batch.map((e) => [
+      e.at.toISOString(),
+      e.actorName,
+      e.actionLabel,
+      e.action,
+      e.targetType,
+      e.targetId,
+      e.targetName,
+      describeDetails(e.details),
+    ]);
+  }
 }
