@@ -376,7 +376,7 @@ describe("importing groups", { skip }, () => {
       );
       const changed = await statusOf();
       assert.equal(changed.status, "Update");
-      assert.match(changed.text, /status-team .* Update members/);
+      assert.match(changed.text, /status-team .* Update Changes members/);
       await importGroups("status-team");
       assert.equal((await statusOf()).status, "Up to date");
       // The same members in another order, one in capitals: no change.

@@ -180,6 +180,19 @@ describe("the import search page", { skip }, () => {
     assert.deepEqual((await names("cycle")).sort(), ["alpha", "bravo", "charlie"]);
   });
 
+  test("a search that finds nothing offers nothing to import or to copy roles from", async () => {
+    const res = await search({ q: "nobody-is-called-this", kind: "both" });
+    assert.equal(res.status, 200);
+    assert.match(text(res.text), /0 matches .* Nothing in the directory matches this search\./);
+    assert.doesNotMatch(res.text, /Import selected|id="import-submit"/);
+    assert.doesNotMatch(res.text, /Copy roles|name="copyFrom"/);
+    assert.doesNotMatch(res.text, /Select all|Nothing selected yet/);
+    // With results, both are there.
+    const found = await search({ q: "alpha", kind: "users" });
+    assert.match(found.text, /id="import-submit"/);
+    assert.match(found.text, /Copy roles and assignments/);
+  });
+
   test("finds groups by name, with their member counts", async () => {
     const res = await search({ q: "cycle-", kind: "groups" });
     const rows = rowsOf(res.text);
@@ -187,9 +200,16 @@ describe("the import search page", { skip }, () => {
       rows.map((r) => r.name),
       ["cycle-a", "cycle-b", "cycle-c"],
     );
-    assert.match(text(res.text), /cycle-a .*cn=cycle-a,ou=groups,dc=example,dc=test 2 New/);
+    assert.match(
+      text(res.text),
+      /cycle-a Group 2 members cn=cycle-a, ou=groups, dc=example, dc=test New Creates an external group/,
+    );
     const big = await search({ q: "everyone", kind: "groups" });
-    assert.match(text(big.text), /everyone .* 2,500 New/, "the member count of a 2,500-member group");
+    assert.match(
+      text(big.text),
+      /everyone Group 2,500 members .* New/,
+      "the member count of a 2,500-member group",
+    );
   });
 
   test("* is a wildcard; users and groups both come back", async () => {
@@ -283,10 +303,10 @@ describe("the import search page", { skip }, () => {
     const page = text((await search({ q: "(|(uid=alpha)(uid=charlie)(uid=leepark))", kind: "users" })).text);
     assert.match(
       page,
-      /alpha .* Update full name, email/,
+      /alpha .* Update Changes full name, email/,
       "an internal user with the username is synchronized",
     );
-    assert.match(page, /leepark .* Update email/);
+    assert.match(page, /leepark .* Update Changes email/);
     assert.match(page, /charlie .* Conflict The username belongs to a user of the directory “Other LDAP”/);
   });
 
@@ -387,7 +407,7 @@ describe("choosing what to import", { skip }, () => {
     assert.match(text(all.text), /3 entries selected/);
     assert.match(
       all.text,
-      /id="selection-status" tabindex="-1" autofocus/,
+      /id="selection-status" tabindex="-1" aria-live="polite"[^>]* autofocus/,
       "focus goes to the new selection status",
     );
     assert.equal(all.headers["hx-replace-url"], url({ kind: "users", q: "cycle" }));
@@ -598,7 +618,7 @@ describe("choosing what to import", { skip }, () => {
       assert.match(text(html), /All 2,530 matches of “\*” are selected/);
       assert.match(
         html,
-        /id="selection-status" tabindex="-1" autofocus/,
+        /id="selection-status" tabindex="-1" aria-live="polite"[^>]* autofocus/,
         "focus goes to the selection status",
       );
     } finally {
