@@ -75,13 +75,22 @@ describe("importing by keyboard", { skip }, () => {
       await page.keyboard.press("Space");
       await tabTo(page, `Select user ${second}`);
       await page.keyboard.press("Space");
-      await tabTo(page, "Import selected");
+      // With JavaScript the count follows the ticks at once; without, the server counts on the next page.
+      assert.equal(
+        (await page.locator("#selection-status").innerText()).trim(),
+        javaScript ? "2 entries selected." : "Nothing selected yet.",
+      );
+      await tabTo(page, javaScript ? "Import 2 selected" : "Import selected");
       await page.keyboard.press("Enter");
 
       await page.getByRole("heading", { name: /^Import #\d+ from Example LDAP$/ }).waitFor();
       assert.match(new URL(page.url()).pathname, /^\/imports\/\d+$/);
       await page.getByText(/^Finished: 2 of 2 entries processed/).waitFor({ timeout: 15_000 });
       assert.equal(await page.locator("#count-created").innerText(), "2");
+      // The page says the run ended, and when; no longer that it has started.
+      await page.locator("#import-facts dt", { hasText: "Ended" }).waitFor();
+      await page.locator("#import-duration").waitFor();
+      assert.equal(await page.getByText(/The import has started/).count(), 0);
       await page.getByRole("table").filter({ hasText: first }).waitFor();
       await assertNoAxeViolations(page);
       await context.close();
@@ -108,6 +117,63 @@ describe("importing by keyboard", { skip }, () => {
       await page.keyboard.press("Enter");
       await page.getByText(/^Finished: /).waitFor({ timeout: 20_000 });
       assert.match(await page.locator("#import-progress").innerText(), /Failed\s*0/);
+      await assertNoAxeViolations(page);
+      await context.close();
+    });
+  }
+
+  for (const { javaScript, label } of modes) {
+    test(`the selection count says what is ticked, on this page and others (${label})`, async () => {
+      const context = await newContext(browser, javaScript);
+      const page = await context.newPage();
+      await signIn(page, "/imports/new");
+      await page.getByRole("heading", { name: "Import users & groups", level: 1 }).waitFor();
+      await searchFor(page, "*", /^1\d\d matches$/);
+      const status = page.locator("#selection-status");
+      assert.equal(await status.getAttribute("aria-live"), "polite");
+      const rows = page.locator('input[name="pick"]');
+      const names = await rows.evaluateAll((inputs) =>
+        inputs.slice(0, 3).map((i) => document.querySelector(`label[for="${i.id}"]`)?.textContent ?? ""),
+      );
+      await tabTo(page, names[0] ?? "");
+      await page.keyboard.press("Space");
+      await tabTo(page, names[1] ?? "");
+      await page.keyboard.press("Space");
+      if (javaScript) {
+        assert.equal((await status.innerText()).trim(), "2 entries selected.");
+        assert.equal((await page.locator("#import-submit").innerText()).trim(), "Import 2 selected");
+      }
+      await tabTo(page, "Next page →", 250);
+      await page.keyboard.press("Enter");
+      await page.locator("#import-results-title:focus").waitFor();
+      assert.equal((await status.innerText()).trim(), "2 entries selected, 2 of them on other pages.");
+      assert.equal((await page.locator("#import-submit").innerText()).trim(), "Import 2 selected");
+      const next = await rows.evaluateAll((inputs) =>
+        inputs.slice(0, 1).map((i) => document.querySelector(`label[for="${i.id}"]`)?.textContent ?? ""),
+      );
+      await tabTo(page, next[0] ?? "", 60);
+      await page.keyboard.press("Space");
+      if (javaScript) {
+        assert.equal((await status.innerText()).trim(), "3 entries selected, 2 of them on other pages.");
+        assert.equal((await page.locator("#import-submit").innerText()).trim(), "Import 3 selected");
+        await page.keyboard.press("Space");
+        assert.equal((await status.innerText()).trim(), "2 entries selected, 2 of them on other pages.");
+      }
+      await assertNoAxeViolations(page);
+      await context.close();
+    });
+  }
+
+  for (const { javaScript, label } of modes) {
+    test(`a search that finds nothing offers no import and no roles to copy (${label})`, async () => {
+      const context = await newContext(browser, javaScript);
+      const page = await context.newPage();
+      await signIn(page, "/imports/new");
+      await page.getByRole("heading", { name: "Import users & groups", level: 1 }).waitFor();
+      await searchFor(page, "no-such-person-anywhere", /^0 matches$/);
+      await page.getByText("Nothing in the directory matches this search.").waitFor();
+      assert.equal(await page.getByRole("button", { name: /^Import/ }).count(), 0);
+      assert.equal(await page.getByText(/Copy roles/).count(), 0);
       await assertNoAxeViolations(page);
       await context.close();
     });

@@ -386,6 +386,96 @@ describe("the run page", { skip }, () => {
     assert.match(text(done.text), /Finished: 1 of 1 entry processed \(100%\)/);
   });
 
+  test("while a run runs, its page gives the pace and the time left; once ended, how long it took", async () => {
+    const { agent } = await signedInAgent(t.app, "admin");
+    const run = await createRun(t.db, {
+      directory: { id: directoryId, name: "Example LDAP" },
+      actor: { id: null, name: "admin" },
+      query: "*",
+      selection: { mode: "query", text: "*", kind: "users" },
+      copyRolesFrom: null,
+      total: 2000,
+    });
+    try {
+      await t.db
+        .update(importRuns)
+        .set({
+          status: "running",
+          processed: 500,
+          startedAt: sql`now() - interval '10 seconds'`,
+          heartbeatAt: sql`now()`,
+        })
+        .where(eq(importRuns.id, run.id));
+      const running = text((await agent.get(`/imports/${run.id}`).expect(200)).text);
+      assert.match(
+        running,
+        /Importing: 500 of 2,000 entries processed \(25%\)\. 25% 50 entries a second · about 30 s left/,
+      );
+      assert.doesNotMatch(running, /Took /);
+      await t.db
+        .update(importRuns)
+        .set({
+          status: "succeeded",
+          processed: 2000,
+          created: 2000,
+          finishedAt: sql`started_at + interval '62 seconds'`,
+        })
+        .where(eq(importRuns.id, run.id));
+      const done = text((await agent.get(`/imports/${run.id}`).expect(200)).text);
+      assert.match(
+        done,
+        /Finished: 2,000 of 2,000 entries processed \(100%\)\. 100% Created 2,000 Updated 0 Unchanged 0 Skipped 0 Failed 0 Took 1 min 2 s, 32 entries a second\./,
+      );
+      assert.doesNotMatch(done, /left/);
+    } finally {
+      await t.db
+        .update(importRuns)
+        .set({ status: "cancelled", finishedAt: sql`now()` })
+        .where(eq(importRuns.id, run.id));
+    }
+  });
+
+  test("“has started” is not said of a run that has ended; the last poll brings its end time and drops the flash", async () => {
+    const { agent, csrf } = await signedInAgent(t.app, "admin");
+    const rows = rowsOf((await agent.get(searchUrl("bravo")).expect(200)).text);
+    const start = await postForm(agent, "/imports", csrf, {
+      directory: String(directoryId),
+      kind: "users",
+      q: "bravo",
+      page: "1",
+      shown: rows.map((r) => r.info),
+      pick: rows.map((r) => r.key),
+    }).expect(303);
+    const location = start.headers.location ?? "";
+    // While it waits, the flash confirms it; the run's facts have no end yet.
+    const waiting = await agent.get(location).expect(200);
+    assert.match(text(waiting.text), /The import has started\./);
+    assert.doesNotMatch(text(waiting.text), /Ended/);
+    await runQueued(worker);
+    const last = await asFragment(agent.get(location), "section#import-progress").expect(200);
+    assert.match(
+      last.text,
+      /<hx-partial hx-target="#import-facts" hx-swap="outerHTML">\s*<dl class="facts" id="import-facts">/,
+    );
+    assert.match(text(last.text), /Ended \d{4}-\d\d-\d\d \d\d:\d\d UTC/);
+    assert.match(last.text, /<hx-partial hx-target="#main > .flash-success" hx-swap="delete">/);
+
+    // Without JavaScript, a run that ended before its page loaded says so, not that it started.
+    const again = await postForm(agent, "/imports", csrf, {
+      directory: String(directoryId),
+      kind: "users",
+      q: "bravo",
+      page: "1",
+      shown: rows.map((r) => r.info),
+      pick: rows.map((r) => r.key),
+    }).expect(303);
+    await runQueued(worker);
+    const ended = text((await agent.get(again.headers.location ?? "").expect(200)).text);
+    assert.doesNotMatch(ended, /has started/);
+    assert.match(ended, /Finished: 1 of 1 entry processed/);
+    assert.match(ended, /Ended \d{4}-/);
+  });
+
   test("a queued run can be cancelled at once; a running one stops after its batch", async () => {
     const { agent, csrf } = await signedInAgent(t.app, "admin");
     const queued = await createRun(t.db, {

@@ -67,6 +67,8 @@ const ENTRIES_PER_PAGE = 50;
 /** Held removals listed on a run page (the count says how many there are in all). */
 const HELD_SHOWN = 500;
 const MAX_QUERY_LENGTH = 1000;
+const STARTED_MESSAGE = "The import has started. It goes on in the background: you can leave this page.";
+const RERUN_MESSAGE = "The import runs again in the background.";
 
 export function importHandlers(deps: ImportRouteDeps) {
   const { db } = deps;
@@ -123,7 +125,7 @@ export function importHandlers(deps: ImportRouteDeps) {
         total: null,
       });
       deps.wake?.();
-      return redirectAfterPost(req, res, `/imports/${run.id}`, "The import runs again in the background.");
+      return redirectAfterPost(req, res, `/imports/${run.id}`, RERUN_MESSAGE);
     }
     const params = searchParams(req.body);
     const { state, error, copyError, directory } = await applyChoices(deps, req, params, choices);
@@ -152,12 +154,7 @@ export function importHandlers(deps: ImportRouteDeps) {
     });
     delete req.session.importSelection;
     deps.wake?.();
-    redirectAfterPost(
-      req,
-      res,
-      `/imports/${run.id}`,
-      "The import has started. It goes on in the background: you can leave this page.",
-    );
+    redirectAfterPost(req, res, `/imports/${run.id}`, STARTED_MESSAGE);
   };
 
   const list = async (req: Request, res: Response) => {
@@ -186,6 +183,8 @@ export function importHandlers(deps: ImportRouteDeps) {
       : null;
     const held =
       run.status === "held" ? await listRemovals(db, run.id, { limit: HELD_SHOWN, offset: 0 }) : null;
+    // "Has started" is untrue once the run has ended (a small import ends before its page loads).
+    if (isFinished(run.status as RunStatus) && isStartedFlash(res.locals.flash)) delete res.locals.flash;
     render(
       req,
       res,
@@ -202,6 +201,7 @@ export function importHandlers(deps: ImportRouteDeps) {
           ? paging(page, report.total, ENTRIES_PER_PAGE, `/imports/${run.id}?outcome=${outcome}&`)
           : null,
         selectionText: selectionText(run),
+        timing: runTiming(run, new Date()),
         // Polling stops when the run ends: the last poll also brings the report in.
         finalPoll: wantsPartial(req) && isFinished(run.status as RunStatus),
         pollUrl: req.originalUrl,
@@ -484,6 +484,40 @@ function selectionText(run: ImportRun): string {
   }
   const n = selection.entries?.length ?? 0;
   return `${n.toLocaleString("en-US")} chosen ${n === 1 ? "entry" : "entries"}: ${run.query}`;
+}
+
+/** A flash that says a run has just begun (here, or for a synchronization asked for in Settings). */
+function isStartedFlash(flash: { kind: string; message: string } | undefined): boolean {
+  if (flash?.kind !== "success") return false;
+  return (
+    flash.message === STARTED_MESSAGE ||
+    flash.message === RERUN_MESSAGE ||
+    flash.message.startsWith("The synchronization has started.")
+  );
+}
+
+export interface RunTiming {
+  /** How long it ran (until now while it runs), in milliseconds; null before it started. */
+  elapsedMs: number | null;
+  /** Entries a second since it started (or since another server took it over). */
+  rate: number | null;
+  /** While it runs with a known total: the time left at that rate. */
+  remainingMs: number | null;
+}
+
+/** Speed and duration from the run's own row: no more than what its progress bar shows. */
+export function runTiming(run: ImportRun, now: Date): RunTiming {
+  if (!run.startedAt) return { elapsedMs: null, rate: null, remainingMs: null };
+  const end = run.finishedAt ?? now;
+  const elapsedMs = Math.max(0, end.getTime() - run.startedAt.getTime());
+  // After a take-over, only what the new worker read counts, over the time since it took over.
+  const from = run.resumedAt ?? run.startedAt;
+  const done = run.processed - (run.resumedAt ? (run.resumedFrom ?? 0) : 0);
+  const seconds = (end.getTime() - from.getTime()) / 1000;
+  const rate = seconds >= 1 && done > 0 ? done / seconds : null;
+  const left = run.total === null ? null : Math.max(0, run.total - run.processed);
+  const remainingMs = !run.finishedAt && rate && left !== null ? (left / rate) * 1000 : null;
+  return { elapsedMs, rate, remainingMs };
 }
 
 function pageOf(raw: unknown): number {
