@@ -424,3 +424,24 @@ export async function holdersOf(
     total: Number(total?.n ?? 0),
   };
 }
+
+/** How many role assignments each user and group holds directly, keyed `user:12` / `group:3`. */
+export async function assignmentCounts(db: Db, subjects: Subject[]): Promise<Map<string, number>> {
+  const ids = (type: Subject["type"]) => subjects.filter((s) => s.type === type).map((s) => s.id);
+  const list = (values: number[]) =>
+    values.length > 0
+      ? sql.join(
+          values.map((v) => sql`${v}`),
+          sql`, `,
+        )
+      : sql`null`;
+  const rows = await queryRows<{ type: string; id: number; n: number }>(
+    db,
+    sql`select 'user' as type, user_id as id, count(*)::int as n from role_assignments
+          where user_id in (${list(ids("user"))}) group by user_id
+        union all
+        select 'group', group_id, count(*)::int from role_assignments
+          where group_id in (${list(ids("group"))}) group by group_id`,
+  );
+  return new Map(rows.map((r) => [`${r.type}:${Number(r.id)}`, Number(r.n)]));
+}

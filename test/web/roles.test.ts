@@ -10,7 +10,7 @@ import {
   signedInAgent,
   type TestApp,
 } from "../helpers/app.ts";
-import { lastAudit, makeGroup, roleId, userNamed } from "../helpers/console.ts";
+import { insertBareUsers, lastAudit, makeGroup, roleId, userNamed } from "../helpers/console.ts";
 import { asFragment, decode, flashOf, follow, postForm } from "../helpers/http.ts";
 
 let t: TestApp;
@@ -277,7 +277,10 @@ describe("copying roles and assignments", () => {
     const full = await admin.agent.get(`/role-copies/new?to=${target.id}&q=template`).expect(200);
     assert.match(full.text, /^<!doctype html>/);
     assert.match(decode(full.text), /Copying to 1 user: copy-target/);
-    assert.match(full.text, /<input type="radio" id="from-user-\d+" name="from" value="user:\d+">/);
+    assert.match(
+      full.text,
+      /<input type="radio" id="from-user-\d+" name="from" value="user:\d+" aria-describedby="from-user-\d+-roles">/,
+    );
     const part = await asFragment(
       admin.agent.get(`/role-copies/new?to=${target.id}&q=TEMPLATE`),
       "div#copy-sources",
@@ -362,5 +365,57 @@ describe("copying roles and assignments", () => {
       422,
     );
     assert.match(res.text, /id="field-from-error"[^>]*>.*Choose the user or group to copy from/s);
+  });
+});
+
+describe("the copy-roles picker", () => {
+  test("shows how many role assignments each user and group holds itself", async () => {
+    const target = await createUser(t.db, { username: "picker-target" });
+    const holder = await createUser(t.db, { username: "picker-holder" });
+    const group = await makeGroup(t.db, { name: "Picker Group" });
+    await t.db.insert(roleAssignments).values([
+      { roleId: await roleId(t.db, "viewer"), userId: holder.id, scope: "" },
+      { roleId: await roleId(t.db, "viewer"), userId: holder.id, scope: "project:1" },
+      { roleId: await roleId(t.db, "resource_manager"), groupId: group.id, scope: "" },
+    ]);
+    const res = await admin.agent.get(`/role-copies/new?to=${target.id}&q=picker`).expect(200);
+    const text = decode(res.text);
+    assert.match(text, /3 users and groups matching “picker”/);
+    assert.match(text, /Picker Group \(internal group\) 1 role assignment\b/);
+    assert.match(text, /picker-holder \(internal user\) 2 role assignments/);
+    assert.match(text, /picker-target \(internal user\) copying to this user/);
+    assert.match(
+      res.text,
+      new RegExp(`id="from-user-${target.id}" name="from" value="user:${target.id}" disabled`),
+    );
+  });
+
+  test("pages through every user and group 20 at a time, without JavaScript", async () => {
+    await insertBareUsers(
+      t.db,
+      Array.from({ length: 45 }, (_, i) => `pickpage-${String(i).padStart(2, "0")}`),
+    );
+    const target = await userNamed(t.db, "picker-target");
+    const names = (html: string) =>
+      [...html.matchAll(/<label for="from-(?:user|group)-\d+">([^<]+)/g)].map((m) => (m[1] ?? "").trim());
+    const link = (html: string, id: string) =>
+      new RegExp(`id="${id}" href="([^"]+)"`).exec(html)?.[1]?.replace(/&amp;/g, "&") ?? null;
+    const seen: string[] = [];
+    let href: string | null = `/role-copies/new?to=${target?.id}&q=pickpage`;
+    let pages = 0;
+    while (href) {
+      const res = await admin.agent.get(href).expect(200);
+      seen.push(...names(res.text));
+      pages += 1;
+      if (pages === 2) assert.match(decode(res.text), /Page 2 of 3/);
+      href = link(res.text, "sources-next");
+    }
+    assert.equal(pages, 3);
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 45 }, (_, i) => `pickpage-${String(i).padStart(2, "0")}`),
+    );
+    const page = await admin.agent.get(`/role-copies/new?to=${target?.id}`).expect(200);
+    assert.match(page.text, /id="sources-next" href="\/role-copies\/new\?to=\d+&amp;after=/);
   });
 });

@@ -3,6 +3,7 @@ import type { Db } from "../../db/client.ts";
 import { ALL_PERMISSIONS } from "../../services/permissions.ts";
 import {
   addAssignment,
+  assignmentCounts,
   assignmentsOf,
   copyAssignments,
   createRole,
@@ -17,7 +18,7 @@ import {
   type Subject,
   updateRole,
 } from "../../services/roles.ts";
-import { listEntries } from "../../services/user-list.ts";
+import { decodeCursor, encodeCursor, listEntries, totalOf } from "../../services/user-list.ts";
 import { usersByIds } from "../../services/users.ts";
 import { redirectAfterPost } from "../flash.ts";
 import { type FieldErrors, parseForm, renderInvalid } from "../forms/form.ts";
@@ -34,6 +35,9 @@ import {
   viewHelpers,
 } from "../request-helpers.ts";
 
+/** How many users and groups the copy form offers at a time. */
+const COPY_PAGE_SIZE = 20;
+
 /** Roles: the list, new role, one role's page, delete; copying assignments onto users. */
 export function roleHandlers({ db }: { db: Db }) {
   async function renderCopy(
@@ -46,15 +50,53 @@ export function roleHandlers({ db }: { db: Db }) {
     const source = req.method === "GET" ? req.query : req.body;
     const targets = await usersByIds(db, manyIds(source?.to));
     const q = queryText(source?.q);
-    const page = await listEntries(db, { filter: "all", search: q, sort: "name", pageSize: 20 });
+    const after = decodeCursor(source?.after);
+    const before = after ? null : decodeCursor(source?.before);
+    const rawPage = typeof source?.page === "string" && /^[1-9]\d{0,6}$/.test(source.page) ? source.page : "";
+    const number = after || before ? (rawPage ? Number(rawPage) : null) : 1;
+    const page = await listEntries(db, {
+      filter: "all",
+      search: q,
+      sort: "name",
+      after,
+      before,
+      pageSize: COPY_PAGE_SIZE,
+    });
+    const counts = await assignmentCounts(db, page.entries);
+    const { total, atLeast } = totalOf(page.counts, "all");
+    const pages = atLeast ? null : Math.max(1, Math.ceil(total / COPY_PAGE_SIZE));
+    const href = (link: { after?: string; before?: string; page?: number | null } = {}) => {
+      const params = new URLSearchParams();
+      for (const t of targets) params.append("to", String(t.id));
+      if (q) params.set("q", q);
+      if (link.after) params.set("after", link.after);
+      if (link.before) params.set("before", link.before);
+      if (link.page && (link.after || link.before)) params.set("page", String(link.page));
+      return `/role-copies/new?${params}`;
+    };
+    const near = (offset: number) => (number === null ? null : number + offset);
     const data = {
       title: "Copy roles and assignments",
       targets,
       q,
-      sources: page.entries.filter(
-        (e) => !(e.type === "user" && targets.some((target) => target.id === e.id)),
-      ),
-      more: page.next !== null,
+      sources: page.entries.map((e) => ({
+        ...e,
+        assignments: counts.get(`${e.type}:${e.id}`) ?? 0,
+        isTarget: e.type === "user" && targets.some((target) => target.id === e.id),
+      })),
+      total,
+      totalText: `${total.toLocaleString("en")}${atLeast ? "+" : ""}`,
+      pagination: {
+        firstHref: page.previous ? href() : null,
+        previousHref: page.previous ? href({ before: encodeCursor(page.previous), page: near(-1) }) : null,
+        nextHref: page.next ? href({ after: encodeCursor(page.next), page: near(1) }) : null,
+        pageText:
+          !page.previous && !page.next
+            ? ""
+            : number !== null
+              ? `Page ${number} of ${pages === null ? "many" : pages.toLocaleString("en")}`
+              : "",
+      },
       chosen: typeof chosen === "string" ? chosen : "",
       errors,
       ...viewHelpers,
