@@ -71,6 +71,30 @@ export async function recordHandledGroups(
   );
 }
 
+/**
+ * A group's membership progress after one batch of its members: the counts are added to those
+ * recorded (batches of one group commit concurrently, in any order), `corrected` is or-ed.
+ */
+export async function addGroupProgress(
+  tx: Db,
+  runId: number,
+  group: { key: string; id: number; progress: GroupProgress },
+): Promise<void> {
+  await tx.execute(
+    sql`insert into import_run_groups (run_id, external_id, object_id, state)
+        values (${runId}, ${group.key}, ${group.id}, ${JSON.stringify(group.progress)}::jsonb)
+        on conflict (run_id, external_id) do update set
+          object_id = excluded.object_id,
+          state = excluded.state || jsonb_build_object(
+            'membersAdded', coalesce((import_run_groups.state->>'membersAdded')::int, 0)
+              + (excluded.state->>'membersAdded')::int,
+            'subgroupsAdded', coalesce((import_run_groups.state->>'subgroupsAdded')::int, 0)
+              + (excluded.state->>'subgroupsAdded')::int,
+            'corrected', coalesce((import_run_groups.state->>'corrected')::boolean, false)
+              or (excluded.state->>'corrected')::boolean)`,
+  );
+}
+
 /** Entries a synchronization's presence pass found (met, though not read in full). */
 export async function recordPresent(
   db: Db,

@@ -78,6 +78,7 @@ import {
   upsertUsers,
 } from "../sync/write.ts";
 import {
+  addGroupProgress,
   type GroupProgress,
   loadCheckpoint,
   recordHandledGroups,
@@ -94,7 +95,7 @@ import {
   recordSyncPlan,
   setTotal,
 } from "./run-queue.ts";
-import { forEachConcurrently, type MappedBatch, mapBatches, readAhead } from "./stream.ts";
+import { forEachConcurrently, type MappedBatch, mapBatches, readAhead, WorkPool } from "./stream.ts";
 import {
   emptyCounts,
   type OutcomeCounts,
@@ -978,11 +979,11 @@ class RunImporter {
       coalesceMembers(resolveMemberValues(this.session, this.mapping, root.dn, added), this.batchSize),
       1,
     );
-    for await (const batch of batches) {
-      this.signal.throwIfAborted();
+    // One group's batches are disjoint: they are written concurrently, as a users import's are.
+    await forEachConcurrently(batches, this.writers, async (batch) => {
       await this.importMemberBatch(batch, group);
       for (const child of batch.groups) subgroups.push(child.dn);
-    }
+    });
     await this.finishGroup(group);
     for (const dn of subgroups) {
       const id = this.groupIds.get(normalizeDn(dn));
@@ -1007,10 +1008,14 @@ class RunImporter {
       coalesceMembers(expandGroup(this.session, rootDn, this.mapping), this.batchSize),
       1,
     );
+    // Batches of one group are disjoint and written concurrently; a group is finished (and the
+    // next begun) once all of its batches are in.
+    const writes = new WorkPool(this.writers);
     for await (const batch of members) {
       this.signal.throwIfAborted();
       const key = normalizeDn(batch.groupDn);
       if (key !== currentKey) {
+        await writes.drain();
         if (current) await this.finishGroup(current);
         currentKey = key;
         const id = this.groupIds.get(key) ?? null;
@@ -1019,12 +1024,24 @@ class RunImporter {
         current = id === null || alreadyDone ? null : (this.pendingGroups.get(id) ?? null);
       }
       if (current && batch.memberHash !== undefined) current.memberHash = batch.memberHash;
-      if (!alreadyDone) await this.importMemberBatch(batch, current);
+      const parent = current;
+      if (!alreadyDone) await writes.add(() => this.importMemberBatch(batch, parent));
     }
+    await writes.drain();
     if (current) await this.finishGroup(current);
   }
 
   private async importMemberBatch(batch: MemberBatch, parent: GroupState | null): Promise<void> {
+    const ids = batch.users.map((user) => user.externalId);
+    for (const id of ids) this.usersInFlight.add(id);
+    try {
+      await this.writeMemberBatch(batch, parent);
+    } finally {
+      for (const id of ids) this.usersInFlight.delete(id);
+    }
+  }
+
+  private async writeMemberBatch(batch: MemberBatch, parent: GroupState | null): Promise<void> {
     await this.commit(
       async (tx) => {
         const context = this.context();
@@ -1044,14 +1061,16 @@ class RunImporter {
           unresolvedOnce.map((member) => `${batch.groupDn}\n${member.value}`),
         );
         if (parent && linked) {
-          await recordHandledGroups(tx, this.claim.run.id, [
+          await addGroupProgress(
+            tx,
+            this.claim.run.id,
             this.groupCheckpoint(parent, {
-              membersAdded: parent.membersAdded + linked.membersAdded,
-              subgroupsAdded: parent.subgroupsAdded + linked.subgroupsAdded,
+              membersAdded: linked.membersAdded,
+              subgroupsAdded: linked.subgroupsAdded,
               corrected: batch.memberValues !== undefined || this.countCorrected.has(normalizeDn(parent.dn)),
               finished: false,
             }),
-          ]);
+          );
         }
         const unresolved: ReportedEntry[] = unresolvedOnce.map((member) => ({
           outcome: "skipped",

@@ -102,6 +102,34 @@ export async function forEachConcurrently<T>(
   if (failures.length > 0) throw failures[0];
 }
 
+/**
+ * Works started one by one, at most `limit` running at once: `add` waits for room, `drain` for all of
+ * them. A failure is kept and thrown by the next `add` or by `drain`, once every started work has
+ * ended — a work is never left running behind an error.
+ */
+export class WorkPool {
+  private readonly running = new Set<Promise<void>>();
+  private readonly failures: unknown[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  async add(work: () => Promise<void>): Promise<void> {
+    while (this.running.size >= this.limit && this.failures.length === 0) await Promise.race(this.running);
+    if (this.failures.length > 0) return this.drain();
+    const task: Promise<void> = work()
+      .catch((err: unknown) => {
+        this.failures.push(err);
+      })
+      .finally(() => this.running.delete(task));
+    this.running.add(task);
+  }
+
+  async drain(): Promise<void> {
+    await Promise.all(this.running);
+    if (this.failures.length > 0) throw this.failures[0];
+  }
+}
+
 /** Runs `work` over items with at most `limit` in flight, keeping the results in order. */
 export async function mapLimited<T, R>(
   items: readonly T[],
