@@ -28,7 +28,8 @@ export async function start(
   extra: Partial<AppDeps> = {},
 ): Promise<Running> {
   const config = loadConfig(env);
-  const logger = createLogger(config.logLevel);
+  // A terminal in development gets short lines; production (and tests) keep JSON for collectors.
+  const logger = createLogger(config.logLevel, { readable: config.env === "development" });
   // The port is taken first, so a port in use fails at once; until the app is ready it answers 503.
   let handle: RequestListener = (_req, res) => {
     res.writeHead(503, { "Content-Type": "text/plain; charset=utf-8", "Retry-After": "2" });
