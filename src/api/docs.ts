@@ -11,16 +11,23 @@ export const swaggerUiDir = path.dirname(
   createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"),
 );
 
-// "Try it out" only for reads: a write from a signed-in browser would need the CSRF token.
-const INIT_SCRIPT = `window.addEventListener("DOMContentLoaded", function () {
-  window.SwaggerUIBundle({
-    url: "/api/v1/openapi.json",
-    dom_id: "#swagger-ui",
-    deepLinking: false,
-    supportedSubmitMethods: ["get"],
-    defaultModelsExpandDepth: 0,
-  });
-});
+// "Try it out" only for reads: a write from a signed-in browser would need the CSRF token. The page
+// may arrive by an htmx-boosted navigation, whose scripts run as they are inserted: the bundle may
+// still be loading then.
+const INIT_SCRIPT = `(function () {
+  function start() {
+    window.SwaggerUIBundle({
+      url: "/api/v1/openapi.json",
+      dom_id: "#swagger-ui",
+      deepLinking: false,
+      supportedSubmitMethods: ["get"],
+      defaultModelsExpandDepth: 0,
+    });
+  }
+  if (window.SwaggerUIBundle) return start();
+  var bundle = document.querySelector('script[src$="swagger-ui-bundle.js"]');
+  if (bundle) bundle.addEventListener("load", start);
+})();
 `;
 
 export const apiDocs = {
