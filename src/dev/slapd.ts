@@ -7,7 +7,7 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, rmSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -25,6 +25,11 @@ const READY_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
 /** Sparse on disk; 100k users take about 300 MB. */
 const DEFAULT_MAX_SIZE = 2 * 1024 ** 3;
+/**
+ * The map grown with what is loaded: an entry takes up to ~8× its LDIF text in the database with
+ * its indexes (1,000,000 users: ~2.4 GB, past the default). The map is only address space.
+ */
+const MAP_PER_LDIF_BYTE = 16;
 
 export interface SlapdOptions {
   /** Entries to load below the base tree (which is always created: suffix, ou=people, ou=groups, ou=services, service account). */
@@ -103,6 +108,13 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<SlapdServe
   }
 }
 
+/** A map size the LDIF to load fits in, whatever its size. */
+async function mapSizeFor(options: SlapdOptions): Promise<number> {
+  let bytes = Buffer.byteLength(options.ldif ?? "");
+  for (const file of options.ldifFiles ?? []) bytes += (await stat(file)).size;
+  return Math.max(DEFAULT_MAX_SIZE, bytes * MAP_PER_LDIF_BYTE);
+}
+
 async function startIn(dir: string, options: SlapdOptions): Promise<SlapdServer> {
   const baseDn = options.baseDn ?? DEFAULT_BASE_DN;
   const settings: ConfigSettings = {
@@ -114,7 +126,7 @@ async function startIn(dir: string, options: SlapdOptions): Promise<SlapdServer>
     servicePassword: options.servicePassword ?? secret(),
     sizeLimit: options.sizeLimit ?? 1000,
     anonymousRead: options.anonymousRead ?? true,
-    maxSizeBytes: options.maxSizeBytes ?? DEFAULT_MAX_SIZE,
+    maxSizeBytes: options.maxSizeBytes ?? (await mapSizeFor(options)),
     tls: options.tls ?? false,
     contentSync: options.contentSync ?? false,
   };
