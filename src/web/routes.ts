@@ -142,6 +142,7 @@ export function routes(deps: RouteDeps): Router {
   // under /users, so the Users section's guard covers them.
   const account = accountHandlers(deps);
   router.get("/account", requireLogin, account.show);
+  router.post("/account", requireLogin, account.updateProfile);
   router.post("/account/api-tokens", requirePermission(PERMISSIONS.manageUsers), account.createOwnToken);
   router.post("/account/api-tokens/:tokenId/revocation", requireLogin, account.revokeOwnToken);
   router.get("/users/:userId/api-tokens", account.serviceTokens);

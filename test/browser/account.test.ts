@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
+import { eq } from "drizzle-orm";
 import type { Browser, Page } from "playwright-core";
 import supertest from "supertest";
+import { users } from "../../src/db/schema.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 import {
   assertNoAxeViolations,
@@ -119,10 +121,26 @@ for (const javaScript of [true, false]) {
       await tabTo(page, "My account");
       await page.keyboard.press("Enter");
       await page.waitForURL(`${site.url}/account`);
-      assert.match(await page.locator("#profile").innerText(), /Rea Der/);
       assert.match(await page.locator("#roles").innerText(), /Viewer\s+Global\s+Directly/);
       assert.equal(await page.locator("#api-tokens").count(), 0);
       await assertNoAxeViolations(page);
+
+      // An internal user keeps their own details: a bad email is refused beside the field.
+      await tabTo(page, "Email");
+      await page.keyboard.type("not-an-email");
+      await page.keyboard.press("Enter");
+      await page.locator("#field-email-error").waitFor();
+      assert.match(await page.locator(".error-summary").innerText(), /Enter an email address/);
+      await assertNoAxeViolations(page);
+      await tabTo(page, "Email");
+      await page.keyboard.press("ControlOrMeta+a");
+      await page.keyboard.type(`rea-${javaScript ? "on" : "off"}@example.test`);
+      await page.keyboard.press("Enter");
+      await page.locator(".flash-success").waitFor();
+      assert.match(await page.locator(".flash-success").innerText(), /Your details were saved/);
+      assert.equal(await page.locator("#field-fullName").inputValue(), "Rea Der");
+      const [reader] = await t.db.select().from(users).where(eq(users.username, "reader"));
+      assert.equal(reader?.email, `rea-${javaScript ? "on" : "off"}@example.test`);
       if (!javaScript) await screenshot(page, "account-reader");
       await context.close();
     });

@@ -9,9 +9,10 @@ import type { Db } from "../../db/client.ts";
 import { createApiToken, listApiTokens, revokeApiToken } from "../../services/api-tokens.ts";
 import { PERMISSIONS } from "../../services/permissions.ts";
 import { assignmentsOf } from "../../services/roles.ts";
-import { getUser, groupsOfUser, type UserDetails } from "../../services/users.ts";
+import { getUser, groupsOfUser, type UserDetails, updateAccount } from "../../services/users.ts";
 import { redirectAfterPost } from "../flash.ts";
 import { type FieldErrors, parseForm } from "../forms/form.ts";
+import { accountSchema } from "../forms/users.ts";
 import { loaded } from "../loaders.ts";
 import { render } from "../render.ts";
 import { actorOf, positiveId, redirectWithError } from "../request-helpers.ts";
@@ -38,6 +39,8 @@ function expiresAtOf(expiry: z.infer<typeof tokenFormSchema>["expiry"]): Date | 
 
 interface TokenPageOptions {
   status?: number;
+  /** The profile form (internal users) submitted with errors. */
+  profile?: { errors: FieldErrors; values: Record<string, string> };
   errors?: FieldErrors;
   values?: Record<string, string>;
   /** The token just created, shown this once. */
@@ -73,6 +76,13 @@ export function accountHandlers({ db }: { db: Db }) {
         memberOf,
         assignments,
         mayUseApi,
+        errors: options.profile?.errors ?? {},
+        values: options.profile?.values ?? {
+          fullName: user.fullName,
+          email: user.email,
+          department: user.department,
+          phone: user.phone,
+        },
         ...(mayUseApi ? await tokensView(user, "/account/api-tokens", options) : {}),
       },
       { status: options.status ?? 200 },
@@ -135,6 +145,32 @@ export function accountHandlers({ db }: { db: Db }) {
 
   return {
     show: (req: Request, res: Response) => renderAccount(req, res),
+
+    /** An internal user's own details; an external user's belong to the directory (the service refuses). */
+    async updateProfile(req: Request, res: Response) {
+      const body = (req.body ?? {}) as Record<string, unknown>;
+      const values = Object.fromEntries(
+        ["fullName", "email", "department", "phone"].map((f) => [
+          f,
+          typeof body[f] === "string" ? body[f] : "",
+        ]),
+      );
+      const form = parseForm(accountSchema, req.body);
+      if (!form.ok) return renderAccount(req, res, { status: 422, profile: { errors: form.errors, values } });
+      const outcome = await updateAccount(db, actorOf(res), res.locals.currentUser?.id ?? 0, form.data);
+      if (!outcome.ok) {
+        return renderAccount(req, res, {
+          status: 422,
+          profile: { errors: { [outcome.field]: outcome.message }, values },
+        });
+      }
+      redirectAfterPost(
+        req,
+        res,
+        "/account",
+        outcome.value.changed.length > 0 ? "Your details were saved." : "Nothing was changed.",
+      );
+    },
 
     async createOwnToken(req: Request, res: Response) {
       const owner = await getUser(db, res.locals.currentUser?.id ?? 0);
