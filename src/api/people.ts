@@ -148,6 +148,16 @@ const auditEntrySchema = z
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
+const day = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}$/, "Give a day as YYYY-MM-DD.")
+  .refine(
+    (value) =>
+      !Number.isNaN(Date.parse(`${value}T00:00:00Z`)) &&
+      new Date(`${value}T00:00:00Z`).toISOString().startsWith(value),
+    "Give a day that exists, as YYYY-MM-DD.",
+  );
+
 export async function userJson(deps: ApiDeps, user: UserDetails): Promise<z.infer<typeof userSchema>> {
   const [groups, assignments] = await Promise.all([
     groupsOfUser(deps.db, user.id),
@@ -570,6 +580,8 @@ export function peopleRoutes(deps: ApiDeps): ApiRoute[] {
           .default("")
           .describe("`user:12`, `group:3`, `directory:1`… or a name."),
         action: z.string().trim().max(100).default("").describe("An action such as `user.disable`."),
+        from: day.optional().describe("Only entries on or after this day (YYYY-MM-DD, UTC)."),
+        to: day.optional().describe("Only entries on or before this day (YYYY-MM-DD, UTC)."),
         limit: limitField.default(AUDIT_PAGE_SIZE),
         cursor: cursorField,
       }),
