@@ -90,7 +90,7 @@ for (const javaScript of [true, false]) {
         // The last page has no "Next page": focus goes to the results' status, not to the page's top.
         await page.locator("#list-status:focus").waitFor({ timeout: 5000 });
         await page.keyboard.press("Tab");
-        assert.match(await focusedLabel(page), /^Enable$/, "the next Tab continues from the results");
+        assert.match(await focusedLabel(page), /^Export as CSV/, "the next Tab continues from the results");
       }
 
       await page.goto(`${site.url}/users?q=${encodeURIComponent("ÉMILE")}`);
@@ -189,9 +189,11 @@ for (const javaScript of [true, false]) {
       await page.keyboard.press("Space");
       await tabTo(page, "Select browse-02");
       await page.keyboard.press("Space");
-      await page.keyboard.press("Shift+Tab");
-      await page.keyboard.press("Shift+Tab");
-      await tabTo(page, "Copy roles…");
+      // The bulk actions are above the table: back to them.
+      for (let i = 0; i < 20 && (await focusedLabel(page)) !== "Copy roles…"; i++) {
+        await page.keyboard.press("Shift+Tab");
+      }
+      assert.equal(await focusedLabel(page), "Copy roles…");
       await page.keyboard.press("Enter");
       await page.getByRole("heading", { level: 1, name: "Copy roles and assignments" }).waitFor();
       assert.match(await page.locator("main").innerText(), /Copying to 2 users: browse-01, browse-02/);
@@ -204,6 +206,7 @@ for (const javaScript of [true, false]) {
       const radio = page.getByRole("radio", { name: /template/ });
       await radio.waitFor();
       assert.equal(await page.getByRole("radio").count(), 1);
+      assert.match(await page.locator("#copy-sources").innerText(), /template.*\n?.*2 role assignments/);
       await tabTo(page, /^template/);
       await page.keyboard.press("Space");
       await tabTo(page, "Copy roles and assignments");
@@ -219,6 +222,57 @@ for (const javaScript of [true, false]) {
         assert.equal(rows.length, 2, name);
       }
       await assertNoAxeViolations(page);
+      await context.close();
+    });
+  });
+
+  describe(`sorting, page size, select all and export, by keyboard, with ${mode}`, () => {
+    test("sorts by a column, ticks every row, shows 25 rows a page and links the export", async () => {
+      const context = await newContext(browser, javaScript);
+      const page = await context.newPage();
+      await signIn(page, "/users?q=browse-");
+      await tabTo(page, /^Last activity/, 60);
+      await page.keyboard.press("Enter");
+      await page.waitForURL(/sort=-activity/);
+      await page.locator('th[aria-sort="descending"]', { hasText: "Last activity" }).waitFor();
+      assert.match(await page.locator("caption").innerText(), /by last activity, newest first/);
+      await assertNoAxeViolations(page);
+
+      if (javaScript) {
+        // Focus stayed on the sort link, in the header: the checkbox is a few stops back.
+        for (let i = 0; i < 10 && (await focusedLabel(page)) !== "Select all users on this page"; i++) {
+          await page.keyboard.press("Shift+Tab");
+        }
+        assert.equal(await focusedLabel(page), "Select all users on this page");
+        await page.keyboard.press("Space");
+      } else {
+        await tabTo(page, /^All: select all users/, 60);
+        await page.keyboard.press("Enter");
+        await page.waitForURL(/select=all/);
+      }
+      const boxes = page.locator('#user-rows input[type="checkbox"]');
+      assert.equal(await boxes.count(), 50);
+      assert.equal(await page.locator('#user-rows input[type="checkbox"]:checked').count(), 50);
+
+      await tabTo(page, "Rows per page", 250);
+      if (javaScript) {
+        await page.keyboard.press("ArrowUp");
+      } else {
+        await page.keyboard.press("ArrowUp");
+        await tabTo(page, "Show");
+        await page.keyboard.press("Enter");
+      }
+      await page.waitForURL(/size=25/);
+      await page.locator("#user-rows tr").nth(24).waitFor();
+      assert.equal(await page.locator("#user-rows tr").count(), 25);
+      assert.match(await page.locator("nav.pagination").innerText(), /Page 1 of 3/);
+      await assertNoAxeViolations(page);
+
+      const exportHref = await page.locator("#export-csv").getAttribute("href");
+      assert.equal(exportHref, "/users.csv?q=browse-&sort=-activity");
+      const csv = await page.request.get(`${site.url}${exportHref}`);
+      assert.match(csv.headers()["content-type"] ?? "", /^text\/csv/);
+      assert.equal((await csv.text()).split("\r\n").length, 1 + 60 + 1);
       await context.close();
     });
   });
