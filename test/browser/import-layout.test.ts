@@ -5,9 +5,12 @@
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
+import { eq, sql } from "drizzle-orm";
 import type { Page } from "playwright-core";
+import { importRuns } from "../../src/db/schema.ts";
 import { groupEntry, ldifEntry } from "../../src/dev/fixtures.ts";
 import { type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
+import { createRun } from "../../src/services/import/run-queue.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 import {
   assertNoAxeViolations,
@@ -21,7 +24,7 @@ import {
 } from "../helpers/browser.ts";
 import { makeDirectory, makeExternalUser } from "../helpers/console.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
-import { addDirectory, stableIdOf, withStableIds } from "../web/import-support.ts";
+import { addDirectory, runQueued, stableIdOf, testWorker, withStableIds } from "../web/import-support.ts";
 
 const BASE = "dc=example,dc=test";
 const USERS = 49;
@@ -148,4 +151,84 @@ describe("the import results fit the window", { skip }, () => {
       });
     }
   }
+});
+
+describe("the run page fits the window", { skip }, () => {
+  /** A run as the worker leaves it (its report lists 49 users with long DNs), and one still running. */
+  async function runs() {
+    const input = {
+      directory: { id: directoryId, name: "Example LDAP" },
+      actor: { id: null, name: "admin" },
+      query: "person",
+      selection: { mode: "query" as const, text: "person", kind: "users" as const },
+      copyRolesFrom: null,
+    };
+    const finished = await createRun(t.db, { ...input, total: USERS });
+    const worker = testWorker(t.db, t.config.encryptionKey);
+    await runQueued(worker);
+    await worker.stop();
+    const running = await createRun(t.db, { ...input, total: 2000 });
+    await t.db
+      .update(importRuns)
+      .set({
+        status: "running",
+        processed: 500,
+        created: 480,
+        updated: 12,
+        unchanged: 6,
+        skipped: 1,
+        failed: 1,
+        startedAt: sql`now() - interval '10 seconds'`,
+        heartbeatAt: sql`now() + interval '1 hour'`,
+      })
+      .where(eq(importRuns.id, running.id));
+    return { finished: finished.id, running: running.id };
+  }
+
+  test("a running and a finished run, at 1,280 and 390 px, scroll only down", async () => {
+    const ids = await runs();
+    try {
+      for (const width of [1280, 390]) {
+        const context = await newContext(site.browser, true);
+        const page = await context.newPage();
+        await page.setViewportSize({ width, height: 900 });
+        await signInByKeyboard(page, site.url, `/imports/${ids.running}`);
+        await page.getByText(/^Importing: 500 of 2,000 entries processed \(25%\)\./).waitFor();
+        assert.match(
+          await page.locator("#import-pace").innerText(),
+          /^\d+ entries a second · about \d+ (s|min)/,
+        );
+        const bar = await page.locator("progress.import-bar").boundingBox();
+        const main = await page.locator("#import-progress").boundingBox();
+        assert.ok(bar && main && bar.width >= main.width - 1, "the bar is as wide as its section");
+        assert.equal(
+          await page.evaluate(
+            () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+          ),
+          0,
+        );
+        if (shots) await page.screenshot({ path: `${shots}/run-running-${width}.png` });
+        await assertNoAxeViolations(page);
+
+        await page.goto(`${site.url}/imports/${ids.finished}`);
+        await page.getByText(/^Finished: 49 of 49 entries processed/).waitFor();
+        await page.locator("#import-duration").waitFor();
+        await page.locator("table.import-report").waitFor();
+        assert.equal(
+          await page.evaluate(
+            () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+          ),
+          0,
+        );
+        if (shots) await page.screenshot({ path: `${shots}/run-finished-${width}.png`, fullPage: true });
+        await assertNoAxeViolations(page);
+        await context.close();
+      }
+    } finally {
+      await t.db
+        .update(importRuns)
+        .set({ status: "cancelled", finishedAt: sql`now()` })
+        .where(eq(importRuns.id, ids.running));
+    }
+  });
 });
