@@ -146,7 +146,10 @@ describe("importing from Active Directory (Samba AD DC)", { skip: adSkip }, () =
         rowsOf(john.text).map((row) => row.name),
         ["jsmith"],
       );
-      assert.match(text(john.text), /jsmith User John Smith ?jsmith@example\.test CN=Smith\\, John, ?OU=Staff/);
+      assert.match(
+        text(john.text),
+        /jsmith User John Smith ?jsmith@example\.test CN=Smith\\, John, ?OU=Staff/,
+      );
       assert.deepEqual(await names("R&D, Europe", "groups"), ["R&D, Europe"]);
       const disabled = await names("(&(department=Sales)(userAccountControl:1.2.840.113556.1.4.803:=2))");
       assert.deepEqual(disabled, ["carol"]);

@@ -45,10 +45,9 @@ describe("response headers", () => {
     await ensureUser("admin");
     const { agent } = await signedInAgent(t.app, "admin");
     const page = await agent.get("/settings/audit-log").expect(200);
-    const fragment = await asFragment(
-      agent.get("/settings/audit-log?page=1"),
-      "section#audit-log",
-    ).expect(200);
+    const fragment = await asFragment(agent.get("/settings/audit-log?page=1"), "section#audit-log").expect(
+      200,
+    );
     assert.match(fragment.text, /^\s*<section id="audit-log"/, "the fragment, not the page");
     for (const res of [page, fragment]) {
       assert.equal(res.headers["cache-control"], "no-store");
