@@ -70,10 +70,12 @@ export function createApi(deps: ApiDeps): Api {
       if (!hasCookie(req, deps.sessionCookie)) return answer(req, res, next);
       return next();
     }
+    // Called outside Express's own promise handling: a failure (the database unreachable) must be
+    // answered here, or the request would hang and the rejection go unhandled.
     authenticate(req, res, (err?: unknown) => {
       if (err) return apiErrorHandler(err, req, res, next);
       answer(req, res, next);
-    });
+    }).catch((err: unknown) => apiErrorHandler(err, req, res, next));
   };
   return {
     bearer,
