@@ -29,6 +29,7 @@ import {
   actorOf,
   errorsOf,
   idParam,
+  linkIsGone,
   manyIds,
   queryText,
   redirectWithError,
@@ -75,6 +76,17 @@ export function roleHandlers({ db }: { db: Db }) {
       return `/role-copies/new?${params}`;
     };
     const near = (offset: number) => (number === null ? null : number + offset);
+    const pagination = {
+      firstHref: page.previous ? href() : null,
+      previousHref: page.previous ? href({ before: encodeCursor(page.previous), page: near(-1) }) : null,
+      nextHref: page.next ? href({ after: encodeCursor(page.next), page: near(1) }) : null,
+      pageText:
+        !page.previous && !page.next
+          ? ""
+          : number !== null
+            ? `Page ${number} of ${pages === null ? "many" : pages.toLocaleString("en")}`
+            : "",
+    };
     const data = {
       title: "Copy roles and assignments",
       targets,
@@ -86,17 +98,13 @@ export function roleHandlers({ db }: { db: Db }) {
       })),
       total,
       totalText: `${total.toLocaleString("en")}${atLeast ? "+" : ""}`,
-      pagination: {
-        firstHref: page.previous ? href() : null,
-        previousHref: page.previous ? href({ before: encodeCursor(page.previous), page: near(-1) }) : null,
-        nextHref: page.next ? href({ after: encodeCursor(page.next), page: near(1) }) : null,
-        pageText:
-          !page.previous && !page.next
-            ? ""
-            : number !== null
-              ? `Page ${number} of ${pages === null ? "many" : pages.toLocaleString("en")}`
-              : "",
-      },
+      pagination,
+      // The page link pressed (with htmx) is gone from the new page: focus the status, not the page's top.
+      focusStatus: linkIsGone(req, {
+        "sources-first": pagination.firstHref !== null,
+        "sources-previous": pagination.previousHref !== null,
+        "sources-next": pagination.nextHref !== null,
+      }),
       chosen: typeof chosen === "string" ? chosen : "",
       errors,
       ...viewHelpers,
