@@ -34,7 +34,7 @@ import { toExternalSchema } from "../web/forms/users.ts";
 import type { ApiDeps } from "./deps.ts";
 import { cursorField, limitField, pageSchema, sendPage } from "./paging.ts";
 import { ApiProblem, invalid, notFound, problemSchema } from "./problem.ts";
-import { type ApiRoute, idParam, route } from "./registry.ts";
+import { type ApiRoute, idParam, MAX_ID, route } from "./registry.ts";
 
 const common = {
   401: { description: "No valid API token or session.", schema: problemSchema },
@@ -274,7 +274,9 @@ export function peopleRoutes(deps: ApiDeps): ApiRoute[] {
         tag,
         permission: PERMISSIONS.manageUsers,
         params,
-        body: assignmentSchema.meta({ id: "NewRoleAssignment" }),
+        body: assignmentSchema
+          .extend({ roleId: assignmentSchema.shape.roleId.max(MAX_ID, "Choose a role.") })
+          .meta({ id: "NewRoleAssignment" }),
         responses: {
           201: { description: "Given.", schema: z.object({ created: z.literal(true), role: z.string() }) },
           200: {
@@ -393,7 +395,9 @@ export function peopleRoutes(deps: ApiDeps): ApiRoute[] {
             throw invalid(Object.fromEntries(form.error.issues.map((i) => [i.path.join("."), i.message])));
           unwrap(await convertToInternal(db, actor, user.id, form.data.password));
         } else {
-          const form = toExternalSchema.safeParse(req.body ?? {});
+          const form = toExternalSchema
+            .extend({ directoryId: toExternalSchema.shape.directoryId.max(MAX_ID, "Choose a directory.") })
+            .safeParse(req.body ?? {});
           if (!form.success)
             throw invalid({ directoryId: form.error.issues[0]?.message ?? "Choose a directory." });
           unwrap(await convertToExternal(directoryDeps, actor, user.id, form.data.directoryId));
@@ -434,7 +438,10 @@ export function peopleRoutes(deps: ApiDeps): ApiRoute[] {
       body: z
         .object({
           from: z.string().describe("`user:12` or `group:3`."),
-          to: z.array(z.number().int().positive()).min(1, "Choose at least one user to copy to.").max(500),
+          to: z
+            .array(z.number().int().positive().max(MAX_ID, "There is no user with this id."))
+            .min(1, "Choose at least one user to copy to.")
+            .max(500),
         })
         .meta({ id: "RoleCopy" }),
       responses: {

@@ -61,8 +61,11 @@ export function route<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodT
   return spec as unknown as ApiRoute;
 }
 
+/** The largest id PostgreSQL's integer columns hold: a larger one can't name anything. */
+export const MAX_ID = 2_147_483_647;
+
 /** An id in a path: anything else answers 404 (there is no such thing), as the pages do. */
-export const idParam = z.coerce.number().int().positive().max(2_147_483_647);
+export const idParam = z.coerce.number().int().positive().max(MAX_ID);
 
 export function expressPath(path: string): string {
   return path.replace(/\{(\w+)\}/g, ":$1");

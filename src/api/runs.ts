@@ -35,7 +35,7 @@ import { reviewForm } from "../web/forms/synchronization.ts";
 import type { ApiDeps } from "./deps.ts";
 import { cursorField, decodeOffset, encodeOffset, limitField, pageSchema, sendPage } from "./paging.ts";
 import { ApiProblem, invalid, notFound, problemSchema } from "./problem.ts";
-import { type ApiRoute, idParam, route } from "./registry.ts";
+import { type ApiRoute, idParam, MAX_ID, route } from "./registry.ts";
 
 export const runSchema = z
   .object({
@@ -146,7 +146,11 @@ const entrySpec = z.union([
 
 const startImportSchema = z
   .object({
-    directoryId: z.number({ message: "Choose the directory to import from." }).int().positive(),
+    directoryId: z
+      .number({ message: "Choose the directory to import from." })
+      .int()
+      .positive()
+      .max(MAX_ID, "There is no directory with this id."),
     query: z
       .object({
         text: z
@@ -185,7 +189,12 @@ const startImportSchema = z
 
 const runParams = z.object({ runId: idParam });
 const listQuery = z.object({
-  directoryId: z.coerce.number().int().positive().optional(),
+  directoryId: z.coerce
+    .number()
+    .int()
+    .positive()
+    .max(MAX_ID, "There is no directory with this id.")
+    .optional(),
   limit: limitField,
   cursor: cursorField,
 });
@@ -380,7 +389,11 @@ export function runRoutes(deps: ApiDeps): ApiRoute[] {
       permission: PERMISSIONS.manageUsers,
       body: z
         .object({
-          directoryId: z.number({ message: "Choose the directory to synchronize." }).int().positive(),
+          directoryId: z
+            .number({ message: "Choose the directory to synchronize." })
+            .int()
+            .positive()
+            .max(MAX_ID, "There is no directory with this id."),
           full: z.boolean().default(false).describe("Read every entry, not only what changed."),
         })
         .meta({ id: "StartSynchronization" }),
@@ -493,7 +506,7 @@ async function listRunsOf(
   cursor: string | undefined,
 ): Promise<{ runs: ImportRun[]; next: string | null }> {
   const before = decodeOffset(cursor);
-  if (before === null) throw invalid({ cursor: "This cursor is not one Roster gave." });
+  if (before === null || before > MAX_ID) throw invalid({ cursor: "This cursor is not one Roster gave." });
   const conditions: SQL[] = [eq(importRuns.kind, kind)];
   if (filter.directoryId !== undefined) conditions.push(eq(importRuns.directoryId, filter.directoryId));
   if (before > 0) conditions.push(lt(importRuns.id, before));

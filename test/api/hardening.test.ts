@@ -1,13 +1,17 @@
 /**
  * The API under failure and hostile input: every answer is a problem+json, never a hung request
- * or a crash.
+ * or a crash, and an id PostgreSQL can't hold is refused as invalid input.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { sql } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import supertest from "supertest";
+import { users } from "../../src/db/schema.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 import { bearer, tokenFor } from "./support.ts";
+
+/** Past PostgreSQL's integer: ids are 32-bit there. */
+const HUGE = 3_000_000_000;
 
 function assertProblem(res: supertest.Response, status: number, what: string) {
   assert.equal(res.status, status, `${what}: ${res.status} ${res.text}`);
@@ -18,10 +22,14 @@ function assertProblem(res: supertest.Response, status: number, what: string) {
 describe("API hardening", () => {
   let t: TestApp;
   let auth: Record<string, string>;
+  let adminId: number;
+  let bobId: number;
 
   before(async () => {
     t = await createTestApp();
     const admin = await createUser(t.db, { username: "admin", role: "server_admin" });
+    adminId = admin.id;
+    bobId = (await createUser(t.db, { username: "bob" })).id;
     auth = bearer((await tokenFor(t.db, admin)).token);
   });
   after(() => t.close());
@@ -36,5 +44,36 @@ describe("API hardening", () => {
       await t.db.execute(sql`alter table api_tokens_away rename to api_tokens`);
     }
     await supertest(t.app).get("/api/v1/me").set(auth).expect(200);
+  });
+
+  test("an id too large for the database is invalid input (422), not a 500", async () => {
+    const writes: [string, Record<string, unknown>, string][] = [
+      ["/api/v1/imports", { directoryId: HUGE, query: { text: "alice" } }, "directoryId"],
+      ["/api/v1/synchronizations", { directoryId: HUGE }, "directoryId"],
+      ["/api/v1/role-copies", { from: `user:${adminId}`, to: [HUGE] }, "to.0"],
+      [`/api/v1/users/${bobId}/role-assignments`, { roleId: HUGE }, "roleId"],
+      [`/api/v1/users/${bobId}/conversion`, { directoryId: HUGE }, "directoryId"],
+    ];
+    for (const [path, body, field] of writes) {
+      const res = await supertest(t.app).post(path).set(auth).send(body);
+      assertProblem(res, 422, `POST ${path}`);
+      assert.ok(res.body.errors?.[field], `POST ${path} names ${field}: ${res.text}`);
+    }
+    for (const path of ["/api/v1/imports", "/api/v1/synchronizations"]) {
+      const res = await supertest(t.app).get(path).query({ directoryId: HUGE }).set(auth);
+      assertProblem(res, 422, `GET ${path}?directoryId=${HUGE}`);
+      assert.ok(res.body.errors?.directoryId);
+    }
+    const [bob] = await t.db.select().from(users).where(eq(users.id, bobId));
+    assert.equal(bob?.kind, "internal", "nothing changed");
+  });
+
+  test("a runs cursor holding an id too large for the database is refused as not Roster's", async () => {
+    const cursor = Buffer.from(JSON.stringify({ o: HUGE }), "utf8").toString("base64url");
+    for (const path of ["/api/v1/imports", "/api/v1/synchronizations"]) {
+      const res = await supertest(t.app).get(path).query({ cursor }).set(auth);
+      assertProblem(res, 422, `GET ${path} with a crafted cursor`);
+      assert.ok(res.body.errors?.cursor);
+    }
   });
 });
