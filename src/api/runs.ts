@@ -243,33 +243,35 @@ export function runRoutes(deps: ApiDeps): ApiRoute[] {
       const { runs, next } = await listRunsOf(db, kind, query, query.cursor);
       return { body: sendPage(req, res, runs.map(runJson), next) };
     };
-  const entries = async ({
-    req,
-    res,
-    params,
-    query,
-  }: {
-    req: Request;
-    res: import("express").Response;
-    params: { runId: number };
-    query: z.infer<typeof entriesQuery>;
-  }) => {
-    await loadRun(params.runId);
-    const offset = decodeOffset(query.cursor);
-    if (offset === null) throw invalid({ cursor: "This cursor is not one Roster gave." });
-    const report = await listRunEntries(db, params.runId, {
-      outcomes: query.outcome ? [query.outcome] : [...OUTCOMES],
-      limit: query.limit,
-      offset,
-    });
-    const end = offset + report.entries.length;
-    return {
-      body: {
-        ...sendPage(req, res, report.entries, end < report.total ? encodeOffset(end) : null),
-        total: report.total,
-      },
+  const entries =
+    (kind: ImportRun["kind"]) =>
+    async ({
+      req,
+      res,
+      params,
+      query,
+    }: {
+      req: Request;
+      res: import("express").Response;
+      params: { runId: number };
+      query: z.infer<typeof entriesQuery>;
+    }) => {
+      await loadRun(params.runId, kind);
+      const offset = decodeOffset(query.cursor);
+      if (offset === null) throw invalid({ cursor: "This cursor is not one Roster gave." });
+      const report = await listRunEntries(db, params.runId, {
+        outcomes: query.outcome ? [query.outcome] : [...OUTCOMES],
+        limit: query.limit,
+        offset,
+      });
+      const end = offset + report.entries.length;
+      return {
+        body: {
+          ...sendPage(req, res, report.entries, end < report.total ? encodeOffset(end) : null),
+          total: report.total,
+        },
+      };
     };
-  };
 
   return [
     route({
@@ -376,7 +378,7 @@ export function runRoutes(deps: ApiDeps): ApiRoute[] {
         ...common,
         ...runNotFound,
       },
-      handler: entries,
+      handler: entries("import"),
     }),
     route({
       method: "post",
@@ -457,7 +459,7 @@ export function runRoutes(deps: ApiDeps): ApiRoute[] {
         ...common,
         ...runNotFound,
       },
-      handler: entries,
+      handler: entries("synchronization"),
     }),
     route({
       method: "post",

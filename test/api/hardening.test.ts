@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { eq, sql } from "drizzle-orm";
 import supertest from "supertest";
-import { users } from "../../src/db/schema.ts";
+import { importRuns, users } from "../../src/db/schema.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 import { bearer, tokenFor } from "./support.ts";
 
@@ -75,5 +75,40 @@ describe("API hardening", () => {
       assertProblem(res, 422, `GET ${path} with a crafted cursor`);
       assert.ok(res.body.errors?.cursor);
     }
+  });
+
+  test("a run's report is found under its own kind only, as the run itself is", async () => {
+    const [sync] = await t.db
+      .insert(importRuns)
+      .values({
+        kind: "synchronization",
+        directoryName: "Gone",
+        actorName: "admin",
+        selection: { mode: "synchronize" },
+        status: "succeeded",
+      })
+      .returning();
+    const [imported] = await t.db
+      .insert(importRuns)
+      .values({
+        directoryName: "Gone",
+        actorName: "admin",
+        selection: { mode: "query", text: "x", kind: "both" },
+        status: "succeeded",
+      })
+      .returning();
+    await supertest(t.app).get(`/api/v1/synchronizations/${sync?.id}/entries`).set(auth).expect(200);
+    await supertest(t.app).get(`/api/v1/imports/${imported?.id}/entries`).set(auth).expect(200);
+    await supertest(t.app).get(`/api/v1/imports/${sync?.id}`).set(auth).expect(404);
+    assertProblem(
+      await supertest(t.app).get(`/api/v1/imports/${sync?.id}/entries`).set(auth),
+      404,
+      "a synchronization's report under /imports",
+    );
+    assertProblem(
+      await supertest(t.app).get(`/api/v1/synchronizations/${imported?.id}/entries`).set(auth),
+      404,
+      "an import's report under /synchronizations",
+    );
   });
 });
