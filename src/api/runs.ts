@@ -8,7 +8,7 @@ import { z } from "zod";
 import type { Db } from "../db/client.ts";
 import { importRuns } from "../db/schema.ts";
 import { dnEquals, parseDn } from "../ldap/dn.ts";
-import { type Directory, getDirectory } from "../services/directories.ts";
+import { type Directory, getDirectory, mappingOf } from "../services/directories.ts";
 import { findRoleSources, resolveRoleSource } from "../services/import/role-sources.ts";
 import {
   createRun,
@@ -17,7 +17,7 @@ import {
   listRunEntries,
   requestCancellation,
 } from "../services/import/run-queue.ts";
-import { searchDirectory } from "../services/import/search.ts";
+import { planSearch, searchDirectory } from "../services/import/search.ts";
 import { describeEntries, MAX_CHOSEN_ENTRIES } from "../services/import/selection.ts";
 import {
   IMPORT_KINDS,
@@ -296,6 +296,12 @@ export function runRoutes(deps: ApiDeps): ApiRoute[] {
       handler: async ({ body, actor }) => {
         const directory = await getDirectory(db, body.directoryId);
         if (!directory) throw invalid({ directoryId: "There is no directory with this id." });
+        if (body.query) {
+          // As the import page, which offers "all matches" only of a search that ran: a malformed
+          // filter is refused now, not queued as a run bound to fail.
+          const plan = planSearch(mappingOf(directory), body.query.text, body.query.kind);
+          if (!plan.ok) throw invalid({ "query.text": plan.message });
+        }
         const copyFrom = body.copyRolesFrom ? await roleSourceOf(db, body.copyRolesFrom) : null;
         const chosen = body.query
           ? {

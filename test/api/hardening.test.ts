@@ -8,6 +8,7 @@ import { eq, sql } from "drizzle-orm";
 import supertest from "supertest";
 import { importRuns, users } from "../../src/db/schema.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
+import { makeDirectory } from "../helpers/console.ts";
 import { bearer, tokenFor } from "./support.ts";
 
 /** Past PostgreSQL's integer: ids are 32-bit there. */
@@ -110,5 +111,17 @@ describe("API hardening", () => {
       404,
       "an import's report under /synchronizations",
     );
+  });
+
+  test("an import of every match of a malformed filter is refused (422) before a run is queued", async () => {
+    const directory = await makeDirectory(t.db);
+    const before = await t.db.select().from(importRuns);
+    const res = await supertest(t.app)
+      .post("/api/v1/imports")
+      .set(auth)
+      .send({ directoryId: directory.id, query: { text: "(uid=alice" } });
+    assertProblem(res, 422, "POST /imports with a malformed filter");
+    assert.match(res.body.errors?.["query.text"] ?? "", /LDAP filter is not valid/);
+    assert.equal((await t.db.select().from(importRuns)).length, before.length, "no run queued");
   });
 });
