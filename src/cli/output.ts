@@ -1,4 +1,5 @@
 /** Plain-text output: aligned columns for people, RFC 4180 CSV for spreadsheets. */
+import { csvCell } from "../web/csv.ts";
 
 export function printTable(
   head: string[],
@@ -21,8 +22,7 @@ export function printTable(
   for (const row of rows) write(line(row));
 }
 
+/** A CSV line without its line break, cells written as the console's CSV downloads write them. */
 export function csvLine(cells: string[]): string {
-  return cells
-    .map((cell) => (/[",\r\n]/.test(cell) || /^[=+\-@]/.test(cell) ? `"${cell.replace(/"/g, '""')}"` : cell))
-    .join(",");
+  return cells.map(csvCell).join(",");
 }
