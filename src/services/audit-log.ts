@@ -1,6 +1,6 @@
 import { type SQL, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../db/client.ts";
-import { nameKey, normalizeName } from "./names.ts";
+import { isTimestampText, nameKey, normalizeName } from "./names.ts";
 
 /** What each recorded action means, for the filter and the log's wording. */
 export const AUDIT_ACTIONS: Record<string, string> = {
@@ -117,7 +117,7 @@ export function decodeAuditCursor(text: unknown): AuditCursor | null {
   try {
     const value: unknown = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
     if (!Array.isArray(value) || typeof value[0] !== "string" || !Number.isSafeInteger(value[1])) return null;
-    if (!/^\d{4}-\d\d-\d\d[ T][\d:.]+([+-]\d\d(:?\d\d)?|Z)?$/.test(value[0])) return null;
+    if (!isTimestampText(value[0])) return null;
     return { at: value[0], id: value[1] };
   } catch {
     return null;

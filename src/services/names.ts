@@ -98,3 +98,23 @@ export function usernameProblem(username: string): string | null {
   }
   return null;
 }
+
+const TIMESTAMP_TEXT =
+  /^(\d{4})-(\d\d)-(\d\d)[ T]([01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?(?:[+-]\d\d(?::?\d\d)?|Z)?$/;
+
+/**
+ * Whether a timestamp read back from a page link (a list cursor) is one PostgreSQL accepts: a real
+ * date and time, so a hand-edited link gets the first page rather than a database error.
+ */
+export function isTimestampText(text: string): boolean {
+  const match = TIMESTAMP_TEXT.exec(text);
+  if (!match) return false;
+  const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return year >= 1 && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+}
+
+/** Whether text can be sent to PostgreSQL as text at all (it has no NUL character). */
+export function isStorableText(text: string): boolean {
+  return !text.includes("\u0000");
+}

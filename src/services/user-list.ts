@@ -1,6 +1,6 @@
 import { type SQL, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../db/client.ts";
-import { likePattern } from "./names.ts";
+import { isStorableText, isTimestampText, likePattern } from "./names.ts";
 import { patternLiteral, searchReachesEmails, userSearchCondition } from "./user-search.ts";
 
 /**
@@ -110,8 +110,6 @@ export function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify(parts), "utf8").toString("base64url");
 }
 
-const TIMESTAMP_TEXT = /^\d{4}-\d\d-\d\d[ T][\d:.]+([+-]\d\d(:?\d\d)?|Z)?$/;
-
 export function decodeCursor(text: unknown): Cursor | null {
   if (typeof text !== "string" || text === "" || text.length > 2000) return null;
   try {
@@ -119,8 +117,9 @@ export function decodeCursor(text: unknown): Cursor | null {
     if (!Array.isArray(value) || typeof value[0] !== "string" || (value[1] !== 0 && value[1] !== 1))
       return null;
     const [key, rank, part = 0, at = null] = value as [string, 0 | 1, unknown, unknown];
+    if (!isStorableText(key)) return null;
     if (!Number.isSafeInteger(part) || (part as number) < 0 || (part as number) > 10_000) return null;
-    if (at !== null && (typeof at !== "string" || !TIMESTAMP_TEXT.test(at))) return null;
+    if (at !== null && (typeof at !== "string" || !isTimestampText(at))) return null;
     return { key, rank, part: part as number, value: at as string | null };
   } catch {
     return null;

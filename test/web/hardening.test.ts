@@ -158,3 +158,38 @@ describe("sign-in throttling", () => {
     );
   });
 });
+
+describe("hand-edited links and forms", () => {
+  const cursor = (parts: unknown[]) => Buffer.from(JSON.stringify(parts), "utf8").toString("base64url");
+
+  test("a list cursor naming an impossible time or holding a NUL character gets the first page, not a 500", async () => {
+    await ensureUser("admin");
+    const { agent } = await signedInAgent(t.app, "admin");
+    const audit = await agent
+      .get(`/settings/audit-log?before=${cursor(["2026-99-99 99:99", 1])}`)
+      .expect(200);
+    assert.match(audit.text, /<h1[^>]*>Audit log<\/h1>/);
+    await agent.get(`/settings/audit-log?after=${cursor(["2026-02-30 10:00:00+00", 1])}`).expect(200);
+    const list = await agent.get(`/users?after=${cursor(["a\u0000b", 0])}`).expect(200);
+    assert.match(list.text, /<h1>Users and groups<\/h1>/);
+    await agent.get(`/users?sort=activity&after=${cursor(["a", 0, 1, "2026-13-01 00:00"])}`).expect(200);
+  });
+
+  test("a role or directory id past the database's integers is refused beside the field, not a 500", async () => {
+    await ensureUser("admin");
+    await ensureUser("someone");
+    const { agent, csrf } = await signedInAgent(t.app, "admin");
+    const [someone] = await t.db.select().from(users).where(eq(users.username, "someone"));
+    assert.ok(someone);
+    const role = await agent
+      .post(`/users/${someone.id}/role-assignments`)
+      .type("form")
+      .send({ _csrf: csrf, roleId: "99999999999", scope: "global" });
+    assert.ok(role.status < 500, `role assignment answered ${role.status}`);
+    const conversion = await agent
+      .post(`/users/${someone.id}/conversion`)
+      .type("form")
+      .send({ _csrf: csrf, directoryId: "99999999999" });
+    assert.ok(conversion.status < 500, `conversion answered ${conversion.status}`);
+  });
+});

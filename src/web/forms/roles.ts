@@ -20,7 +20,11 @@ export const roleSchema = z.object({
 
 /** A role given to a user or a group, optionally for a scope. */
 export const assignmentSchema = z.object({
-  roleId: z.coerce.number({ message: "Choose a role." }).int().positive("Choose a role."),
+  roleId: z.coerce
+    .number({ message: "Choose a role." })
+    .int()
+    .positive("Choose a role.")
+    .max(2_147_483_647, "Choose a role."),
   scope: z
     .string()
     .trim()

@@ -32,5 +32,9 @@ export const selectionSchema = z.object({
 
 /** Converting an internal user to an external one of a directory. */
 export const toExternalSchema = z.object({
-  directoryId: z.coerce.number({ message: "Choose a directory." }).int().positive("Choose a directory."),
+  directoryId: z.coerce
+    .number({ message: "Choose a directory." })
+    .int()
+    .positive("Choose a directory.")
+    .max(2_147_483_647, "Choose a directory."),
 });
