@@ -550,13 +550,9 @@ class MemberResolver {
       [...pending.values()].map((member) => member.rdnValue),
     );
     const entries = await this.search(parent, rdns, "one", ["objectClass"]);
-    for (const entry of entries) {
-      const key = byValue.get(entry.dn)?.key ?? this.dns.parse(entry.dn)?.key;
-      const member = key === undefined ? undefined : pending.get(key);
-      if (member === undefined || key === undefined) continue;
-      pending.delete(key);
+    this.takeFound(entries, pending, byValue, (entry, member) => {
       batch.unresolved.push({ value: member.value, ...this.whatIs(entry, searchable) });
-    }
+    });
   }
 
   private whatIs(entry: Entry, searchable: boolean): { kind: MemberKind; reason: string } {
@@ -613,15 +609,24 @@ class MemberResolver {
     batch: MemberBatch,
     kind: "user" | "group",
   ): Map<string, RdnMember> {
+    this.takeFound(entries, pending, byValue, (entry, member) => this.add(entry, kind, batch, member.value));
+    return pending;
+  }
+
+  /** Matches entries back to the pending members they answer (by DN), taking each out of `pending`. */
+  private takeFound(
+    entries: Entry[],
+    pending: Map<string, RdnMember>,
+    byValue: ReadonlyMap<string, RdnMember>,
+    found: (entry: Entry, member: RdnMember) => void,
+  ): void {
     for (const entry of entries) {
-      const spelled = byValue.get(entry.dn);
-      const key = spelled?.key ?? this.dns.parse(entry.dn)?.key;
+      const key = byValue.get(entry.dn)?.key ?? this.dns.parse(entry.dn)?.key;
       const member = key === undefined ? undefined : pending.get(key);
       if (member === undefined || key === undefined) continue;
       pending.delete(key);
-      this.add(entry, kind, batch, member.value);
+      found(entry, member);
     }
-    return pending;
   }
 
   private add(entry: Entry, kind: "user" | "group", batch: MemberBatch, value: string): void {

@@ -82,24 +82,15 @@ export async function forEachConcurrently<T>(
   limit: number,
   work: (item: T) => Promise<void>,
 ): Promise<void> {
-  const running = new Set<Promise<void>>();
-  const failures: unknown[] = [];
+  const pool = new WorkPool(limit);
   try {
-    for await (const item of source) {
-      while (running.size >= limit && failures.length === 0) await Promise.race(running);
-      if (failures.length > 0) break;
-      // Settles without rejecting: a failure is kept for the reader, never left unhandled.
-      const task: Promise<void> = work(item)
-        .catch((err: unknown) => {
-          failures.push(err);
-        })
-        .finally(() => running.delete(task));
-      running.add(task);
-    }
-  } finally {
-    await Promise.all(running);
+    for await (const item of source) await pool.add(() => work(item));
+  } catch (err) {
+    // The source failed (or a work did, and stopped the reading): the works started still end first.
+    await pool.settle();
+    throw err;
   }
-  if (failures.length > 0) throw failures[0];
+  await pool.drain();
 }
 
 /**
@@ -124,9 +115,15 @@ export class WorkPool {
     this.running.add(task);
   }
 
+  /** Waits for every started work to end; throws the first failure. */
   async drain(): Promise<void> {
-    await Promise.all(this.running);
+    await this.settle();
     if (this.failures.length > 0) throw this.failures[0];
+  }
+
+  /** Waits for every started work to end, failed or not. */
+  async settle(): Promise<void> {
+    await Promise.all(this.running);
   }
 }
 
