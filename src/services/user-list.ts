@@ -5,7 +5,7 @@ import { patternLiteral, searchReachesEmails, userSearchCondition } from "./user
 
 /**
  * The Users application's one list of users and groups: filtered by kind, searched
- * case-insensitively, sorted by name and paged by keyset (never OFFSET), fast at 100k users.
+ * case-insensitively, sorted by name and paged by keyset (never OFFSET), fast at 1,000,000 users.
  */
 
 export const LIST_FILTERS = [
@@ -61,14 +61,32 @@ export interface ListEntry {
 export type ListCounts = Record<ListFilter, number> & {
   /** Counts that are lower bounds: a search matched more rows than it collects (DENSE_MATCHES). */
   atLeast: Record<ListFilter, boolean>;
+  /** Counts that are the database's estimates: more rows than COUNT_LIMIT, which an exact count would cost. */
+  about: Record<ListFilter, boolean>;
 };
 
-/** A count as shown beside a filter: a lower bound is rounded down to two digits and gets a "+". */
+/**
+ * Without a search, rows are counted exactly up to this many per table and kind; past it the counts
+ * are PostgreSQL's own estimates (pg_class, pg_stats), as counting a million rows costs ~300 ms.
+ */
+export const COUNT_LIMIT = 10_000;
+
+/**
+ * A count as shown beside a filter: a lower bound is rounded down to two digits and gets a "+", an
+ * estimate is rounded to two digits and says "about".
+ */
 export function formatCount(counts: ListCounts, filter: ListFilter): string {
   const n = counts[filter];
+  if (counts.about[filter]) return `about ${roundEstimate(n).toLocaleString("en")}`;
   if (!counts.atLeast[filter]) return n.toLocaleString("en");
   const unit = 10 ** Math.max(0, Math.floor(Math.log10(Math.max(n, 1))) - 1);
   return `${(Math.floor(n / unit) * unit).toLocaleString("en")}+`;
+}
+
+/** An estimate to two significant digits: its other digits would claim a precision it doesn't have. */
+export function roundEstimate(n: number): number {
+  const unit = 10 ** Math.max(0, Math.floor(Math.log10(Math.max(n, 1))) - 1);
+  return Math.round(n / unit) * unit;
 }
 
 /** Where a page starts: the sort key of the row before it (or after it, going back). */
@@ -288,8 +306,7 @@ export interface ListQueryOptions {
  * are merged.
  *
  * Without a search, each table's key index (for internal users, their own partial index) is walked
- * in order; internal rows are counted on that index and external ones are the table's total less
- * those, both index-only scans. With one, each table's matches are collected first, up to
+ * in order, and the counts are exact up to COUNT_LIMIT, estimates past it (tableCounts). With one, each table's matches are collected first, up to
  * DENSE_MATCHES + 1 — MATERIALIZED, so the planner can't trade the trigram index for a walk along
  * the name index that may pass most of the table before it finds a match. When the collection is complete it is
  * counted and sorted; when it overflowed, the walk is the right plan after all, and a gate (a
@@ -341,15 +358,7 @@ export function listQuery(
         ];
       });
     if (pattern === null) {
-      if (options.counts !== false) {
-        // Internal rows are counted on their own index (once); external ones are the rest of the table.
-        const internal = sql.raw(`${table.name}_internal`);
-        ctes.push(sql`${internal} as (select count(*)::int as n from ${from} where ${kindIs("internal")})`);
-        counts.push(sql`(select n from ${internal}) as ${countColumn(table, "internal")}`);
-        counts.push(
-          sql`(select count(*)::int from ${from}) - (select n from ${internal}) as ${countColumn(table, "external")}`,
-        );
-      }
+      if (options.counts !== false) counts.push(...tableCounts(table));
       if (table.shown) parts.push(...runs(from, table.key, sql`true`));
       continue;
     }
@@ -389,6 +398,30 @@ export function listQuery(
 }
 
 const KINDS = ["internal", "external"] as const;
+
+/**
+ * Without a search: a table's rows and its internal rows counted up to COUNT_LIMIT + 1 (index-only
+ * scans that stop there; internal users on their partial index), and PostgreSQL's estimates for
+ * when there are more: the table's rows at its last ANALYZE scaled to its size now (as the planner
+ * scales them), and the share of internal rows in its statistics.
+ */
+function tableCounts(table: Table): SQL[] {
+  const from = sql.raw(table.name);
+  const capped = sql.raw(String(COUNT_LIMIT + 1));
+  const column = (suffix: string) => sql.raw(`${table.name}_${suffix}`);
+  return [
+    sql`(select count(*)::int from (select 1 from ${from} limit ${capped}) as s) as ${column("total")}`,
+    sql`(select count(*)::int from (select 1 from ${from} where ${kindIs("internal")} limit ${capped}) as s)
+      as ${column("internal")}`,
+    sql`(select case when c.reltuples < 0 then null when c.relpages = 0 then c.reltuples::float8
+          else c.reltuples::float8 / c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::int) end
+        from pg_class c where c.oid = ${sql.raw(`'${table.name}'::regclass`)}) as ${column("estimate")}`,
+    sql`(select m.share from pg_stats s,
+          unnest(s.most_common_vals::text::text[], s.most_common_freqs) as m(value, share)
+        where s.schemaname = current_schema() and s.tablename = ${sql.raw(`'${table.name}'`)}
+          and s.attname = 'kind' and m.value = 'internal') as ${column("internal_share")}`,
+  ];
+}
 
 function kindIs(kind: (typeof KINDS)[number]): SQL {
   return sql.raw(`kind = '${kind}'`);
@@ -436,21 +469,26 @@ function cursorOf(row: IdRow | undefined): Cursor | null {
   return row ? { key: row.key, rank: row.rank, part: row.part, value: row.value } : null;
 }
 
-/** How many rows the list shows for its filter (or a picker's scope), and whether that is a lower bound. */
-export function totalOf(counts: ListCounts, scope: ListScope): { total: number; atLeast: boolean } {
-  if (scope === "users") {
-    return {
-      total: counts["internal-users"] + counts["external-users"],
-      atLeast: counts.atLeast["internal-users"],
-    };
-  }
-  if (scope === "groups") {
-    return {
-      total: counts["internal-groups"] + counts["external-groups"],
-      atLeast: counts.atLeast["internal-groups"],
-    };
-  }
-  return { total: counts[scope], atLeast: counts.atLeast[scope] };
+/**
+ * How many rows the list shows for its filter (or a picker's scope), and whether that is a lower
+ * bound (`atLeast`) or an estimate (`about`).
+ */
+export function totalOf(
+  counts: ListCounts,
+  scope: ListScope,
+): { total: number; atLeast: boolean; about: boolean } {
+  const filters: ListFilter[] =
+    scope === "users"
+      ? ["internal-users", "external-users"]
+      : scope === "groups"
+        ? ["internal-groups", "external-groups"]
+        : [scope];
+  const atLeast = filters.some((f) => counts.atLeast[f]);
+  return {
+    total: filters.reduce((sum, f) => sum + counts[f], 0),
+    atLeast,
+    about: !atLeast && filters.some((f) => counts.about[f]),
+  };
 }
 
 export async function listEntries(db: Db, query: ListQuery): Promise<ListPage> {
@@ -464,8 +502,9 @@ export async function listEntries(db: Db, query: ListQuery): Promise<ListPage> {
   const rows = idRowsOf(result);
   const fromEnd = Boolean(query.end && !query.after && !query.before);
   // The last page holds what is left after the full pages before it, so page numbers stay right.
-  const { total, atLeast } = totalOf(counts, query.filter);
-  const lastSize = fromEnd && !atLeast && total % pageSize !== 0 ? total % pageSize : pageSize;
+  const { total, atLeast, about } = totalOf(counts, query.filter);
+  const exactTotal = !atLeast && !about;
+  const lastSize = fromEnd && exactTotal && total % pageSize !== 0 ? total % pageSize : pageSize;
   const more = rows.length > lastSize;
   const pageRows = rows.slice(0, lastSize);
   // Paging back reads the rows in reverse; show them in the sort order.
@@ -507,12 +546,20 @@ export async function* exportEntries(
 }
 
 interface ResultRow {
-  internal_users: number;
-  external_users: number;
-  internal_groups: number;
-  external_groups: number;
+  internal_users?: number;
+  external_users?: number;
+  internal_groups?: number;
+  external_groups?: number;
   users_overflow?: boolean;
   groups_overflow?: boolean;
+  users_total?: number;
+  users_internal?: number;
+  users_estimate?: number | null;
+  users_internal_share?: number | null;
+  groups_total?: number;
+  groups_internal?: number;
+  groups_estimate?: number | null;
+  groups_internal_share?: number | null;
   part: number | null;
   value: string | null;
   rank: number | null;
@@ -520,27 +567,82 @@ interface ResultRow {
   key: string | null;
 }
 
+interface Count {
+  n: number;
+  atLeast: boolean;
+  about: boolean;
+}
+
+const exact = (n: number): Count => ({ n, atLeast: false, about: false });
+const lowerBound = (n: number): Count => ({ n, atLeast: true, about: false });
+const estimated = (n: number): Count => ({ n: Math.max(0, Math.round(n)), atLeast: false, about: true });
+
+const numberOrNull = (value: unknown) => (value === null || value === undefined ? null : Number(value));
+
+/** A table's internal and external rows from tableCounts' columns. */
+function kindCounts(
+  row: ResultRow | undefined,
+  table: "users" | "groups",
+): { internal: Count; external: Count } {
+  const total = Number(row?.[`${table}_total`] ?? 0);
+  const internal = Number(row?.[`${table}_internal`] ?? 0);
+  if (total <= COUNT_LIMIT) return { internal: exact(internal), external: exact(total - internal) };
+  const estimate = numberOrNull(row?.[`${table}_estimate`]);
+  const share = numberOrNull(row?.[`${table}_internal_share`]) ?? 0;
+  if (internal <= COUNT_LIMIT) {
+    // More rows than counted: the external ones are at least the rest of those counted.
+    const atLeast = total - internal;
+    return {
+      internal: exact(internal),
+      external:
+        estimate !== null && estimate - internal > atLeast
+          ? estimated(estimate - internal)
+          : lowerBound(atLeast),
+    };
+  }
+  if (estimate === null || estimate * share <= COUNT_LIMIT) {
+    // Statistics older than the rows (or none yet): only the lower bound is known.
+    return { internal: lowerBound(COUNT_LIMIT), external: lowerBound(0) };
+  }
+  return { internal: estimated(estimate * share), external: estimated(estimate * (1 - share)) };
+}
+
+/** The counts beside the filters: exact, lower bounds (a dense search) or estimates (see tableCounts). */
 function countsOf(row: ResultRow | undefined): ListCounts {
-  const usersPartial = row?.users_overflow === true;
-  const groupsPartial = row?.groups_overflow === true;
-  const internalUsers = Number(row?.internal_users ?? 0);
-  const externalUsers = Number(row?.external_users ?? 0);
-  const internalGroups = Number(row?.internal_groups ?? 0);
-  const externalGroups = Number(row?.external_groups ?? 0);
-  return {
-    all: internalUsers + externalUsers + internalGroups + externalGroups,
-    "internal-users": internalUsers,
-    "external-users": externalUsers,
-    "internal-groups": internalGroups,
-    "external-groups": externalGroups,
-    atLeast: {
-      all: usersPartial || groupsPartial,
-      "internal-users": usersPartial,
-      "external-users": usersPartial,
-      "internal-groups": groupsPartial,
-      "external-groups": groupsPartial,
-    },
+  let users: { internal: Count; external: Count };
+  let groups: { internal: Count; external: Count };
+  if (row?.users_total !== undefined) {
+    users = kindCounts(row, "users");
+    groups = kindCounts(row, "groups");
+  } else {
+    const searched = (n: unknown, overflow: unknown) =>
+      overflow === true ? lowerBound(Number(n ?? 0)) : exact(Number(n ?? 0));
+    users = {
+      internal: searched(row?.internal_users, row?.users_overflow),
+      external: searched(row?.external_users, row?.users_overflow),
+    };
+    groups = {
+      internal: searched(row?.internal_groups, row?.groups_overflow),
+      external: searched(row?.external_groups, row?.groups_overflow),
+    };
+  }
+  const byFilter: Record<Exclude<ListFilter, "all">, Count> = {
+    "internal-users": users.internal,
+    "external-users": users.external,
+    "internal-groups": groups.internal,
+    "external-groups": groups.external,
   };
+  const parts = Object.values(byFilter);
+  const atLeastAll = parts.some((c) => c.atLeast);
+  const all: Count = {
+    n: parts.reduce((sum, c) => sum + c.n, 0),
+    atLeast: atLeastAll,
+    about: !atLeastAll && parts.some((c) => c.about),
+  };
+  const entries = { all, ...byFilter };
+  const pick = <T>(f: (c: Count) => T) =>
+    Object.fromEntries(Object.entries(entries).map(([k, c]) => [k, f(c)])) as Record<ListFilter, T>;
+  return { ...pick((c) => c.n), atLeast: pick((c) => c.atLeast), about: pick((c) => c.about) };
 }
 
 interface EntryRow {

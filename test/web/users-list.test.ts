@@ -6,6 +6,7 @@ import { queryRows } from "../../src/db/client.ts";
 import { users } from "../../src/db/schema.ts";
 import { userSearchText } from "../../src/services/names.ts";
 import {
+  COUNT_LIMIT,
   DENSE_MATCHES,
   decodeCursor,
   encodeCursor,
@@ -296,6 +297,26 @@ describe("the list service", () => {
       ["dense-05099", "dense-05098"],
     );
     await t.db.execute(sql`delete from users where username like 'dense-%'`);
+  });
+
+  test(`past ${COUNT_LIMIT.toLocaleString("en")} rows the counts are the database's estimates, and say so`, async () => {
+    await t.db.execute(sql`insert into users (kind, username, username_key, search_text, external_id)
+      select 'external', 'many-' || i, 'many-' || i, 'many-' || i, 'many-' || i
+      from generate_series(1, ${COUNT_LIMIT + 990}) as i`);
+    await t.db.execute(sql`analyze users`);
+    try {
+      const text = decode((await agent.get("/users?filter=external-users").expect(200)).text);
+      assert.match(text, /External users \(about 11,000\)/);
+      assert.match(text, /Internal users \(\d{1,3}\)/, "fewer than the limit: counted exactly");
+      assert.match(text, /All \(about 11,000\)/);
+      assert.match(text, /About 11,000 external users\./);
+      assert.match(text, /Page 1 of about 220/);
+      const end = await agent.get("/users?filter=external-users&at=end").expect(200);
+      assert.match(decode(end.text), /About 220 pages/, "the last page's number is not known");
+      assert.deepEqual(rowNames(end.text).slice(-1), ["many-9999"]);
+    } finally {
+      await t.db.execute(sql`delete from users where username like 'many-%'`);
+    }
   });
 });
 

@@ -14,6 +14,7 @@ import {
   listEntries,
   PAGE_SIZE,
   PAGE_SIZES,
+  roundEstimate,
   SORT_COLUMNS,
   type SortColumn,
   sortColumnOf,
@@ -361,9 +362,14 @@ function sortLinks(state: ListState) {
 }
 
 function listView(state: ListState, page: ListPage, position: PagePosition) {
-  const { total, atLeast } = totalOf(page.counts, state.filter);
-  const pages = atLeast ? null : Math.max(1, Math.ceil(total / state.size));
-  const number = position.end ? pages : position.number;
+  const { total, atLeast, about } = totalOf(page.counts, state.filter);
+  // An estimated count gives the pages' number roughly; a lower bound, not at all.
+  const pages = atLeast
+    ? null
+    : Math.max(1, about ? roundEstimate(total / state.size) : Math.ceil(total / state.size));
+  const pagesText = pages === null ? "many" : `${about ? "about " : ""}${pages.toLocaleString("en")}`;
+  // The last page's number is known only when the count is exact.
+  const number = position.end ? (about ? null : pages) : position.number;
   const neighbour = (offset: number) => (number === null ? null : number + offset);
   const sorts = sortLinks(state);
   const pagination = {
@@ -372,15 +378,15 @@ function listView(state: ListState, page: ListPage, position: PagePosition) {
       ? listHref(state, { before: encodeCursor(page.previous), page: neighbour(-1) })
       : null,
     nextHref: page.next ? listHref(state, { after: encodeCursor(page.next), page: neighbour(1) }) : null,
-    // The end is a place only when the count is exact: otherwise its page number is unknown.
+    // The end is a place only when the count is known: a lower bound doesn't say where it is.
     lastHref: page.next && pages !== null ? listHref(state, { end: true }) : null,
     pageText:
       !page.previous && !page.next
         ? ""
         : number !== null
-          ? `Page ${number.toLocaleString("en")} of ${pages === null ? "many" : pages.toLocaleString("en")}`
+          ? `Page ${number.toLocaleString("en")} of ${pagesText}`
           : pages !== null
-            ? `${pages.toLocaleString("en")} pages`
+            ? `${capitalized(pagesText)} pages`
             : "",
   };
   const here: PageLink = {
@@ -409,8 +415,13 @@ function listView(state: ListState, page: ListPage, position: PagePosition) {
     pageSizes: PAGE_SIZES,
     total: page.counts[state.filter],
     totalText: formatCount(page.counts, state.filter),
+    statusCount: capitalized(formatCount(page.counts, state.filter)),
     filterLabel: FILTER_LABELS[state.filter],
   };
+}
+
+function capitalized(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
 const CSV_COLUMNS = [
