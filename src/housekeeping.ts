@@ -15,6 +15,10 @@ export function startHousekeeping(db: Db, logger: Logger, everyMs = 15 * 60_000)
         sql`delete from import_run_handled h where not exists (
               select 1 from import_runs r where r.id = h.run_id and r.status in ('queued', 'running'))`,
       );
+      await db.execute(
+        sql`delete from import_run_users h where not exists (
+              select 1 from import_runs r where r.id = h.run_id and r.status in ('queued', 'running'))`,
+      );
     } catch (err) {
       logger.warn({ err }, "housekeeping failed");
     }

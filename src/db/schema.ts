@@ -334,19 +334,37 @@ export const importRuns = pgTable(
 );
 
 /**
- * A running import's checkpoint: every entry its committed batches handled (written in the same
- * transaction, a row per batch), so a worker taking the run over reads on without counting anything
- * twice. Unlogged and without an index (the migration says so; it is only read whole): a database
- * crash empties it, and the run then starts again from zero. Rows go when the run ends.
+ * The users a running import has handled: every user entry its committed batches imported, updated
+ * or skipped (written in the same transaction as the batch), with the row it became. It is the
+ * run's memory of what it has met, kept in the database so that the importer's heap does not grow
+ * with the directory: each batch asks it which of its entries were handled before, a worker taking
+ * the run over reads on from it, and a synchronization's anti-join finds the users it never met.
+ * Unlogged (a database crash empties it and the run starts again from zero) and without a foreign
+ * key (a check per row would cost more than the row); rows go when the run ends.
+ */
+export const importRunUsers = pgTable(
+  "import_run_users",
+  {
+    runId: integer("run_id").notNull(),
+    externalId: text("external_id").notNull(),
+    /** The Roster user the entry became; null: skipped (a conflict, not importable). */
+    objectId: integer("object_id"),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.externalId] })],
+);
+
+/**
+ * More of a running import's checkpoint, a row per batch, only ever read whole (hence unlogged and
+ * without an index): users a synchronization's presence pass met without reading them, and group
+ * members reported as not importable. Rows go when the run ends.
  */
 export const importRunHandled = pgTable("import_run_handled", {
   /** No foreign key either: a check per row would cost more than the row; the run's end deletes them. */
   runId: integer("run_id").notNull(),
-  /** user: stable ids; member: a group DN and a member value reported as not importable. */
-  kind: text("kind", { enum: ["user", "member"] }).notNull(),
-  /** One row per batch: its keys, and the Roster rows they became (0: skipped), in the same order. */
+  /** present: stable ids a presence pass met; member: a group DN and a member value reported as not importable. */
+  kind: text("kind", { enum: ["present", "member"] }).notNull(),
+  /** One row per batch: its keys. */
   keys: text("keys").array().notNull(),
-  objectIds: integer("object_ids").array(),
 });
 
 /** The groups a running import has handled, with each one's report so far (also unlogged). */

@@ -528,6 +528,42 @@ describe("the run page", { skip }, () => {
     );
   });
 
+  test("what a run has handled is kept in the database, a row per user, until it ends", async () => {
+    const run = await createRun(t.db, {
+      directory: { id: directoryId, name: "Example LDAP" },
+      actor: { id: null, name: "admin" },
+      query: "*",
+      selection: { mode: "query", text: "*", kind: "users" },
+      copyRolesFrom: null,
+      total: null,
+    });
+    const seen: { processed: number; handled: number }[] = [];
+    const watching = testWorker(t.db, t.config.encryptionKey, {
+      batchSize: 500,
+      hooks: {
+        afterBatch: async (claim) => {
+          if (claim.run.id !== run.id) return;
+          // One snapshot: the run's counters and its handled users, committed together per batch.
+          const [row] = await queryRows<{ processed: number; handled: number }>(
+            t.db,
+            sql`select r.processed,
+                       (select count(*)::int from import_run_users h where h.run_id = r.id) as handled
+                from import_runs r where r.id = ${run.id}`,
+          );
+          if (row) seen.push({ processed: Number(row.processed), handled: Number(row.handled) });
+        },
+      },
+    });
+    await runQueued(watching);
+    assert.ok(seen.length >= 2, `several batches (${seen.length})`);
+    for (const { processed, handled } of seen) assert.equal(handled, processed);
+    const [left] = await queryRows<{ n: number }>(
+      t.db,
+      sql`select count(*)::int as n from import_run_users where run_id = ${run.id}`,
+    );
+    assert.equal(left?.n, 0, "the run's end drops them");
+  });
+
   test("runs are listed, newest first, and under their directory", async () => {
     const { agent } = await signedInAgent(t.app, "admin");
     const all = await agent.get("/imports").expect(200);

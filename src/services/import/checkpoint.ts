@@ -1,12 +1,14 @@
 /**
  * A running import's checkpoint, kept in the database in the same transaction as each batch: which
  * entries the run has handled, and the report of each group it has imported so far. A worker that
- * takes the run over (the first one died, or its instance shut down) loads it and reads on: entries
- * already handled are skipped, so the counters, the report and the total stay exact.
+ * takes the run over (the first one died, or its instance shut down) loads the groups and reads on:
+ * entries already handled are skipped, so the counters, the report and the total stay exact. The
+ * users handled are never loaded: each batch asks about its own (`handledUsers`), so neither the
+ * run nor its taking over holds a set as large as the directory.
  */
 import { eq, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
-import { importRunGroups, importRunHandled } from "../../db/schema.ts";
+import { importRunGroups, importRunHandled, importRunUsers } from "../../db/schema.ts";
 import { intArray, jsonRows, textArray } from "../sync/store.ts";
 
 /** What the report of a group imported by the run needs, saved while its members are read. */
@@ -25,7 +27,6 @@ export interface GroupProgress {
 }
 
 export interface Checkpoint {
-  users: Map<string, number | null>;
   groups: Map<string, { id: number | null; progress: GroupProgress | null }>;
   /** `${groupDn}\n${memberValue}` of members already reported as not importable. */
   unresolved: Set<string>;
@@ -33,26 +34,48 @@ export interface Checkpoint {
   createdListed: number;
 }
 
-/** Users (or invalid entries, with a null id) a batch handled, but for those handled before. */
+/**
+ * Users (or invalid entries, with a null id) a batch handled. One handled before (by the run's other
+ * writer, say) keeps its first row: the run's entries are each directory entry once.
+ */
 export async function recordHandledUsers(
   tx: Db,
   runId: number,
   handled: Iterable<[string, number | null]>,
-  before?: ReadonlyMap<string, unknown>,
 ): Promise<void> {
   const keys: string[] = [];
   const ids: (number | null)[] = [];
   for (const [key, id] of handled) {
-    if (before?.has(key)) continue;
     keys.push(key);
     ids.push(id);
   }
   if (keys.length === 0) return;
-  // One row for the batch: a tuple per entry would cost the database more than the batch's users.
   await tx.execute(
-    sql`insert into import_run_handled (run_id, kind, keys, object_ids)
-        values (${runId}, 'user', ${textArray(keys)}::text[], ${intArray(ids.map((id) => id ?? 0))}::int[])`,
+    sql`insert into import_run_users (run_id, external_id, object_id)
+        select ${runId}, t.key, nullif(t.id, 0)
+        from unnest(${textArray(keys)}::text[], ${intArray(ids.map((id) => id ?? 0))}::int[]) as t(key, id)
+        on conflict do nothing`,
   );
+}
+
+/**
+ * Of these stable ids, those the run has handled already, with the Roster user each became (null:
+ * skipped). A batch's question, answered by the run's keyed set: nothing of it is held in memory.
+ */
+export async function handledUsers(
+  db: Db,
+  runId: number,
+  externalIds: readonly string[],
+): Promise<Map<string, number | null>> {
+  const handled = new Map<string, number | null>();
+  if (externalIds.length === 0) return handled;
+  const rows = await queryRows<{ external_id: string; object_id: number | null }>(
+    db,
+    sql`select external_id, object_id from import_run_users
+        where run_id = ${runId} and external_id = any(${textArray(externalIds)}::text[])`,
+  );
+  for (const row of rows) handled.set(row.external_id, row.object_id === null ? null : Number(row.object_id));
+  return handled;
 }
 
 /** Groups a batch handled, with their report so far (inserted, or replaced). */
@@ -105,7 +128,7 @@ export async function recordPresent(
   if (ids.length === 0) return;
   await db.execute(
     kind === "user"
-      ? sql`insert into import_run_handled (run_id, kind, keys) values (${runId}, 'user', ${textArray(ids)}::text[])`
+      ? sql`insert into import_run_handled (run_id, kind, keys) values (${runId}, 'present', ${textArray(ids)}::text[])`
       : sql`insert into import_run_groups (run_id, external_id)
             select ${runId}, k from unnest(${textArray(ids)}::text[]) as t(k)
             on conflict do nothing`,
@@ -124,29 +147,21 @@ export async function recordUnresolved(tx: Db, runId: number, keys: readonly str
 export async function hasCheckpoint(db: Db, runId: number): Promise<boolean> {
   const [row] = await queryRows<{ found: boolean }>(
     db,
-    sql`select exists (select 1 from import_run_handled where run_id = ${runId})
+    sql`select exists (select 1 from import_run_users where run_id = ${runId})
+            or exists (select 1 from import_run_handled where run_id = ${runId})
             or exists (select 1 from import_run_groups where run_id = ${runId}) as found`,
   );
   return row?.found === true;
 }
 
 export async function loadCheckpoint(db: Db, runId: number): Promise<Checkpoint> {
-  const checkpoint: Checkpoint = {
-    users: new Map(),
-    groups: new Map(),
-    unresolved: new Set(),
-    createdListed: 0,
-  };
-  const rows = await queryRows<{ kind: string; key: string; object_id: number | null }>(
+  const checkpoint: Checkpoint = { groups: new Map(), unresolved: new Set(), createdListed: 0 };
+  // Users handled stay in the database: each batch read again asks which of its entries they are.
+  const rows = await queryRows<{ key: string }>(
     db,
-    sql`select h.kind, t.key, nullif(t.object_id, 0) as object_id
-        from import_run_handled h, unnest(h.keys, coalesce(h.object_ids, '{}')) as t(key, object_id)
-        where h.run_id = ${runId}`,
+    sql`select unnest(keys) as key from import_run_handled where run_id = ${runId} and kind = 'member'`,
   );
-  for (const row of rows) {
-    if (row.kind === "member") checkpoint.unresolved.add(row.key);
-    else checkpoint.users.set(row.key, row.object_id === null ? null : Number(row.object_id));
-  }
+  for (const row of rows) checkpoint.unresolved.add(row.key);
   const groups = await queryRows<{ external_id: string; object_id: number | null; state: unknown }>(
     db,
     sql`select external_id, object_id, state from import_run_groups where run_id = ${runId}`,
@@ -168,6 +183,7 @@ export async function loadCheckpoint(db: Db, runId: number): Promise<Checkpoint>
 
 /** A finished run needs no checkpoint. */
 export async function forgetCheckpoint(db: Db, runId: number): Promise<void> {
+  await db.delete(importRunUsers).where(eq(importRunUsers.runId, runId));
   await db.delete(importRunHandled).where(eq(importRunHandled.runId, runId));
   await db.delete(importRunGroups).where(eq(importRunGroups.runId, runId));
 }

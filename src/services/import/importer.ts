@@ -1,7 +1,8 @@
 /**
  * Executes one claimed import run: streams directory pages into batched upserts (each batch one
  * transaction, counters included), then imports each chosen group with all its members, nested
- * groups kept as subgroups. Memory holds one batch plus the ids this run has imported.
+ * groups kept as subgroups. Memory holds the batches in flight; what the run has handled is kept in
+ * the database with each batch (import_run_users), so it does not grow with the directory.
  */
 import { setTimeout as delay } from "node:timers/promises";
 import { sql } from "drizzle-orm";
@@ -80,6 +81,7 @@ import {
 import {
   addGroupProgress,
   type GroupProgress,
+  handledUsers,
   loadCheckpoint,
   recordHandledGroups,
   recordHandledUsers,
@@ -270,7 +272,10 @@ interface GroupState {
 }
 
 class RunImporter {
-  private readonly importedUsers = new Map<string, number | null>();
+  /*
+   * The users this run has handled are not held here: they are in import_run_users, written with
+   * each batch, and each batch asks it about its own entries (memory stays flat however many).
+   */
   private readonly importedGroups = new Map<string, number | null>();
   /** Normalized DN → group id (null: skipped), for the groups this run has met. */
   private readonly groupIds = new Map<string, number | null>();
@@ -662,13 +667,23 @@ class RunImporter {
     return { values, invalid, size: values.length + invalid.length };
   }
 
+  /** Of a batch read again, the users no committed batch of this run has handled. */
+  private async unhandledUsers<T extends { externalId: string }>(
+    batch: MappedBatch<T>,
+  ): Promise<MappedBatch<T>> {
+    const ids = [
+      ...batch.values.map((v) => v.externalId),
+      ...batch.invalid.flatMap((i) => (i.externalId === undefined ? [] : [i.externalId])),
+    ];
+    return unhandled(batch, await handledUsers(this.deps.db, this.claim.run.id, ids));
+  }
+
   /**
    * Taken over from a worker that stopped: what its committed batches handled is loaded from the
    * checkpoint, and every phase reads on as after a directory outage, skipping it.
    */
   private async resume(): Promise<void> {
     const checkpoint = await loadCheckpoint(this.deps.db, this.claim.run.id);
-    mergeInto(this.importedUsers, checkpoint.users);
     for (const [externalId, { id, progress }] of checkpoint.groups) {
       this.importedGroups.set(externalId, id);
       if (progress === null) continue;
@@ -784,7 +799,7 @@ class RunImporter {
     await forEachConcurrently(batches, this.writers, async (read) => {
       if (this.syncing) this.usersRead += read.size;
       // Read again after the directory came back: what a committed batch wrote is not counted twice.
-      const fresh = this.readAgain ? unhandled(read, this.importedUsers) : read;
+      const fresh = this.readAgain ? await this.unhandledUsers(read) : read;
       // A synchronization refreshes only users imported before: upsertUsers leaves out the others.
       const batch = this.syncing ? await this.onlyImportedInvalid(fresh) : fresh;
       if (batch.size === 0) return;
@@ -793,7 +808,7 @@ class RunImporter {
       try {
         await this.commit(
           async (tx) => {
-            const context = { ...this.context(), insertFirst: this.mostlyNew, existingOnly: this.syncing };
+            const context = { ...this.context(tx), insertFirst: this.mostlyNew, existingOnly: this.syncing };
             const result = await upsertUsers(tx, context, batch.values);
             this.mostlyNew = result.counts.created * 2 > batch.values.length;
             await recordHandledUsers(tx, this.claim.run.id, [...result.ids, ...invalidIds(batch.invalid)]);
@@ -804,10 +819,7 @@ class RunImporter {
               result,
             };
           },
-          ({ result }) => {
-            mergeInto(this.importedUsers, result.ids);
-            markHandled(this.importedUsers, batch.invalid);
-          },
+          () => {},
         );
       } finally {
         for (const id of ids) this.usersInFlight.delete(id);
@@ -844,7 +856,7 @@ class RunImporter {
       if (batch.size === 0) continue;
       await this.commit(
         async (tx) => {
-          const result = await upsertGroups(tx, this.context(), batch.values);
+          const result = await upsertGroups(tx, this.context(tx), batch.values);
           await this.recordGroups(tx, batch.values, result, batch.invalid);
           return {
             processed: batch.size,
@@ -893,7 +905,8 @@ class RunImporter {
     const kept = this.memberValuesRead.get(root.dn);
     this.memberValuesRead.delete(root.dn);
     const values = await allMembers(this.session, root.dn, this.mapping, kept);
-    const current = await currentMembers(this.deps.db, root.id);
+    // A full run also asks which members it met: one its users phase did not is resolved again.
+    const current = await currentMembers(this.deps.db, root.id, this.changedOnly ? null : this.claim.run.id);
     // Members listed by DN (member, uniqueMember) match a member's DN; by username (memberUid), its
     // username. Most match as text; those that don't are compared parsed, against the DNs no member
     // matched (spacing, case of attribute names, escapes): a few, not the whole list.
@@ -911,7 +924,7 @@ class RunImporter {
     const acceptUser = (user: (typeof current.users)[number], keys: Keys) => {
       // A full run resolves again a listed member its users phase did not meet (deleted, with its
       // DN left in the group; or outside the user search base): it is found, or it is gone.
-      if (!this.changedOnly && user.externalId !== null && !this.importedUsers.has(user.externalId)) {
+      if (!this.changedOnly && user.externalId !== null && !user.handled) {
         leaving.users.push(user.id);
         return;
       }
@@ -992,7 +1005,8 @@ class RunImporter {
   }
 
   private async collectGoneMembers(externalIds: string[]): Promise<void> {
-    const unseen = externalIds.filter((id) => !this.importedUsers.has(id));
+    const met = await handledUsers(this.deps.db, this.claim.run.id, externalIds);
+    const unseen = externalIds.filter((id) => !met.has(id));
     if (unseen.length === 0) return;
     const present = await userIdsInDirectory(this.session, this.mapping, unseen, this.signal);
     const gone = unseen.filter((id) => !present.has(id));
@@ -1044,7 +1058,7 @@ class RunImporter {
   private async writeMemberBatch(batch: MemberBatch, parent: GroupState | null): Promise<void> {
     await this.commit(
       async (tx) => {
-        const context = this.context();
+        const context = this.context(tx);
         const users = await upsertUsers(tx, context, batch.users);
         const groups = await upsertGroups(tx, context, batch.groups);
         const userIds = definedIds(batch.users.map((u) => users.ids.get(u.externalId)));
@@ -1053,7 +1067,7 @@ class RunImporter {
         const unresolvedOnce = batch.unresolved.filter(
           (member) => !this.unresolvedReported.has(`${batch.groupDn}\n${member.value}`),
         );
-        await recordHandledUsers(tx, this.claim.run.id, users.ids, this.importedUsers);
+        await recordHandledUsers(tx, this.claim.run.id, users.ids);
         await this.recordGroups(tx, batch.groups, groups, []);
         await recordUnresolved(
           tx,
@@ -1081,9 +1095,7 @@ class RunImporter {
         }));
         // A member this run has already handled (chosen itself, or in another group) is linked, not
         // counted again: the run's entries are each directory entry once, as its outcomes are.
-        const repeats =
-          repeatedEntries(batch.users, this.importedUsers) +
-          repeatedEntries(batch.groups, this.importedGroups);
+        const repeats = users.repeats + repeatedEntries(batch.groups, this.importedGroups);
         return {
           processed: batch.users.length + batch.groups.length + unresolvedOnce.length - repeats,
           counts: addCounts(addCounts(users.counts, groups.counts), { skipped: unresolved.length }),
@@ -1100,7 +1112,6 @@ class RunImporter {
       ({ users, groups, userIds, childIds, linked }) => {
         for (const member of batch.unresolved)
           this.unresolvedReported.add(`${batch.groupDn}\n${member.value}`);
-        mergeInto(this.importedUsers, users.ids);
         for (const group of batch.groups) this.rememberGroup(group, groups);
         if (parent) {
           for (const id of userIds) parent.members.add(id);
@@ -1283,10 +1294,10 @@ class RunImporter {
 
   /** Entries chosen one by one that the directory no longer has. */
   private async reportMissing(selected: readonly SelectedEntry[]): Promise<void> {
+    const users = selected.flatMap((entry) => (entry.kind === "user" ? [entry.externalId] : []));
+    const met = await handledUsers(this.deps.db, this.claim.run.id, users);
     const missing = selected.filter((entry) =>
-      entry.kind === "user"
-        ? !this.importedUsers.has(entry.externalId)
-        : !this.importedGroups.has(entry.externalId),
+      entry.kind === "user" ? !met.has(entry.externalId) : !this.importedGroups.has(entry.externalId),
     );
     if (missing.length === 0) return;
     await this.commit(
@@ -1310,10 +1321,11 @@ class RunImporter {
     return entries.filter((entry) => entry.outcome !== "created" || room-- > 0);
   }
 
-  private context(): UpsertContext {
+  /** What a batch's writes need of the run; `tx` is the batch's transaction. */
+  private context(tx: Db): UpsertContext {
     return {
       directoryId: this.directoryId,
-      importedUsers: this.importedUsers,
+      handledUsers: (ids) => handledUsers(tx, this.claim.run.id, ids),
       importedGroups: this.importedGroups,
       usersInFlight: this.usersInFlight,
       copyRolesFrom: this.copyRolesFrom,
@@ -1526,10 +1538,6 @@ function repeatedEntries(
 /** Entries reported as not importable are handled too: not looked for again, not reported twice. */
 function markHandled(handled: Map<string, number | null>, invalid: readonly { externalId?: string }[]): void {
   for (const { externalId } of invalid) if (externalId !== undefined) handled.set(externalId, null);
-}
-
-function mergeInto(target: Map<string, number | null>, source: Map<string, number | null>): void {
-  for (const [key, value] of source) target.set(key, value);
 }
 
 function invalidIds(invalid: readonly { externalId?: string }[]): [string, null][] {

@@ -52,7 +52,7 @@ export async function syncUserEntry(
       tx,
       {
         directoryId,
-        importedUsers: new Map(),
+        handledUsers: async () => new Map(),
         importedGroups: new Map(),
         copyRolesFrom: null,
         ...(options.findInDirectory ? { findInDirectory: options.findInDirectory } : {}),

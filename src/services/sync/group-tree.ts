@@ -12,7 +12,14 @@ import type { DirectoryMapping, LdapGroup } from "../../ldap/types.ts";
 import { type GroupDetails, getGroup } from "../groups.ts";
 import { userIdsInDirectory } from "./directory-reads.ts";
 import type { BatchResult, UpsertContext } from "./write.ts";
-import { linkMembers, pruneMembers, rememberMemberList, upsertGroups, upsertUsers } from "./write.ts";
+import {
+  handledIn,
+  linkMembers,
+  pruneMembers,
+  rememberMemberList,
+  upsertGroups,
+  upsertUsers,
+} from "./write.ts";
 
 export interface GroupTreeResult {
   /** The group the tree starts at. */
@@ -45,7 +52,7 @@ export async function syncGroupTree(
   const importedGroups = new Map<string, number | null>();
   const context: UpsertContext = {
     directoryId,
-    importedUsers,
+    handledUsers: handledIn(importedUsers),
     importedGroups,
     copyRolesFrom: null,
     findInDirectory: (ids) => userIdsInDirectory(session, mapping, ids),

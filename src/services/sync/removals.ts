@@ -128,12 +128,13 @@ export async function collectMissing(tx: Db, runId: number, directoryId: number)
   await tx.execute(sql`set local enable_nestloop = off`);
   await tx.execute(
     sql`with met as materialized (
-          select unnest(keys) as key from import_run_handled where run_id = ${runId} and kind = 'user'
+          select unnest(keys) as key from import_run_handled where run_id = ${runId} and kind = 'present'
         )
         insert into sync_removals (run_id, change, user_id)
         select ${runId}, 'disable_user', u.id from users u
         where u.directory_id = ${directoryId} and u.kind = 'external'
           and not (u.missing_in_directory and not u.enabled)
+          and not exists (select 1 from import_run_users h where h.run_id = ${runId} and h.external_id = u.external_id)
           and not exists (select 1 from met where met.key = u.external_id)`,
   );
   await tx.execute(

@@ -93,12 +93,16 @@ export async function importedExternalIds(
   return new Set(rows.map((row) => row.external_id));
 }
 
-/** A group's members and subgroups in Roster, with what the directory lists them by (DN, username). */
+/**
+ * A group's members and subgroups in Roster, with what the directory lists them by (DN, username);
+ * given a run, whether that run has handled each member (met its entry, imported or skipped).
+ */
 export async function currentMembers(
   db: Db,
   groupId: number,
+  handledBy: number | null = null,
 ): Promise<{
-  users: { id: number; dn: string | null; username: string; externalId: string | null }[];
+  users: { id: number; dn: string | null; username: string; externalId: string | null; handled: boolean }[];
   groups: { id: number; dn: string | null }[];
 }> {
   const users = await queryRows<{
@@ -106,10 +110,17 @@ export async function currentMembers(
     dn: string | null;
     username: string;
     external_id: string | null;
+    handled: boolean;
   }>(
     db,
-    sql`select u.id, u.dn, u.username, u.external_id from group_members m join users u on u.id = m.user_id
-        where m.group_id = ${groupId}`,
+    handledBy === null
+      ? sql`select u.id, u.dn, u.username, u.external_id, false as handled
+            from group_members m join users u on u.id = m.user_id
+            where m.group_id = ${groupId}`
+      : sql`select u.id, u.dn, u.username, u.external_id, (h.run_id is not null) as handled
+            from group_members m join users u on u.id = m.user_id
+            left join import_run_users h on h.run_id = ${handledBy} and h.external_id = u.external_id
+            where m.group_id = ${groupId}`,
   );
   const groups = await queryRows<{ id: number; dn: string | null }>(
     db,
@@ -121,6 +132,7 @@ export async function currentMembers(
       dn: u.dn,
       username: u.username,
       externalId: u.external_id,
+      handled: u.handled === true,
     })),
     groups: groups.map((g) => ({ id: Number(g.id), dn: g.dn })),
   };

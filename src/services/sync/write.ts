@@ -31,8 +31,12 @@ const MAX_ROUNDS = 4;
 
 export interface UpsertContext {
   directoryId: number;
-  /** Stable ids this run has already imported, with the row they became (null: skipped). */
-  importedUsers: ReadonlyMap<string, number | null>;
+  /**
+   * Of these stable ids, those this run has already handled, with the row each became (null:
+   * skipped). Asked once per batch (and for the few users a relink would take a name from): a run
+   * keeps that set in the database, not in memory (see `handledIn` for a small one that is).
+   */
+  handledUsers: (externalIds: readonly string[]) => Promise<ReadonlyMap<string, number | null>>;
   importedGroups: ReadonlyMap<string, number | null>;
   /** Users of this run's other batches being written now: their names are taken too. */
   usersInFlight?: ReadonlySet<string>;
@@ -63,6 +67,15 @@ export interface UpsertContext {
   convertInternal?: boolean;
 }
 
+/** `UpsertContext.handledUsers` over a map in memory (a group tree, one entry: a few ids). */
+export function handledIn(handled: ReadonlyMap<string, number | null>): UpsertContext["handledUsers"] {
+  return async (externalIds) => {
+    const found = new Map<string, number | null>();
+    for (const id of externalIds) if (handled.has(id)) found.set(id, handled.get(id) ?? null);
+    return found;
+  };
+}
+
 export interface BatchResult {
   counts: OutcomeCounts;
   /** Stable id → Roster id for every entry now in Roster; null for entries skipped. */
@@ -70,10 +83,12 @@ export interface BatchResult {
   entries: ReportedEntry[];
   /** Entries left out as not imported before (existingOnly): neither counted nor reported. */
   leftOut: number;
+  /** Entries the run had handled before, or that the batch lists twice: in `ids`, not counted. */
+  repeats: number;
 }
 
 function newResult(): BatchResult {
-  return { counts: emptyCounts(), ids: new Map(), entries: [], leftOut: 0 };
+  return { counts: emptyCounts(), ids: new Map(), entries: [], leftOut: 0, repeats: 0 };
 }
 
 // ——— users ———
@@ -84,10 +99,11 @@ export async function upsertUsers(
   users: readonly LdapUser[],
 ): Promise<BatchResult> {
   const result = newResult();
+  const handled = await context.handledUsers(users.map((user) => user.externalId));
   const pending = pickFresh(
     users.map(desiredUser),
     (user) => user.usernameKey,
-    context.importedUsers,
+    handled,
     result,
     "user",
     (user) => user.username,
@@ -128,12 +144,16 @@ export async function upsertUsers(
       todo = known;
     }
     const inBatch = new Set(todo.map((user) => user.externalId));
+    // Users of this directory found only by username: whether this run met their entries decides.
+    const relinkable = relinkCandidates(todo, matches, context.directoryId);
+    const handledElsewhere = relinkable.length > 0 ? await context.handledUsers(relinkable) : new Map();
     // One closure per batch (not per user): the stable ids another entry of this run holds.
     const importedInThisRun = (id: string) =>
-      context.importedUsers.has(id) || inBatch.has(id) || (context.usersInFlight?.has(id) ?? false);
-    const candidates = context.findInDirectory
-      ? relinkCandidates(todo, matches, context.directoryId).filter((id) => !importedInThisRun(id))
-      : [];
+      handled.has(id) ||
+      handledElsewhere.has(id) ||
+      inBatch.has(id) ||
+      (context.usersInFlight?.has(id) ?? false);
+    const candidates = context.findInDirectory ? relinkable.filter((id) => !importedInThisRun(id)) : [];
     const present =
       candidates.length > 0 && context.findInDirectory
         ? await context.findInDirectory(candidates)
@@ -624,9 +644,13 @@ function pickFresh<T extends { externalId: string; dn: string }>(
   for (const item of items) {
     if (imported.has(item.externalId)) {
       result.ids.set(item.externalId, imported.get(item.externalId) ?? null);
+      result.repeats += 1;
       continue;
     }
-    if (ids.has(item.externalId)) continue;
+    if (ids.has(item.externalId)) {
+      result.repeats += 1;
+      continue;
+    }
     ids.add(item.externalId);
     const first = names.get(nameKeyOf(item));
     if (first) {
