@@ -1,7 +1,7 @@
 import { type SQL, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../db/client.ts";
 import { isStorableText, isTimestampText, likePattern } from "./names.ts";
-import { patternLiteral, searchReachesEmails, userSearchCondition } from "./user-search.ts";
+import { type EmailReach, patternLiteral, searchReachesEmails, userSearchCondition } from "./user-search.ts";
 
 /**
  * The Users application's one list of users and groups: filtered by kind, searched
@@ -316,7 +316,7 @@ export interface ListQueryOptions {
 export function listQuery(
   query: ListQuery,
   limit: number,
-  reachesEmails = false,
+  reachesEmails: EmailReach = false,
   options: ListQueryOptions = {},
 ): SQL {
   const scope = scopeOf(query.filter);
@@ -337,12 +337,12 @@ export function listQuery(
 
   const ctes: SQL[] = [];
   const counts: SQL[] = [];
-  const parts: SQL[] = [];
+  const parts: Run[] = [];
   for (const table of tables(scope)) {
     const from = sql.raw(table.name);
     const rank = sql.raw(String(table.rank));
     /** Each partition's first rows after the cursor, read from `source` (the table or the matches). */
-    const runs = (source: SQL, key: SQL, match: SQL) =>
+    const runs = (source: SQL, key: SQL, match: SQL): Run[] =>
       partitions.flatMap((partition, index) => {
         const condition = partition[table.name];
         const keyset = keysetCondition(index, partition, key, table.rank, direction);
@@ -352,9 +352,12 @@ export function listQuery(
           ? sql`last_activity_at ${order}, ${key} ${order}`
           : sql`${key} ${order}`;
         return [
-          sql`(select ${sql.raw(String(index))} as part, ${value} as v, ${rank} as rank, id, ${key} as key
+          {
+            part: index,
+            query: sql`(select ${sql.raw(String(index))} as part, ${value} as v, ${rank} as rank, id, ${key} as key
             from ${source} where ${kindCondition} and ${condition} and ${keyset} and ${match}
             order by ${orderBy} limit ${rows})`,
+          },
         ];
       });
     if (pattern === null) {
@@ -382,19 +385,55 @@ export function listQuery(
     parts.push(...runs(found, sql`key`, sql`${size} <= ${dense}`));
     parts.push(...runs(from, table.key, sql`${size} > ${dense} and ${match}`));
   }
-  if (parts.length === 0) {
-    parts.push(sql`(select 0 as part, null::timestamptz as v, 0 as rank, 0 as id, '' as key where false)`);
-  }
   if (counts.length === 0) counts.push(sql`true as uncounted`);
-  const withClause = ctes.length > 0 ? sql`with ${sql.join(ctes, sql`, `)} ` : sql``;
   const pageOrder = sql`part ${partOrder}, v ${order}, key ${order}, rank ${order}`;
+  const page = pageRows(parts, direction.forward, pageOrder, rows, ctes);
+  const withClause = ctes.length > 0 ? sql`with ${sql.join(ctes, sql`, `)} ` : sql``;
   return sql`${withClause}select counts.*, page.part, page.v::text as value, page.rank, page.id, page.key
     from (select ${sql.join(counts, sql`, `)}) as counts
-    left join (
-      select part, v, rank, id, key from (${sql.join(parts, sql` union all `)}) as parts
-      order by ${pageOrder} limit ${rows}
-    ) as page on true
+    left join (${page}) as page on true
     order by page.part ${partOrder}, page.v ${order}, page.key ${order}, page.rank ${order}`;
+}
+
+/** One table's first rows of one partition after the cursor. */
+interface Run {
+  part: number;
+  query: SQL;
+}
+
+/**
+ * The page: the runs merged in the list's order, `rows` of them. With several partitions each is
+ * read only when those before it (in reading order) left the page short — a one-time filter the
+ * executor checks before starting the partition's scans — so a sparse later partition (users never
+ * active, a directory's deleted users) costs nothing while an earlier one fills the page.
+ */
+function pageRows(runs: Run[], forward: boolean, pageOrder: SQL, rows: SQL, ctes: SQL[]): SQL {
+  if (runs.length === 0) {
+    return sql`select 0 as part, null::timestamptz as v, 0 as rank, 0 as id, '' as key where false`;
+  }
+  const byPart = new Map<number, SQL[]>();
+  for (const run of runs) byPart.set(run.part, [...(byPart.get(run.part) ?? []), run.query]);
+  const order = [...byPart.keys()].sort((a, b) => (forward ? a - b : b - a));
+  const merged = (queries: SQL[]) =>
+    sql`select part, v, rank, id, key from (${sql.join(queries, sql` union all `)}) as r`;
+  if (order.length === 1)
+    return sql`${merged(byPart.get(order[0] as number) ?? [])} order by ${pageOrder} limit ${rows}`;
+  const names: SQL[] = [];
+  for (const part of order) {
+    const name = sql.raw(`page_part_${part}`);
+    const earlier = names.map((n) => sql`select 1 from ${n}`);
+    const gate =
+      earlier.length === 0
+        ? sql`true`
+        : sql`(select count(*) from (${sql.join(earlier, sql` union all `)}) as earlier) < ${rows}`;
+    ctes.push(
+      sql`${name} as (${merged(byPart.get(part) ?? [])} where ${gate} order by ${pageOrder} limit ${rows})`,
+    );
+    names.push(name);
+  }
+  const all = names.map((n) => sql`select part, v, rank, id, key from ${n}`);
+  return sql`select part, v, rank, id, key from (${sql.join(all, sql` union all `)}) as parts
+    order by ${pageOrder} limit ${rows}`;
 }
 
 const KINDS = ["internal", "external"] as const;
@@ -578,6 +617,13 @@ const lowerBound = (n: number): Count => ({ n, atLeast: true, about: false });
 const estimated = (n: number): Count => ({ n: Math.max(0, Math.round(n)), atLeast: false, about: true });
 
 const numberOrNull = (value: unknown) => (value === null || value === undefined ? null : Number(value));
+
+/** Every user and group counted by kind, as the list counts them without a search (tableCounts). */
+export async function countUsersAndGroups(db: Db): Promise<ListCounts> {
+  const columns = tables(scopeOf("all")).flatMap(tableCounts);
+  const [row] = await queryRows<ResultRow>(db, sql`select ${sql.join(columns, sql`, `)}`);
+  return countsOf(row);
+}
 
 /** A table's internal and external rows from tableCounts' columns. */
 function kindCounts(

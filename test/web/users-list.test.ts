@@ -14,6 +14,7 @@ import {
   type ListQuery,
   listEntries,
 } from "../../src/services/user-list.ts";
+import { searchReachesEmails, userSearchCondition } from "../../src/services/user-search.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
 import { insertBareUsers, makeDirectory, makeExternalUser, makeGroup } from "../helpers/console.ts";
 import { asFragment, decode } from "../helpers/http.ts";
@@ -385,6 +386,37 @@ describe("searching users by email", () => {
     const listed = domains.map((row) => row.domain);
     for (const domain of ["corp.example", "rare.example", "sub.corp.example"])
       assert.equal(listed.filter((d) => d === domain).length, 1, domain);
+  });
+
+  test("a search inside a known domain finds its users on the domain index, not by reading every email", async () => {
+    assert.deepEqual(await searchReachesEmails(t.db, "RARE.example"), ["rare.example"]);
+    assert.equal(await searchReachesEmails(t.db, "kim@rare"), true, "an @: every email may hold it");
+    assert.equal(await searchReachesEmails(t.db, "dupont"), false);
+    const plan = await t.db.transaction(async (tx) => {
+      await tx.execute(sql`set local enable_seqscan = off`);
+      const condition = userSearchCondition("rare.example", ["rare.example"]);
+      const rows = await queryRows<{ "QUERY PLAN": string }>(
+        tx,
+        sql`explain select id from users where ${condition}`,
+      );
+      return rows.map((row) => row["QUERY PLAN"]).join("\n");
+    });
+    assert.match(plan, /users_email_domain_idx/);
+    assert.doesNotMatch(plan, /Seq Scan/);
+  });
+
+  test("a text inside more domains than are worth listing reads every email", async () => {
+    await t.db.execute(sql`insert into users (kind, username, username_key, email, search_text)
+      select 'internal', 'wide-' || i, 'wide-' || i, 'w@d' || i || '.wide.example',
+        'wide-' || i || E'\tw@d' || i || '.wide.example'
+      from generate_series(1, 60) as i`);
+    try {
+      assert.equal(await searchReachesEmails(t.db, "wide.example"), true);
+      const page = await listEntries(t.db, query({ search: "wide.example", pageSize: 100 }));
+      assert.equal(page.entries.length, 60);
+    } finally {
+      await t.db.execute(sql`delete from users where username like 'wide-%'`);
+    }
   });
 
   test("a changed email's new domain is found", async () => {
