@@ -1,11 +1,13 @@
 import { sql } from "drizzle-orm";
 import { type Db, queryRows } from "../db/client.ts";
+import { countUsersAndGroups, roundEstimate, totalOf } from "./user-list.ts";
 
 /**
  * What an administrator opens Home for: how many users, groups and directories there are, the last
  * imports and synchronizations with their outcome, and the directories that need a look.
- * Three statements, each cheap at a million users: the counts are index-only counts (internal users
- * on their partial index, all users on the smallest index) and the runs walk the primary key.
+ * A few statements, each cheap at a million users: users and groups are counted as the Users list
+ * counts them (exactly up to COUNT_LIMIT, PostgreSQL's estimates past it), users disabled by the
+ * directory on their own partial index, and the runs walk the primary key.
  */
 
 export interface HomeCounts {
@@ -14,6 +16,8 @@ export interface HomeCounts {
   groups: number;
   directories: number;
   disabledByDirectory: number;
+  /** Which of the counts are estimates (see countUsersAndGroups). */
+  about: { internalUsers: boolean; externalUsers: boolean; groups: boolean };
 }
 
 export interface RecentRun {
@@ -66,24 +70,31 @@ export async function loadHomeSummary(db: Db): Promise<HomeSummary> {
 }
 
 async function loadCounts(db: Db): Promise<HomeCounts> {
-  // `where disabled_by_directory` as written so a partial index on it can answer (see the report to
-  // the lead); without one it is one scan of the users table.
-  const [row] = await queryRows<Record<string, number | string>>(
-    db,
-    sql`select
-      (select count(*) from users where kind = 'internal')::int as internal_users,
-      (select count(*) from users)::int as all_users,
-      (select count(*) from users where disabled_by_directory)::int as disabled_by_directory,
-      (select count(*) from groups)::int as groups,
-      (select count(*) from directories)::int as directories`,
-  );
+  const [listed, [row]] = await Promise.all([
+    countUsersAndGroups(db),
+    // `where disabled_by_directory` as written, so that its partial index answers.
+    queryRows<Record<string, number | string>>(
+      db,
+      sql`select
+        (select count(*) from users where disabled_by_directory)::int as disabled_by_directory,
+        (select count(*) from directories)::int as directories`,
+    ),
+  ]);
   const n = (key: string) => Number(row?.[key] ?? 0);
+  const groups = totalOf(listed, "groups");
+  // An estimate's last digits mean nothing: 668,113 is shown as 670,000.
+  const shown = (n: number, estimated: boolean) => (estimated ? roundEstimate(n) : n);
   return {
-    internalUsers: n("internal_users"),
-    externalUsers: n("all_users") - n("internal_users"),
-    groups: n("groups"),
+    internalUsers: shown(listed["internal-users"], listed.about["internal-users"]),
+    externalUsers: shown(listed["external-users"], listed.about["external-users"]),
+    groups: shown(groups.total, groups.about),
     directories: n("directories"),
     disabledByDirectory: n("disabled_by_directory"),
+    about: {
+      internalUsers: listed.about["internal-users"] || listed.atLeast["internal-users"],
+      externalUsers: listed.about["external-users"] || listed.atLeast["external-users"],
+      groups: groups.about || groups.atLeast,
+    },
   };
 }
 
