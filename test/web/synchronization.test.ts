@@ -376,6 +376,36 @@ describe("synchronizing a directory", { skip: skipWithoutSlapd }, () => {
       await replace(server.serviceDn, "userPassword", [server.servicePassword]);
     }
   });
+
+  test("a group whose member list did not change still loses a member whose entry was deleted", async () => {
+    const settled = await synchronize({}, true);
+    assert.equal(settled.status, "succeeded", settled.heldReason ?? settled.error ?? "");
+    const [stored] = await queryRows<{ hash: string | null }>(
+      t.db,
+      sql`select member_list_hash as hash from groups where name = 'staff'`,
+    );
+    assert.ok(stored?.hash, "the list Roster follows is remembered");
+    const staff = await membersOf("staff");
+    const index = Array.from({ length: 100 }, (_, i) => i).find((i) => i > 40 && staff.includes(uid(i)));
+    assert.ok(index !== undefined, "staff has a member to delete");
+    const member = uid(index);
+    // Deleted, with its DN left in the list (no referential integrity): the list is the same text.
+    await admin.del(userDn(index));
+
+    const run = await synchronize({}, true);
+    assert.equal(run.status, "succeeded", run.heldReason ?? run.error ?? "");
+    assert.ok(!(await membersOf("staff")).includes(member), "the deleted member leaves the group");
+    assert.deepEqual(
+      { missing: (await userNamed(member))?.missingInDirectory, enabled: (await userNamed(member))?.enabled },
+      { missing: true, enabled: false },
+    );
+    assert.ok(
+      (await reportLines(run.id)).includes(
+        `updated ${member}: Removed from the group staff: the directory no longer lists it as a member.`,
+      ),
+      (await reportLines(run.id)).join("\n"),
+    );
+  });
 });
 
 describe("the schedule", { skip: skipWithoutSlapd }, () => {

@@ -68,7 +68,14 @@ import {
   guardVerdict,
   totalRemovals,
 } from "../sync/removals.ts";
-import { currentMembers, directoryHasUsers, directoryHoldings, importedExternalIds } from "../sync/store.ts";
+import {
+  currentMembers,
+  directoryHasUsers,
+  directoryHoldings,
+  importedExternalIds,
+  membersNotHandled,
+  storedMemberListHash,
+} from "../sync/store.ts";
 import {
   type GroupBatchResult,
   linkMembers,
@@ -905,12 +912,17 @@ class RunImporter {
     const kept = this.memberValuesRead.get(root.dn);
     this.memberValuesRead.delete(root.dn);
     const values = await allMembers(this.session, root.dn, this.mapping, kept);
+    const lowered = values.dns.map((value) => value.toLowerCase());
+    const hash = memberListHash(values, lowered);
+    if (hash === (await storedMemberListHash(this.deps.db, root.id))) {
+      await this.keepMembers(group, values);
+      return;
+    }
     // A full run also asks which members it met: one its users phase did not is resolved again.
     const current = await currentMembers(this.deps.db, root.id, this.changedOnly ? null : this.claim.run.id);
     // Members listed by DN (member, uniqueMember) match a member's DN; by username (memberUid), its
     // username. Most match as text; those that don't are compared parsed, against the DNs no member
     // matched (spacing, case of attribute names, escapes): a few, not the whole list.
-    const lowered = values.dns.map((value) => value.toLowerCase());
     const dnKeys = values.dns.map((value, i) => dnMemberKey(value, lowered[i]));
     const nameKeys = values.usernames.map((value) => value.trim().toLowerCase());
     const listedDns = new Set(dnKeys);
@@ -982,7 +994,7 @@ class RunImporter {
     // A member who left may have left the directory too: those whose entries are gone are disabled
     // now, without waiting for the presence pass (a few lookups by stable id).
     await this.collectGoneMembers(left);
-    group.memberHash = memberListHash(values, lowered);
+    group.memberHash = hash;
     const added: MemberList = {
       dns: values.dns.filter((_, i) => !matchedDns.has(dnKeys[i] as string)),
       usernames: values.usernames.filter((_, i) => !matchedNames.has(nameKeys[i] as string)),
@@ -1002,6 +1014,33 @@ class RunImporter {
       const id = this.groupIds.get(normalizeDn(dn));
       if (id !== undefined && id !== null && !this.finishedGroups.has(id)) await this.expand(dn);
     }
+  }
+
+  /**
+   * A group whose member list is the one Roster stored: its members stay, without comparing them
+   * one by one (a 1,000,000-member group costs one anti-join, not a million strings in memory). A
+   * full run still resolves again the members its users phase did not meet: those found stay, the
+   * others leave (their entries deleted, with their DNs left in the group).
+   */
+  private async keepMembers(group: GroupState, values: MemberList): Promise<void> {
+    const leaving: { users: number[]; groups: number[] } = { users: [], groups: [] };
+    group.leaving = leaving;
+    if (!this.changedOnly) {
+      const unmet = await membersNotHandled(this.deps.db, group.id, this.claim.run.id);
+      leaving.users.push(...unmet.map((user) => user.id));
+      const again: MemberList = {
+        dns: values.dns.length > 0 ? unmet.flatMap((user) => (user.dn ? [user.dn] : [])) : [],
+        usernames: values.usernames.length > 0 ? unmet.map((user) => user.username) : [],
+      };
+      if (memberCount(again) > 0) {
+        const batches = coalesceMembers(
+          resolveMemberValues(this.session, this.mapping, group.dn, again),
+          this.batchSize,
+        );
+        for await (const batch of batches) await this.importMemberBatch(batch, group);
+      }
+    }
+    await this.finishGroup(group);
   }
 
   private async collectGoneMembers(externalIds: string[]): Promise<void> {
@@ -1141,7 +1180,8 @@ class RunImporter {
                 )
               : collectMembershipRemovals(tx, this.claim.run.id, group.id, group.members, group.children)
             ).then(() => ({ membersRemoved: 0, subgroupsRemoved: 0 }));
-        if (group.memberHash !== null) await rememberMemberList(tx, group.id, group.memberHash);
+        if (group.memberHash !== null)
+          await rememberMemberList(tx, group.id, group.memberHash, this.syncing ? this.claim.run.id : null);
         await recordHandledGroups(tx, this.claim.run.id, [
           this.groupCheckpoint(group, {
             membersAdded: group.membersAdded,

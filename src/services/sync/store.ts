@@ -138,6 +138,34 @@ export async function currentMembers(
   };
 }
 
+/** The fingerprint of the member list Roster last stored for the group (null: never stored). */
+export async function storedMemberListHash(db: Db, groupId: number): Promise<string | null> {
+  const [row] = await queryRows<{ hash: string | null }>(
+    db,
+    sql`select member_list_hash as hash from groups where id = ${groupId}`,
+  );
+  return row?.hash ?? null;
+}
+
+/**
+ * A group's members whose entries the run has not met (not handled in import_run_users): after a
+ * full synchronization's users phase, those deleted from the directory or outside its user search.
+ * An anti-join in the database: a few rows, whatever the group's size.
+ */
+export async function membersNotHandled(
+  db: Db,
+  groupId: number,
+  runId: number,
+): Promise<{ id: number; dn: string | null; username: string }[]> {
+  const rows = await queryRows<{ id: number; dn: string | null; username: string }>(
+    db,
+    sql`select u.id, u.dn, u.username from group_members m join users u on u.id = m.user_id
+        where m.group_id = ${groupId} and u.external_id is not null
+          and not exists (select 1 from import_run_users h where h.run_id = ${runId} and h.external_id = u.external_id)`,
+  );
+  return rows.map((row) => ({ id: Number(row.id), dn: row.dn, username: row.username }));
+}
+
 export async function lookupUsers(
   db: Db,
   directoryId: number,

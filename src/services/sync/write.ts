@@ -593,8 +593,25 @@ export async function linkMembers(
  * lists (the directory owns an external group's membership). Users themselves are never removed.
  */
 /** The fingerprint of the member list a group's members were just imported from. */
-export async function rememberMemberList(tx: Db, groupId: number, hash: string): Promise<void> {
-  await tx.execute(sql`update groups set member_list_hash = ${hash} where id = ${groupId}`);
+/**
+ * The fingerprint of the member list Roster's links now follow. A synchronization (`runId`) that
+ * collected removals of the group's members leaves none: the links follow the list only once they
+ * are applied (the guard may hold them), and the next run must compare the lists again.
+ */
+export async function rememberMemberList(
+  tx: Db,
+  groupId: number,
+  hash: string,
+  runId: number | null = null,
+): Promise<void> {
+  await tx.execute(
+    runId === null
+      ? sql`update groups set member_list_hash = ${hash} where id = ${groupId}`
+      : sql`update groups set member_list_hash = case when exists (
+                select 1 from sync_removals r where r.run_id = ${runId} and r.group_id = ${groupId}
+                  and r.change in ('remove_member', 'remove_subgroup')) then null else ${hash} end
+            where id = ${groupId}`,
+  );
 }
 
 export async function pruneMembers(
