@@ -104,14 +104,19 @@ export async function readMemberValues(
     if (entry === null) throw groupMissing(groupDn);
     const window = rangedWindow(entry, attribute);
     if (window === null) {
-      if (start === 0) values.push(...textValues(plainValues(entry, attribute)));
+      if (start === 0) append(values, textValues(plainValues(entry, attribute)));
       return values;
     }
-    values.push(...window.values);
+    append(values, window.values);
     if (window.high === null || window.high < start) return values;
     start = window.high + 1;
     requested = [rangedName(attribute, start)];
   }
+}
+
+/** Adds the values one by one: `push(...values)` passes them as arguments, past the stack at ~120,000. */
+function append<T>(target: T[], values: readonly T[]): void {
+  for (const value of values) target.push(value);
 }
 
 /**
@@ -136,7 +141,7 @@ export async function readMemberList(
   const list: MemberList = { dns: [], usernames: [] };
   for (const { name, kind } of memberAttributes(mapping)) {
     const values = await readMemberValues(session, groupDn, name);
-    (kind === "dn" ? list.dns : list.usernames).push(...values);
+    append(kind === "dn" ? list.dns : list.usernames, values);
   }
   return list;
 }
@@ -150,7 +155,7 @@ export function completeMemberList(entry: Entry, mapping: DirectoryMapping): Mem
   for (const { name, kind } of memberAttributes(mapping)) {
     const ranged = `${name.toLowerCase()};range=`;
     for (const key of Object.keys(entry)) if (key.toLowerCase().startsWith(ranged)) return null;
-    (kind === "dn" ? list.dns : list.usernames).push(...textValues(plainValues(entry, name)));
+    append(kind === "dn" ? list.dns : list.usernames, textValues(plainValues(entry, name)));
   }
   return list;
 }

@@ -11,6 +11,7 @@ import {
   type MemberBatch,
   RANGE_WINDOW,
   readGroup,
+  readMemberList,
   readMemberValues,
 } from "../../src/ldap/members.ts";
 import { findUserEntry } from "../../src/services/sync/find.ts";
@@ -151,6 +152,27 @@ describe("group expansion against slapd", { skip: skipWithoutSlapd }, () => {
       expandAll(session, groups("missing")),
       (err: unknown) => err instanceof DirectoryError && err.classified.kind === "no_such_object",
     );
+  });
+});
+
+describe("a group of 300,000 members against slapd", { skip: skipWithoutSlapd }, () => {
+  test("its member list is read whole (values are never spread as arguments)", async () => {
+    const count = 300_000;
+    const dn = "cn=huge,ou=groups,dc=example,dc=test";
+    const member = (i: number) => `member: uid=member${i},ou=people,dc=example,dc=test\n`;
+    const server = await startSlapd({
+      ldif: `dn: ${dn}\nobjectClass: groupOfNames\ncn: huge\n${Array.from({ length: count }, (_, i) => member(i)).join("")}\n`,
+    });
+    const opened = await openDirectory(connectionTo(server));
+    try {
+      assert.ok(opened.ok);
+      const list = await readMemberList(opened.session, dn, openldapMapping());
+      assert.equal(list.dns.length, count);
+      assert.equal(list.dns[count - 1], `uid=member${count - 1},ou=people,dc=example,dc=test`);
+    } finally {
+      if (opened.ok) await opened.session.close();
+      await server.stop();
+    }
   });
 });
 

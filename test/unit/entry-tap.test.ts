@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Client, type Entry, SearchEntry, SearchResponse } from "ldapts";
 import {
+  emptyEntry,
   MAX_MESSAGE_BYTES,
   MalformedMessageError,
   MessageTooLargeError,
@@ -129,8 +130,29 @@ describe("the entry tap", () => {
       for (const chunk of chunks(stream, size)) tapped.feed(chunk);
       assert.deepEqual(sink.take(), expected, `chunks of ${size} bytes`);
       assert.deepEqual(sink.take(), [], "taken entries are not handed out twice");
-      // ldapts sees the first entry of the page (so it keeps paging) and the end of the search.
-      assert.deepEqual(tapped.seen, [`entry ${entries[0]?.[0]}`, "done"], `chunks of ${size} bytes`);
+      // ldapts sees an entry for the page (so it keeps paging: an empty stand-in, not decoded
+      // twice) and the end of the search.
+      assert.deepEqual(tapped.seen, ["entry ", "done"], `chunks of ${size} bytes`);
+    }
+  });
+
+  test("the stand-in entry ldapts sees answers its request, whatever the message id", () => {
+    for (const id of [1, 127, 128, 255, 256, 65_535, 2 ** 31 - 1]) {
+      const client = new Client({ url: "ldap://127.0.0.1:1" });
+      const internals = client as unknown as {
+        messageParser: Parser;
+        messageDetailsByMessageId: Map<string, unknown>;
+      };
+      internals.messageDetailsByMessageId.set(String(id), { message: { attributes: [] } });
+      const seen: { id: number; name: string; attributes: number }[] = [];
+      internals.messageParser.on("message", (message: unknown) => {
+        if (message instanceof SearchEntry)
+          seen.push({ id: message.messageId, name: message.name, attributes: message.attributes.length });
+      });
+      const bytes = emptyEntry(id);
+      assert.ok(wellFormed(bytes, 0, bytes.length));
+      internals.messageParser.read(bytes, internals.messageDetailsByMessageId);
+      assert.deepEqual(seen, [{ id, name: "", attributes: 0 }], `message id ${id}`);
     }
   });
 
