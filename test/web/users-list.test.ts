@@ -8,6 +8,7 @@ import { userSearchText } from "../../src/services/names.ts";
 import {
   COUNT_LIMIT,
   DENSE_MATCHES,
+  DENSE_WALK,
   decodeCursor,
   encodeCursor,
   formatCount,
@@ -298,6 +299,33 @@ describe("the list service", () => {
       ["dense-05099", "dense-05098"],
     );
     await t.db.execute(sql`delete from users where username like 'dense-%'`);
+  });
+
+  test(`a dense search whose matches lie past the first ${DENSE_WALK} names still pages in order`, async () => {
+    // Names that don't match, then (in name order) more matches than a search collects.
+    await t.db.execute(sql`insert into users (kind, username, username_key, search_text, external_id)
+      select 'external', name, name, name, name
+      from (select 'aa-' || lpad(i::text, 6, '0') as name from generate_series(1, ${DENSE_WALK + 100}) as i) as names`);
+    await t.db.execute(sql`insert into users (kind, username, username_key, search_text, external_id)
+      select 'external', name, name, name, name
+      from (select 'zz-bunched-' || lpad(i::text, 5, '0') as name from generate_series(1, ${DENSE_MATCHES + 100}) as i) as names`);
+    try {
+      const names = (page: Awaited<ReturnType<typeof listEntries>>) => page.entries.map((e) => e.name);
+      const first = await listEntries(t.db, query({ search: "bunched", pageSize: 3 }));
+      assert.deepEqual(names(first), ["zz-bunched-00001", "zz-bunched-00002", "zz-bunched-00003"]);
+      assert.equal(first.counts.atLeast["external-users"], true);
+      const next = await listEntries(t.db, query({ search: "bunched", after: first.next, pageSize: 3 }));
+      assert.deepEqual(names(next), ["zz-bunched-00004", "zz-bunched-00005", "zz-bunched-00006"]);
+      const back = await listEntries(t.db, query({ search: "bunched", before: next.previous, pageSize: 3 }));
+      assert.deepEqual(names(back), names(first));
+      const last = await listEntries(t.db, query({ search: "bunched", sort: "-name", pageSize: 2 }));
+      assert.deepEqual(names(last), ["zz-bunched-05100", "zz-bunched-05099"]);
+      // Sorted by another column, each run walks and then collects the same way.
+      const byKind = await listEntries(t.db, query({ search: "bunched", sort: "kind", pageSize: 2 }));
+      assert.deepEqual(names(byKind), ["zz-bunched-00001", "zz-bunched-00002"]);
+    } finally {
+      await t.db.execute(sql`delete from users where username like 'aa-%' or username like 'zz-bunched-%'`);
+    }
   });
 
   test(`past ${COUNT_LIMIT.toLocaleString("en")} rows the counts are the database's estimates, and say so`, async () => {
