@@ -328,7 +328,9 @@ async function startDirectory(): Promise<SlapdServer> {
       });
     })(),
   );
-  return startSlapd({ ldifFiles: [file], contentSync: true });
+  // The bench reads every entry and searches by no name: without substring indexes slapadd loads
+  // 1,000,000 users in about a minute instead of eight.
+  return startSlapd({ ldifFiles: [file], contentSync: true, substringIndexes: false });
 }
 
 /** The same search Roster sends (filter, base, attributes, page size), by the C client; best of three after a warm-up. */

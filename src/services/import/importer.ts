@@ -69,7 +69,7 @@ import {
   totalRemovals,
 } from "../sync/removals.ts";
 import {
-  currentMembers,
+  compareMemberList,
   directoryHasUsers,
   directoryHoldings,
   importedExternalIds,
@@ -912,92 +912,70 @@ class RunImporter {
     const kept = this.memberValuesRead.get(root.dn);
     this.memberValuesRead.delete(root.dn);
     const values = await allMembers(this.session, root.dn, this.mapping, kept);
-    const lowered = values.dns.map((value) => value.toLowerCase());
-    const hash = memberListHash(values, lowered);
+    const hash = memberListHash(values);
     if (hash === (await storedMemberListHash(this.deps.db, root.id))) {
       await this.keepMembers(group, values);
       return;
     }
-    // A full run also asks which members it met: one its users phase did not is resolved again.
-    const current = await currentMembers(this.deps.db, root.id, this.changedOnly ? null : this.claim.run.id);
     // Members listed by DN (member, uniqueMember) match a member's DN; by username (memberUid), its
-    // username. Most match as text; those that don't are compared parsed, against the DNs no member
-    // matched (spacing, case of attribute names, escapes): a few, not the whole list.
-    const dnKeys = values.dns.map((value, i) => dnMemberKey(value, lowered[i]));
-    const nameKeys = values.usernames.map((value) => value.trim().toLowerCase());
-    const listedDns = new Set(dnKeys);
-    const listedNames = new Set(nameKeys);
-    const matchedDns = new Set<string>();
-    const matchedNames = new Set<string>();
+    // username. The database answers which match as text; those that don't are compared parsed,
+    // against the values no member matched (spacing, case of attribute names, escapes): a few.
+    // A full run also asks which members it met: one its users phase did not is resolved again.
+    const diff = await compareMemberList(
+      this.deps.db,
+      root.id,
+      values,
+      { dnKey: (value) => dnMemberKey(value), nameKey: memberNameKey },
+      this.changedOnly ? null : this.claim.run.id,
+    );
+    const addedDns = new Set(diff.dns);
+    const addedNames = new Set(diff.usernames);
     const left: string[] = [];
     const leaving: { users: number[]; groups: number[] } = { users: [], groups: [] };
     group.leaving = leaving;
-    type Keys = { dn?: string | undefined; name?: string | undefined };
-    const acceptUser = (user: (typeof current.users)[number], keys: Keys) => {
-      // A full run resolves again a listed member its users phase did not meet (deleted, with its
-      // DN left in the group; or outside the user search base): it is found, or it is gone.
-      if (!this.changedOnly && user.externalId !== null && !user.handled) {
-        leaving.users.push(user.id);
-        return;
+    const parsed = new Map<string, number>();
+    if (diff.users.length + diff.groups.length > 0) {
+      for (const i of addedDns) {
+        const value = values.dns[i] as string;
+        parsed.set(tryNormalizeDn(stripOptionalUid(value)) ?? dnMemberKey(value), i);
       }
-      if (keys.dn !== undefined) matchedDns.add(keys.dn);
-      if (keys.name !== undefined) matchedNames.add(keys.name);
-      group.members.add(user.id);
-    };
-    const acceptGroup = (child: (typeof current.groups)[number], key: string) => {
-      matchedDns.add(key);
-      group.children.add(child.id);
-    };
-    const listedKeys = (user: (typeof current.users)[number]): Keys | null => {
-      const dn = user.dn && listedDns.size > 0 ? dnMemberKey(user.dn) : undefined;
-      const name = listedNames.size > 0 ? user.username.trim().toLowerCase() : undefined;
-      const keys = {
-        dn: dn !== undefined && listedDns.has(dn) ? dn : undefined,
-        name: name !== undefined && listedNames.has(name) ? name : undefined,
-      };
-      return keys.dn === undefined && keys.name === undefined ? null : keys;
-    };
-    const unmatchedUsers = current.users.filter((user) => {
-      const keys = listedKeys(user);
-      if (keys === null) return true;
-      acceptUser(user, keys);
-      return false;
-    });
-    const unmatchedGroups = current.groups.filter((child) => {
-      const key = child.dn ? dnMemberKey(child.dn) : null;
-      if (key === null || !listedDns.has(key)) return true;
-      acceptGroup(child, key);
-      return false;
-    });
-    const parsed = new Map<string, string>();
-    if (unmatchedUsers.length + unmatchedGroups.length > 0) {
-      dnKeys.forEach((key, i) => {
-        if (!matchedDns.has(key))
-          parsed.set(tryNormalizeDn(stripOptionalUid(values.dns[i] as string)) ?? key, key);
-      });
     }
-    const parsedKey = (dn: string | null) =>
+    const names = new Map<string, number>();
+    if (diff.users.length > 0)
+      for (const i of addedNames) names.set(memberNameKey(values.usernames[i] as string), i);
+    const parsedAt = (dn: string | null) =>
       dn ? parsed.get(tryNormalizeDn(dn) ?? dnMemberKey(dn)) : undefined;
-    for (const user of unmatchedUsers) {
-      const key = parsedKey(user.dn);
-      if (key !== undefined) acceptUser(user, { dn: key });
-      else {
+    for (const user of diff.users) {
+      const at = parsedAt(user.dn);
+      const nameAt = names.get(memberNameKey(user.username));
+      if (at === undefined && nameAt === undefined) {
         leaving.users.push(user.id);
         if (user.externalId !== null) left.push(user.externalId);
+      } else if (!this.changedOnly && user.externalId !== null && !user.handled) {
+        // Listed, but its entry not met by the users phase (deleted, its DN left in the group; or
+        // outside the user search base): its value is resolved again; found, or it is gone.
+        leaving.users.push(user.id);
+      } else {
+        if (at !== undefined) addedDns.delete(at);
+        if (nameAt !== undefined) addedNames.delete(nameAt);
+        group.members.add(user.id);
       }
     }
-    for (const child of unmatchedGroups) {
-      const key = parsedKey(child.dn);
-      if (key !== undefined) acceptGroup(child, key);
-      else leaving.groups.push(child.id);
+    for (const child of diff.groups) {
+      const at = parsedAt(child.dn);
+      if (at === undefined) leaving.groups.push(child.id);
+      else {
+        addedDns.delete(at);
+        group.children.add(child.id);
+      }
     }
     // A member who left may have left the directory too: those whose entries are gone are disabled
     // now, without waiting for the presence pass (a few lookups by stable id).
     await this.collectGoneMembers(left);
     group.memberHash = hash;
     const added: MemberList = {
-      dns: values.dns.filter((_, i) => !matchedDns.has(dnKeys[i] as string)),
-      usernames: values.usernames.filter((_, i) => !matchedNames.has(nameKeys[i] as string)),
+      dns: [...addedDns].sort((a, b) => a - b).map((i) => values.dns[i] as string),
+      usernames: [...addedNames].sort((a, b) => a - b).map((i) => values.usernames[i] as string),
     };
     const subgroups: string[] = [];
     const batches = readAhead(
@@ -1027,7 +1005,7 @@ class RunImporter {
     group.leaving = leaving;
     if (!this.changedOnly) {
       const unmet = await membersNotHandled(this.deps.db, group.id, this.claim.run.id);
-      leaving.users.push(...unmet.map((user) => user.id));
+      for (const user of unmet) leaving.users.push(user.id);
       const again: MemberList = {
         dns: values.dns.length > 0 ? unmet.flatMap((user) => (user.dn ? [user.dn] : [])) : [],
         usernames: values.usernames.length > 0 ? unmet.map((user) => user.username) : [],
@@ -1468,6 +1446,11 @@ function unhandled<T extends { externalId: string }>(
   const invalid = batch.invalid.filter((i) => i.externalId === undefined || !handled.has(i.externalId));
   if (values.length === batch.values.length && invalid.length === batch.invalid.length) return batch;
   return { values, invalid, size: values.length + invalid.length };
+}
+
+/** How a memberUid value and a username are compared. */
+function memberNameKey(value: string): string {
+  return value.trim().toLowerCase();
 }
 
 /** The filter term an incremental run reads changed entries with (null: a full run reads all). */

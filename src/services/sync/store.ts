@@ -93,49 +93,115 @@ export async function importedExternalIds(
   return new Set(rows.map((row) => row.external_id));
 }
 
-/**
- * A group's members and subgroups in Roster, with what the directory lists them by (DN, username);
- * given a run, whether that run has handled each member (met its entry, imported or skipped).
- */
-export async function currentMembers(
-  db: Db,
-  groupId: number,
-  handledBy: number | null = null,
-): Promise<{
+/** How a group's member list compares with the members and subgroups Roster has for it. */
+export interface MemberListDiff {
+  /** Positions (in `dns`, in `usernames`) of the values no member or subgroup matches as text. */
+  dns: number[];
+  usernames: number[];
+  /** Members and subgroups no value matches as text (or, with `handledBy`, members not met). */
   users: { id: number; dn: string | null; username: string; externalId: string | null; handled: boolean }[];
   groups: { id: number; dn: string | null }[];
-}> {
-  const users = await queryRows<{
-    id: number;
-    dn: string | null;
-    username: string;
-    external_id: string | null;
-    handled: boolean;
-  }>(
-    db,
-    handledBy === null
-      ? sql`select u.id, u.dn, u.username, u.external_id, false as handled
-            from group_members m join users u on u.id = m.user_id
-            where m.group_id = ${groupId}`
-      : sql`select u.id, u.dn, u.username, u.external_id, (h.run_id is not null) as handled
-            from group_members m join users u on u.id = m.user_id
-            left join import_run_users h on h.run_id = ${handledBy} and h.external_id = u.external_id
-            where m.group_id = ${groupId}`,
-  );
-  const groups = await queryRows<{ id: number; dn: string | null }>(
-    db,
-    sql`select g.id, g.dn from group_subgroups s join groups g on g.id = s.child_id where s.parent_id = ${groupId}`,
-  );
-  return {
-    users: users.map((u) => ({
-      id: Number(u.id),
-      dn: u.dn,
-      username: u.username,
-      externalId: u.external_id,
-      handled: u.handled === true,
-    })),
-    groups: groups.map((g) => ({ id: Number(g.id), dn: g.dn })),
-  };
+}
+
+/** Member values sent to the database at a time. */
+const LISTED_CHUNK = 20_000;
+
+/**
+ * Compares a group's member list with its members in Roster in the database: the list's keys go
+ * into a temporary table a slice at a time, and two anti-joins answer what matches nothing on
+ * either side. Only the differences come back, so a 1,000,000-member group with a few changes
+ * holds its list and a few rows, not a million member rows and the sets to match them.
+ *
+ * `dnKey` and `nameKey` make a value's key (lower case); Roster's side is `lower(dn)` and
+ * `lower(btrim(username))`, so a value that differs only in its spelling (escapes, spacing) comes
+ * back on both sides, for the caller to compare parsed. With `handledBy` (a full run), a member
+ * the run did not meet matches nothing: its value is resolved again.
+ */
+export async function compareMemberList(
+  db: Db,
+  groupId: number,
+  list: { dns: readonly string[]; usernames: readonly string[] },
+  keys: { dnKey: (value: string) => string; nameKey: (value: string) => string },
+  handledBy: number | null,
+): Promise<MemberListDiff> {
+  return db.transaction(async (txRaw) => {
+    const tx = txRaw as unknown as Db;
+    await tx.execute(
+      sql`create temporary table listed_members (position int not null, by_name boolean not null, key text not null)
+          on commit drop`,
+    );
+    for (const [values, byName, keyOf] of [
+      [list.dns, false, keys.dnKey],
+      [list.usernames, true, keys.nameKey],
+    ] as const) {
+      for (let at = 0; at < values.length; at += LISTED_CHUNK) {
+        const slice = values.slice(at, at + LISTED_CHUNK).map(keyOf);
+        await tx.execute(
+          sql`insert into listed_members (position, by_name, key)
+              select ${at}::int + t.n::int - 1, ${byName}, t.key
+              from unnest(${textArray(slice)}::text[]) with ordinality as t(key, n)`,
+        );
+      }
+    }
+    await tx.execute(sql`analyze listed_members`);
+    const handled =
+      handledBy === null
+        ? sql`true`
+        : sql`exists (select 1 from import_run_users h where h.run_id = ${handledBy} and h.external_id = u.external_id)`;
+    const rows = await queryRows<{
+      what: "dn" | "name" | "user" | "group";
+      position: number | null;
+      id: number | null;
+      dn: string | null;
+      username: string | null;
+      external_id: string | null;
+      handled: boolean | null;
+    }>(
+      tx,
+      sql`with members as materialized (
+            select u.id, u.dn, u.username, u.external_id, lower(u.dn) as dn_key,
+                   lower(btrim(u.username)) as name_key, (u.external_id is null or ${handled}) as handled
+            from group_members m join users u on u.id = m.user_id where m.group_id = ${groupId}
+          ),
+          children as materialized (
+            select g.id, g.dn, lower(g.dn) as dn_key
+            from group_subgroups s join groups g on g.id = s.child_id where s.parent_id = ${groupId}
+          ),
+          matched as materialized (
+            select l.position, l.by_name, mb.id from listed_members l
+              join members mb on mb.dn_key = l.key where not l.by_name and mb.handled
+            union all
+            select l.position, l.by_name, mb.id from listed_members l
+              join members mb on mb.name_key = l.key where l.by_name and mb.handled
+          )
+          select case when l.by_name then 'name' else 'dn' end as what, l.position, null::int as id,
+                 null::text as dn, null::text as username, null::text as external_id, null::boolean as handled
+          from listed_members l
+          where not exists (select 1 from matched x where x.position = l.position and x.by_name = l.by_name)
+            and (l.by_name or not exists (select 1 from children c where c.dn_key = l.key))
+          union all
+          select 'user', null, mb.id, mb.dn, mb.username, mb.external_id, mb.handled from members mb
+          where not exists (select 1 from matched x where x.id = mb.id)
+          union all
+          select 'group', null, c.id, c.dn, null, null, null from children c
+          where not exists (select 1 from listed_members l where not l.by_name and l.key = c.dn_key)`,
+    );
+    const diff: MemberListDiff = { dns: [], usernames: [], users: [], groups: [] };
+    for (const row of rows) {
+      if (row.what === "dn") diff.dns.push(Number(row.position));
+      else if (row.what === "name") diff.usernames.push(Number(row.position));
+      else if (row.what === "user")
+        diff.users.push({
+          id: Number(row.id),
+          dn: row.dn,
+          username: row.username ?? "",
+          externalId: row.external_id,
+          handled: row.handled === true,
+        });
+      else diff.groups.push({ id: Number(row.id), dn: row.dn });
+    }
+    return diff;
+  });
 }
 
 /** The fingerprint of the member list Roster last stored for the group (null: never stored). */
