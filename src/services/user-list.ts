@@ -280,13 +280,24 @@ export const DENSE_MATCHES = 5000;
  */
 export const DENSE_WALK = 20_000;
 
+interface WalkOptions {
+  /** Whether the search is dense (a one-time filter). */
+  isDense: SQL;
+  /** The partition's rows after the cursor (kind, partition, keyset), dense or none. */
+  base: SQL;
+  match: SQL;
+  ascending: boolean;
+  pastWalks: boolean;
+}
+
+/** The id of the row a short walk leaves where it stopped, when its matches past it are not read. */
+export const PAST_WALK_MARKER = -1;
+
 /** A dense search's run of one partition: the bounded walk, then what lies past it (see DENSE_WALK). */
 function boundedWalk(
   table: Table,
   index: number,
-  base: SQL,
-  match: SQL,
-  ascending: boolean,
+  { isDense, base, match, ascending, pastWalks }: WalkOptions,
   rows: SQL,
   ctes: SQL[],
 ): Run[] {
@@ -298,14 +309,23 @@ function boundedWalk(
   ctes.push(sql`${walked} as (select id, key from (
       select id, ${key} as key, search_text from ${from} where ${base} order by ${key} ${order} limit ${walk}
     ) as w where ${match} order by key ${order} limit ${rows})`);
-  // Where the walk stopped, and only when it left the page short: then the matches past it are read.
+  // Where the walk stopped, and only when the search is dense and the walk left the page short: then
+  // the matches past it are read. (Not within the lateral subquery: the planner may run that one in
+  // parallel, and parallel workers start before its own one-time filters are tested.)
   const past = sql.raw(`${table.name}_past_${index}`);
   ctes.push(sql`${past} as (select (select ${sql.raw(ascending ? "max" : "min")}(k) from (
       select ${key} as k from ${from} where ${base} order by ${key} ${order} limit ${walk}) as walk) as boundary
-    where (select count(*) from ${walked}) < ${rows})`);
+    where ${isDense} and (select count(*) from ${walked}) < ${rows})`);
   const head = sql`${sql.raw(String(index))} as part, null::timestamptz as v, ${sql.raw(String(table.rank))} as rank`;
+  const walkedRun = { part: index, query: sql`(select ${head}, id, key from ${walked})` };
+  if (!pastWalks) {
+    return [
+      walkedRun,
+      { part: index, query: sql`(select ${head}, ${PAST_WALK_MARKER} as id, boundary as key from ${past})` },
+    ];
+  }
   return [
-    { part: index, query: sql`(select ${head}, id, key from ${walked})` },
+    walkedRun,
     {
       part: index,
       // Lateral, so that it runs once per row of the CTE (none when the walk filled the page);
@@ -347,6 +367,13 @@ export interface ListQueryOptions {
   directoryOrder?: number[];
   /** False: no counts beside the filters (an export reads pages and needs none). */
   counts?: boolean;
+  /**
+   * Read the matches past a dense search's bounded walk (see DENSE_WALK). Without it, a walk that came
+   * up short leaves a marker row (id -1) where it stopped instead, and the statement stays cheap for
+   * the planner: those reads, even never run, weigh enough in its estimate to have it JIT-compile
+   * the statement (70-150 ms). runListQuery asks again with it when a marker lands on the page.
+   */
+  pastWalks?: boolean;
 }
 
 /**
@@ -419,10 +446,13 @@ export function listQuery(
         ? userSearchCondition(query.search, reachesEmails)
         : sql`search_text like ${pattern}`;
     const found = sql.raw(`${table.name}_found`);
-    const size = sql`(select count(*) from ${found})`;
+    const sized = sql.raw(`${table.name}_found_size`);
+    // Counted once: several one-time filters ask.
+    const size = sql`(select n from ${sized})`;
     const columns = sql.raw(byName ? "" : table.sortColumns);
     ctes.push(sql`${found} as materialized (select id, ${table.key} as key, kind${columns} from ${from}
         where ${match} limit ${collected})`);
+    ctes.push(sql`${sized} as materialized (select count(*) as n from ${found})`);
     // Past DENSE_MATCHES the collection is a sample, so its counts are lower bounds ("3,300+").
     for (const kind of KINDS) {
       counts.push(
@@ -443,8 +473,16 @@ export function listQuery(
         );
         return;
       }
-      const base = sql`${kindCondition} and ${condition} and ${keyset} and ${size} > ${dense}`;
-      parts.push(...boundedWalk(table, index, base, match, direction.ascending, rows, ctes));
+      const isDense = sql`${size} > ${dense}`;
+      const base = sql`${kindCondition} and ${condition} and ${keyset} and ${isDense}`;
+      const walk = {
+        isDense,
+        base,
+        match,
+        ascending: direction.ascending,
+        pastWalks: options.pastWalks === true,
+      };
+      parts.push(...boundedWalk(table, index, walk, rows, ctes));
     });
   }
   if (counts.length === 0) counts.push(sql`true as uncounted`);
@@ -592,13 +630,26 @@ export function totalOf(
   };
 }
 
+/**
+ * The list's statement, and again reading past the dense walks when one came up short within the
+ * rows asked for (its marker among them): rows after the marker may be missing matches.
+ */
+async function runListQuery(
+  db: Db,
+  query: ListQuery,
+  limit: number,
+  reachesEmails: EmailReach,
+  options: ListQueryOptions,
+): Promise<ResultRow[]> {
+  const result = await queryRows<ResultRow>(db, listQuery(query, limit, reachesEmails, options));
+  if (!result.some((r) => Number(r.id) === PAST_WALK_MARKER)) return result;
+  return queryRows<ResultRow>(db, listQuery(query, limit, reachesEmails, { ...options, pastWalks: true }));
+}
+
 export async function listEntries(db: Db, query: ListQuery): Promise<ListPage> {
   const pageSize = query.pageSize ?? PAGE_SIZE;
   const { reachesEmails, directoryOrder } = await queryContext(db, query);
-  const result = await queryRows<ResultRow>(
-    db,
-    listQuery(query, pageSize + 1, reachesEmails, { directoryOrder }),
-  );
+  const result = await runListQuery(db, query, pageSize + 1, reachesEmails, { directoryOrder });
   const counts = countsOf(result[0]);
   const rows = idRowsOf(result);
   const fromEnd = Boolean(query.end && !query.after && !query.before);
@@ -634,10 +685,10 @@ export async function* exportEntries(
   const { reachesEmails, directoryOrder } = await queryContext(db, base);
   let after: Cursor | null = null;
   for (;;) {
-    const result = await queryRows<ResultRow>(
-      db,
-      listQuery({ ...base, after }, batchSize + 1, reachesEmails, { directoryOrder, counts: false }),
-    );
+    const result = await runListQuery(db, { ...base, after }, batchSize + 1, reachesEmails, {
+      directoryOrder,
+      counts: false,
+    });
     const rows = idRowsOf(result);
     const batch = rows.slice(0, batchSize);
     if (batch.length > 0) yield await loadEntries(db, batch);
