@@ -433,7 +433,9 @@ class MemberResolver {
   private async *resolveDns(groupDn: string, listed: string[]): AsyncGenerator<MemberBatch> {
     let values = listed;
     if (values.length >= SCAN_MIN_MEMBERS && (await this.isLargeShare(values.length))) {
-      const left = new Map(values.map((value) => [value.toLowerCase(), value]));
+      // Filled in a loop: a pair array per member first would be 1,000,000 arrays more at the peak.
+      const left = new Map<string, string>();
+      for (const value of values) left.set(value.toLowerCase(), value);
       yield* this.scanUsers(groupDn, left);
       values = [...left.values()];
     }
