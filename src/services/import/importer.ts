@@ -95,6 +95,7 @@ import {
   recordPresent,
   recordUnresolved,
 } from "./checkpoint.ts";
+import { IdList } from "./id-list.ts";
 import {
   type Claim,
   type Ending,
@@ -265,7 +266,8 @@ interface GroupState {
   dn: string;
   outcome: "created" | "updated" | "unchanged";
   changes: string[];
-  members: Set<number>;
+  /** Its members and subgroups linked by this run (a 1,000,000-member group: 4 MB, see IdList). */
+  members: IdList;
   children: Set<number>;
   membersAdded: number;
   subgroupsAdded: number;
@@ -708,7 +710,7 @@ class RunImporter {
           dn: progress.dn,
           outcome: progress.outcome,
           changes: progress.changes ?? [],
-          members: new Set(),
+          members: new IdList(),
           children: new Set(),
           membersAdded: progress.membersAdded,
           subgroupsAdded: progress.subgroupsAdded,
@@ -1275,7 +1277,7 @@ class RunImporter {
         dn: group.dn,
         outcome: decision.outcome,
         changes: decision.changes,
-        members: new Set(),
+        members: new IdList(),
         children: new Set(),
         membersAdded: 0,
         subgroupsAdded: 0,
