@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { directories, importRuns, users } from "../../src/db/schema.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
 import { makeDirectory, makeExternalUser, makeGroup } from "../helpers/console.ts";
@@ -62,6 +62,19 @@ describe("Home", () => {
     assert.match(counts, /1 directory/);
     assert.match(counts, /1 user disabled by the directory/);
     assert.doesNotMatch(page, /Get started/, "no first step once users are imported");
+  });
+
+  test("past 10,000 users of a kind, its count is the database's estimate and says so", async () => {
+    await t.db.execute(sql`insert into users (kind, username, username_key, search_text)
+      select 'internal', 'many-' || i, 'many-' || i, 'many-' || i from generate_series(1, 11000) as i`);
+    await t.db.execute(sql`analyze users`);
+    try {
+      const counts = section((await homeText()).html, "home-counts");
+      assert.match(counts, /about 11,\d{3} internal users/);
+      assert.match(counts, /(?<!about )\b1 directory/, "what is counted exactly says no \"about\"");
+    } finally {
+      await t.db.execute(sql`delete from users where username like 'many-%'`);
+    }
   });
 
   test("lists the last runs newest first with their outcome, and directories whose test or run failed", async () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { and, eq, isNull } from "drizzle-orm";
+import { and, eq, isNull, sql } from "drizzle-orm";
 import { roleAssignments, roles } from "../../src/db/schema.ts";
 import {
   createTestApp,
@@ -417,5 +417,22 @@ describe("the copy-roles picker", () => {
     );
     const page = await admin.agent.get(`/role-copies/new?to=${target?.id}`).expect(200);
     assert.match(page.text, /id="sources-next" href="\/role-copies\/new\?to=\d+&amp;after=/);
+  });
+
+  test("past 10,000 users, the total and the page count are the database's estimates, and say so", async () => {
+    await t.db.execute(sql`insert into users (kind, username, username_key, search_text)
+      select 'internal', 'many-' || i, 'many-' || i, 'many-' || i from generate_series(1, 11000) as i`);
+    await t.db.execute(sql`analyze users`);
+    try {
+      const target = await userNamed(t.db, "picker-target");
+      const next = await admin.agent.get(`/role-copies/new?to=${target?.id}`).expect(200);
+      const href = /id="sources-next" href="([^"]+)"/.exec(next.text)?.[1]?.replace(/&amp;/g, "&");
+      assert.ok(href);
+      const text = decode((await admin.agent.get(href).expect(200)).text);
+      assert.match(text, /About 11,\d{3} users and groups;/);
+      assert.match(text, /Page 2 of about 55\d\b/);
+    } finally {
+      await t.db.execute(sql`delete from users where username like 'many-%'`);
+    }
   });
 });

@@ -64,7 +64,7 @@ export function roleHandlers({ db }: { db: Db }) {
       pageSize: COPY_PAGE_SIZE,
     });
     const counts = await assignmentCounts(db, page.entries);
-    const { total, atLeast } = totalOf(page.counts, "all");
+    const { total, atLeast, about } = totalOf(page.counts, "all");
     const pages = atLeast ? null : Math.max(1, Math.ceil(total / COPY_PAGE_SIZE));
     const href = (link: { after?: string; before?: string; page?: number | null } = {}) => {
       const params = new URLSearchParams();
@@ -84,7 +84,7 @@ export function roleHandlers({ db }: { db: Db }) {
         !page.previous && !page.next
           ? ""
           : number !== null
-            ? `Page ${number} of ${pages === null ? "many" : pages.toLocaleString("en")}`
+            ? `Page ${number} of ${pages === null ? "many" : `${about ? "about " : ""}${pages.toLocaleString("en")}`}`
             : "",
     };
     const data = {
@@ -97,7 +97,7 @@ export function roleHandlers({ db }: { db: Db }) {
         isTarget: e.type === "user" && targets.some((target) => target.id === e.id),
       })),
       total,
-      totalText: `${total.toLocaleString("en")}${atLeast ? "+" : ""}`,
+      totalText: `${about ? "About " : ""}${total.toLocaleString("en")}${atLeast ? "+" : ""}`,
       pagination,
       // The page link pressed (with htmx) is gone from the new page: focus the status, not the page's top.
       focusStatus: linkIsGone(req, {
