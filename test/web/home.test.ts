@@ -71,7 +71,7 @@ describe("Home", () => {
     try {
       const counts = section((await homeText()).html, "home-counts");
       assert.match(counts, /about 11,\d{3} internal users/);
-      assert.match(counts, /(?<!about )\b1 directory/, "what is counted exactly says no \"about\"");
+      assert.match(counts, /(?<!about )\b1 directory/, 'what is counted exactly says no "about"');
     } finally {
       await t.db.execute(sql`delete from users where username like 'many-%'`);
     }
