@@ -296,6 +296,8 @@ class RunImporter {
   /** Groups whose member count was corrected, and unresolved members reported: once each, re-read or not. */
   private readonly countCorrected = new Set<string>();
   private readonly unresolvedReported = new Set<string>();
+  /** Readings of users begun (importUsers calls): only the first meets every entry for the first time. */
+  private usersPhases = 0;
   /** Entries processed by the run's committed batches, an earlier attempt's included. */
   private processed: number;
   /** Set once a phase is read again after the directory came back: batches then skip what was handled. */
@@ -796,6 +798,10 @@ class RunImporter {
    * more than one core) while the next page is read from the directory.
    */
   private async importUsers(pages: AsyncIterable<Entry[]>): Promise<void> {
+    // The run's first reading of users meets each entry once: its batches need not ask which of
+    // their entries the run handled (a phase read again, or a later one, does ask).
+    const firstMeeting = this.usersPhases === 0 && !this.readAgain;
+    this.usersPhases += 1;
     // A directory's first import is nearly all new users: its first batches need no lookup either.
     if (!(await directoryHasUsers(this.deps.db, this.directoryId))) this.mostlyNew = true;
     const batches = readAhead(
@@ -817,7 +823,12 @@ class RunImporter {
       try {
         await this.commit(
           async (tx) => {
-            const context = { ...this.context(tx), insertFirst: this.mostlyNew, existingOnly: this.syncing };
+            const context = {
+              ...this.context(tx),
+              insertFirst: this.mostlyNew,
+              existingOnly: this.syncing,
+              firstMeeting,
+            };
             const result = await upsertUsers(tx, context, batch.values);
             this.mostlyNew = result.counts.created * 2 > batch.values.length;
             await recordHandledUsers(tx, this.claim.run.id, [...result.ids, ...invalidIds(batch.invalid)]);

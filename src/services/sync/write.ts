@@ -37,6 +37,11 @@ export interface UpsertContext {
    * keeps that set in the database, not in memory (see `handledIn` for a small one that is).
    */
   handledUsers: (externalIds: readonly string[]) => Promise<ReadonlyMap<string, number | null>>;
+  /**
+   * The batch's entries can't have been handled by this run yet (its first reading of users, which
+   * meets each entry once): the batch's own question is not asked. A relink still asks.
+   */
+  firstMeeting?: boolean;
   importedGroups: ReadonlyMap<string, number | null>;
   /** Users of this run's other batches being written now: their names are taken too. */
   usersInFlight?: ReadonlySet<string>;
@@ -99,7 +104,9 @@ export async function upsertUsers(
   users: readonly LdapUser[],
 ): Promise<BatchResult> {
   const result = newResult();
-  const handled = await context.handledUsers(users.map((user) => user.externalId));
+  const handled = context.firstMeeting
+    ? new Map<string, number | null>()
+    : await context.handledUsers(users.map((user) => user.externalId));
   const pending = pickFresh(
     users.map(desiredUser),
     (user) => user.usernameKey,
