@@ -11,14 +11,12 @@ export function startHousekeeping(db: Db, logger: Logger, everyMs = 15 * 60_000)
       await db.delete(sessions).where(sql`${sessions.expire} < now()`);
       await pruneRateLimits(db);
       // Checkpoints of runs that ended without closing them (their run row deleted, say).
-      await db.execute(
-        sql`delete from import_run_handled h where not exists (
-              select 1 from import_runs r where r.id = h.run_id and r.status in ('queued', 'running'))`,
-      );
-      await db.execute(
-        sql`delete from import_run_users h where not exists (
-              select 1 from import_runs r where r.id = h.run_id and r.status in ('queued', 'running'))`,
-      );
+      for (const table of ["import_run_handled", "import_run_users"]) {
+        await db.execute(
+          sql`delete from ${sql.identifier(table)} h where not exists (
+                select 1 from import_runs r where r.id = h.run_id and r.status in ('queued', 'running'))`,
+        );
+      }
     } catch (err) {
       logger.warn({ err }, "housekeeping failed");
     }

@@ -667,11 +667,7 @@ class RunImporter {
     kind: "user" | "group",
     batch: MappedBatch<T>,
   ): Promise<MappedBatch<T>> {
-    const ids = [
-      ...batch.values.map((v) => v.externalId),
-      ...batch.invalid.flatMap((i) => (i.externalId === undefined ? [] : [i.externalId])),
-    ];
-    const known = await importedExternalIds(this.deps.db, kind, this.directoryId, ids);
+    const known = await importedExternalIds(this.deps.db, kind, this.directoryId, stableIdsOf(batch));
     const values = batch.values.filter((v) => known.has(v.externalId));
     // An imported entry that can't be read any more is reported (and not taken for gone).
     const invalid = batch.invalid.filter((i) => i.externalId !== undefined && known.has(i.externalId));
@@ -682,11 +678,7 @@ class RunImporter {
   private async unhandledUsers<T extends { externalId: string }>(
     batch: MappedBatch<T>,
   ): Promise<MappedBatch<T>> {
-    const ids = [
-      ...batch.values.map((v) => v.externalId),
-      ...batch.invalid.flatMap((i) => (i.externalId === undefined ? [] : [i.externalId])),
-    ];
-    return unhandled(batch, await handledUsers(this.deps.db, this.claim.run.id, ids));
+    return unhandled(batch, await handledUsers(this.deps.db, this.claim.run.id, stableIdsOf(batch)));
   }
 
   /**
@@ -1459,6 +1451,14 @@ function unhandled<T extends { externalId: string }>(
   const invalid = batch.invalid.filter((i) => i.externalId === undefined || !handled.has(i.externalId));
   if (values.length === batch.values.length && invalid.length === batch.invalid.length) return batch;
   return { values, invalid, size: values.length + invalid.length };
+}
+
+/** The stable ids of a batch's entries, those that could not be imported included (when they have one). */
+function stableIdsOf(batch: MappedBatch<{ externalId: string }>): string[] {
+  return [
+    ...batch.values.map((v) => v.externalId),
+    ...batch.invalid.flatMap((i) => (i.externalId === undefined ? [] : [i.externalId])),
+  ];
 }
 
 /** How a memberUid value and a username are compared. */

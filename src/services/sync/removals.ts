@@ -7,7 +7,7 @@
  */
 import { sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
-import { intArray, textArray } from "./store.ts";
+import { handledByRun, intArray, textArray } from "./store.ts";
 
 export type RemovalChange = "disable_user" | "group_missing" | "remove_member" | "remove_subgroup";
 
@@ -134,7 +134,7 @@ export async function collectMissing(tx: Db, runId: number, directoryId: number)
         select ${runId}, 'disable_user', u.id from users u
         where u.directory_id = ${directoryId} and u.kind = 'external'
           and not (u.missing_in_directory and not u.enabled)
-          and not exists (select 1 from import_run_users h where h.run_id = ${runId} and h.external_id = u.external_id)
+          and not ${handledByRun(runId)}
           and not exists (select 1 from met where met.key = u.external_id)`,
   );
   await tx.execute(

@@ -2,7 +2,7 @@
  * Reading Roster's side of an import in bulk: one query finds, for a whole batch of directory
  * entries, the users (or groups) they match by stable id and by name.
  */
-import { sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
 import type { StoredGroup, StoredUser } from "./decide.ts";
 
@@ -93,6 +93,11 @@ export async function importedExternalIds(
   return new Set(rows.map((row) => row.external_id));
 }
 
+/** Whether the run has handled the users row aliased `u` (its stable id is in import_run_users). */
+export function handledByRun(runId: number): SQL {
+  return sql`exists (select 1 from import_run_users h where h.run_id = ${runId} and h.external_id = u.external_id)`;
+}
+
 /** How a group's member list compares with the members and subgroups Roster has for it. */
 export interface MemberListDiff {
   /** Positions (in `dns`, in `usernames`) of the values no member or subgroup matches as text. */
@@ -144,10 +149,7 @@ export async function compareMemberList(
       }
     }
     await tx.execute(sql`analyze listed_members`);
-    const handled =
-      handledBy === null
-        ? sql`true`
-        : sql`exists (select 1 from import_run_users h where h.run_id = ${handledBy} and h.external_id = u.external_id)`;
+    const handled = handledBy === null ? sql`true` : handledByRun(handledBy);
     const rows = await queryRows<{
       what: "dn" | "name" | "user" | "group";
       position: number | null;
@@ -227,7 +229,7 @@ export async function membersNotHandled(
     db,
     sql`select u.id, u.dn, u.username from group_members m join users u on u.id = m.user_id
         where m.group_id = ${groupId} and u.external_id is not null
-          and not exists (select 1 from import_run_users h where h.run_id = ${runId} and h.external_id = u.external_id)`,
+          and not ${handledByRun(runId)}`,
   );
   return rows.map((row) => ({ id: Number(row.id), dn: row.dn, username: row.username }));
 }
