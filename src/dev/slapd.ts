@@ -30,6 +30,8 @@ const DEFAULT_MAX_SIZE = 2 * 1024 ** 3;
  * its indexes (1,000,000 users: ~2.4 GB, past the default). The map is only address space.
  */
 const MAP_PER_LDIF_BYTE = 16;
+/** Where the accesslog overlay logs writes (`changeLog`). */
+export const CHANGE_LOG_BASE = "cn=accesslog";
 
 export interface SlapdOptions {
   /** Entries to load below the base tree (which is always created: suffix, ou=people, ou=groups, ou=services, service account). */
@@ -51,6 +53,12 @@ export interface SlapdOptions {
    * refresh reports deletions by entryUUID.
    */
   contentSync?: boolean;
+  /**
+   * The accesslog overlay: every successful write logged under `cn=accesslog` (readable by the
+   * service account), as delta-syncrepl directories have. A synchronization reads a changed
+   * group's member changes from it instead of its whole member list.
+   */
+  changeLog?: boolean;
   /** Names in the server certificate (default 127.0.0.1 and localhost); others provoke hostname mismatches. */
   certificateNames?: CertificateNames;
   /**
@@ -135,9 +143,11 @@ async function startIn(dir: string, options: SlapdOptions): Promise<SlapdServer>
     maxSizeBytes: options.maxSizeBytes ?? (await mapSizeFor(options)),
     tls: options.tls ?? false,
     contentSync: options.contentSync ?? false,
+    changeLog: options.changeLog ?? false,
     substringIndexes: options.substringIndexes ?? true,
   };
   await mkdir(path.join(dir, "db"));
+  if (settings.changeLog) await mkdir(path.join(dir, "accesslog"));
   const caCertPem = settings.tls ? await writeTlsFiles(dir, options.certificateNames) : undefined;
   await writeFile(configPath(dir), slapdConfig(settings));
   await load(dir, settings, options);
@@ -192,6 +202,7 @@ interface ConfigSettings {
   maxSizeBytes: number;
   tls: boolean;
   contentSync: boolean;
+  changeLog: boolean;
   substringIndexes: boolean;
 }
 
@@ -210,10 +221,23 @@ function slapdConfig(s: ConfigSettings): string {
     "moduleload back_mdb",
     "moduleload memberof",
     ...(s.contentSync ? ["moduleload syncprov"] : []),
+    ...(s.changeLog ? ["moduleload accesslog"] : []),
     `pidfile ${quote(path.join(s.dir, "slapd.pid"))}`,
     `argsfile ${quote(path.join(s.dir, "slapd.args"))}`,
     ...tls,
     "",
+    ...(s.changeLog
+      ? [
+          // The log's database comes first: the main database's overlay names it.
+          "database mdb",
+          `suffix ${quote(CHANGE_LOG_BASE)}`,
+          `rootdn ${quote(`cn=admin,${CHANGE_LOG_BASE}`)}`,
+          `directory ${quote(path.join(s.dir, "accesslog"))}`,
+          "index reqStart,reqEntryUUID eq",
+          `access to * by dn.exact=${quote(s.serviceDn)} read by * none`,
+          "",
+        ]
+      : []),
     "database mdb",
     `maxsize ${s.maxSizeBytes}`,
     `suffix ${quote(s.baseDn)}`,
@@ -240,6 +264,15 @@ function slapdConfig(s: ConfigSettings): string {
           "syncprov-sessionlog 10000",
         ]
       : []),
+    ...(s.changeLog
+      ? [
+          "overlay accesslog",
+          `logdb ${quote(CHANGE_LOG_BASE)}`,
+          "logops writes",
+          "logsuccess TRUE",
+          "logpurge 07+00:00 01+00:00",
+        ]
+      : []),
   ].join("\n")}\n`;
 }
 
@@ -253,7 +286,9 @@ async function load(dir: string, settings: ConfigSettings, options: SlapdOptions
   await writeFile(dataFile, base + (options.ldif ?? ""));
   for (const file of [dataFile, ...(options.ldifFiles ?? [])]) {
     try {
-      await run(SLAPADD, ["-q", "-f", configPath(dir), "-l", file], { maxBuffer: 16 * 1024 * 1024 });
+      await run(SLAPADD, ["-q", "-f", configPath(dir), "-b", settings.baseDn, "-l", file], {
+        maxBuffer: 16 * 1024 * 1024,
+      });
     } catch (err) {
       const stderr = (err as { stderr?: string }).stderr ?? "";
       throw new Error(`slapadd could not load ${file}: ${stderr.trim() || String(err)}`, { cause: err });

@@ -783,12 +783,12 @@ function rangedWindow(entry: Entry, attribute: string): { values: string[]; high
   return null;
 }
 
-function plainValues(entry: Entry, attribute: string): Entry[string] {
+export function plainValues(entry: Entry, attribute: string): Entry[string] {
   const name = Object.keys(entry).find((key) => key.toLowerCase() === attribute.toLowerCase());
   return name === undefined ? [] : (entry[name] ?? []);
 }
 
-function textValues(raw: Entry[string] | undefined): string[] {
+export function textValues(raw: Entry[string] | undefined): string[] {
   if (raw === undefined) return [];
   const values = Array.isArray(raw) ? raw : [raw];
   return values.map((value) => (Buffer.isBuffer(value) ? value.toString("utf8") : value));

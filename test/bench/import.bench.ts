@@ -22,7 +22,8 @@
  * changed (target ≤ 2.5× the baseline); then 1% of the directory changes (500 users' phone numbers,
  * 250 users deleted and taken out of the group, 250 new users added to it, with ldapmodify) and
  * sync-incremental reads only that (target ≤ 0.1× the full synchronization). The directory has the
- * syncprov overlay: that run refreshes from the cookies the full one took (RFC 4533). Then 1% changes
+ * syncprov overlay: that run refreshes from the cookies the full one took (RFC 4533), and the
+ * accesslog overlay: it reads the group's member changes from the change log. Then 1% changes
  * again, and sync-incremental-timestamp reads it as a directory without syncprov is read, by change
  * time: the synchronization state is set to what a run that ended just before the changes leaves
  * (newest change read: a second before them), with no safety margin (BENCH_MARGIN_MS, default 0).
@@ -330,7 +331,32 @@ async function startDirectory(): Promise<SlapdServer> {
   );
   // The bench reads every entry and searches by no name: without substring indexes slapadd loads
   // 1,000,000 users in about a minute instead of eight.
-  return startSlapd({ ldifFiles: [file], contentSync: true, substringIndexes: false });
+  // With a change log (accesslog), as delta-syncrepl directories have: an incremental run reads a
+  // changed group's member changes there. A log in service holds writes from before any
+  // synchronization (slapadd logs none): one is made here.
+  const directory = await startSlapd({
+    ldifFiles: [file],
+    contentSync: true,
+    changeLog: true,
+    substringIndexes: false,
+  });
+  const history = path.join(scratch, "history.ldif");
+  await writeFile(
+    history,
+    `dn: ${userDn(0)}\nchangetype: modify\nreplace: description\ndescription: in service\n`,
+  );
+  await run("ldapmodify", [
+    "-x",
+    "-H",
+    directory.url,
+    "-D",
+    directory.rootDn,
+    "-w",
+    directory.rootPassword,
+    "-f",
+    history,
+  ]);
+  return directory;
 }
 
 /** The same search Roster sends (filter, base, attributes, page size), by the C client; best of three after a warm-up. */

@@ -9,6 +9,7 @@ import { sql } from "drizzle-orm";
 import { Control } from "ldapts";
 import type { Logger } from "pino";
 import { type Db, isConnectionLost, sqlState } from "../../db/client.ts";
+import { type ChangeLog, cookieCsn, findChangeLog, readMemberChanges } from "../../ldap/change-log.ts";
 import type { DirectorySession, Entry } from "../../ldap/client.ts";
 import { leafValue, normalizeDn, tryNormalizeDn } from "../../ldap/dn.ts";
 import { DirectoryError, stoppedAnswering } from "../../ldap/errors.ts";
@@ -16,6 +17,7 @@ import {
   bufferAttributes,
   changedAtAttribute,
   changedAtOf,
+  firstText,
   generalizedTime,
   isActiveDirectory,
   mapGroup,
@@ -37,6 +39,7 @@ import {
 import type { DirectoryMapping, LdapGroup } from "../../ldap/types.ts";
 import { type Directory, StoredSecretError } from "../directories.ts";
 import { withStoredDirectory } from "../directory-session.ts";
+import { nameKey } from "../names.ts";
 import type { SecretBox } from "../secrets.ts";
 import { type Refreshed, refreshFromCookies, startingCookies } from "../sync/content-refresh.ts";
 import { listInWords } from "../sync/decide.ts";
@@ -73,6 +76,7 @@ import {
   directoryHasUsers,
   directoryHoldings,
   importedExternalIds,
+  linkedMembersNamed,
   membersNotHandled,
   storedMemberListHash,
 } from "../sync/store.ts";
@@ -278,6 +282,8 @@ interface GroupState {
    * the directory's list did not name (leaving, unless resolved again under another name).
    */
   leaving?: { users: number[]; groups: number[] };
+  /** Its member changes came from the change log: the stored fingerprint no longer holds. */
+  forgetMemberList?: boolean;
 }
 
 class RunImporter {
@@ -313,6 +319,10 @@ class RunImporter {
   /** Group DN → its complete member list, as a synchronization read the group entry. */
   private readonly memberValuesRead = new Map<string, MemberList>();
   private memberValuesHeld = 0;
+  /** The directory's change log, when an incremental run reads member changes there. */
+  private changeLog: ChangeLog | null = null;
+  /** Group DN → the CSN of its latest change, as a refresh without member lists read it. */
+  private readonly groupCsns = new Map<string, string>();
   /** The newest modifyTimestamp a synchronization read, ms since the epoch. */
   private highWater: number | null = null;
   /** The run's total as last known here (counted alongside when the run began without one). */
@@ -416,11 +426,17 @@ class RunImporter {
     let refreshed: Refreshed | null = null;
     if (plan.method === "incremental" && plan.via === "contentSync") {
       const cookies = plan.cookies;
+      // A change log reaching back to the group cookie: changed groups' member changes are read there.
+      const since = kinds.includes("group") ? cookieCsn(Buffer.from(cookies.group, "base64")) : null;
+      const log = since === null ? null : await this.readingOn(() => findChangeLog(this.session, since));
       const answered = await this.readingOn(() =>
-        refreshFromCookies(this.session, this.mapping, cookies, kinds),
+        refreshFromCookies(this.session, this.mapping, cookies, kinds, { membersFromLog: log !== null }),
       );
-      if (answered.ok) refreshed = answered.refreshed;
-      else plan = { method: "full", why: answered.why };
+      if (answered.ok) {
+        refreshed = answered.refreshed;
+        this.changeLog = log;
+        if (log) plan = { ...plan, why: `${plan.why} ${changeLogNote(log)}` };
+      } else plan = { method: "full", why: answered.why };
     }
     await recordSyncPlan(this.deps.db, this.claim, plan);
     this.changedOnly = plan.method === "incremental";
@@ -847,7 +863,10 @@ class RunImporter {
       mapBatches(pages, this.batchSize, (e) => {
         if (this.syncing) {
           this.noteChange(e);
-          this.keepMemberValues(e);
+          // A refresh without member lists (their changes are in the change log) brings the CSN.
+          const csn = this.changeLog ? firstText(e, "entryCSN") : null;
+          if (csn !== null) this.groupCsns.set(e.dn, csn);
+          else this.keepMemberValues(e);
         }
         return mapGroup(e, this.mapping);
       }),
@@ -914,6 +933,20 @@ class RunImporter {
   private async expandChanged(root: { id: number; dn: string }): Promise<void> {
     const group = this.pendingGroups.get(root.id);
     if (!group || this.finishedGroups.has(root.id)) return;
+    const latestCsn = this.groupCsns.get(root.dn);
+    if (this.changeLog && latestCsn !== undefined && group.outcome !== "created") {
+      const changes = await readMemberChanges(
+        this.session,
+        this.changeLog,
+        { entryUuid: group.externalId, latestCsn },
+        this.mapping,
+      );
+      if (changes.ok) return this.applyMemberChanges(group, changes);
+      this.deps.logger.info(
+        { runId: this.claim.run.id, group: root.dn, why: changes.why },
+        "member list read in full: the change log does not cover it",
+      );
+    }
     const kept = this.memberValuesRead.get(root.dn);
     this.memberValuesRead.delete(root.dn);
     const values = await allMembers(this.session, root.dn, this.mapping, kept);
@@ -978,13 +1011,17 @@ class RunImporter {
     // now, without waiting for the presence pass (a few lookups by stable id).
     await this.collectGoneMembers(left);
     group.memberHash = hash;
-    const added: MemberList = {
+    await this.linkMemberValues(group, {
       dns: [...addedDns].sort((a, b) => a - b).map((i) => values.dns[i] as string),
       usernames: [...addedNames].sort((a, b) => a - b).map((i) => values.usernames[i] as string),
-    };
+    });
+  }
+
+  /** Resolves and links a changed group's new member values, finishes it, then expands new subgroups. */
+  private async linkMemberValues(group: GroupState, added: MemberList): Promise<void> {
     const subgroups: string[] = [];
     const batches = readAhead(
-      coalesceMembers(resolveMemberValues(this.session, this.mapping, root.dn, added), this.batchSize),
+      coalesceMembers(resolveMemberValues(this.session, this.mapping, group.dn, added), this.batchSize),
       1,
     );
     // One group's batches are disjoint: they are written concurrently, as a users import's are.
@@ -997,6 +1034,40 @@ class RunImporter {
       const id = this.groupIds.get(normalizeDn(dn));
       if (id !== undefined && id !== null && !this.finishedGroups.has(id)) await this.expand(dn);
     }
+  }
+
+  /**
+   * A changed group's member changes, as the change log told them: the members whose values were
+   * removed leave (collected for the guard), the values added are resolved and linked. The stored
+   * fingerprint is dropped (the list was not read): the next full run compares the whole list.
+   */
+  private async applyMemberChanges(
+    group: GroupState,
+    changes: { added: MemberList; removed: MemberList },
+  ): Promise<void> {
+    const leaving: { users: number[]; groups: number[] } = { users: [], groups: [] };
+    group.leaving = leaving;
+    const named = await linkedMembersNamed(this.deps.db, group.id, {
+      dnKeys: changes.removed.dns.flatMap((value) => {
+        const bare = stripOptionalUid(value);
+        return [dnMemberKey(value), tryNormalizeDn(bare) ?? bare.toLowerCase()];
+      }),
+      leafKeys: changes.removed.dns.flatMap((value) => {
+        const leaf = leafValue(stripOptionalUid(value));
+        return leaf === null ? [] : [nameKey(leaf.trim())];
+      }),
+      nameKeys: changes.removed.usernames.map(memberNameKey),
+    });
+    const left: string[] = [];
+    for (const user of named.users) {
+      leaving.users.push(user.id);
+      if (user.externalId !== null) left.push(user.externalId);
+    }
+    for (const child of named.groups) leaving.groups.push(child.id);
+    await this.collectGoneMembers(left);
+    group.memberHash = null;
+    group.forgetMemberList = true;
+    await this.linkMemberValues(group, changes.added);
   }
 
   /**
@@ -1163,7 +1234,7 @@ class RunImporter {
                 )
               : collectMembershipRemovals(tx, this.claim.run.id, group.id, group.members, group.children)
             ).then(() => ({ membersRemoved: 0, subgroupsRemoved: 0 }));
-        if (group.memberHash !== null)
+        if (group.memberHash !== null || group.forgetMemberList)
           await rememberMemberList(tx, group.id, group.memberHash, this.syncing ? this.claim.run.id : null);
         await recordHandledGroups(tx, this.claim.run.id, [
           this.groupCheckpoint(group, {
@@ -1462,6 +1533,11 @@ function stableIdsOf(batch: MappedBatch<{ externalId: string }>): string[] {
 }
 
 /** How a memberUid value and a username are compared. */
+/** What the run's note says when member changes come from the change log. */
+function changeLogNote(log: ChangeLog): string {
+  return `Changed groups' member changes are read from the directory's change log (${log.base}), not their whole member lists.`;
+}
+
 function memberNameKey(value: string): string {
   return value.trim().toLowerCase();
 }

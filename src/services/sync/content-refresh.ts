@@ -7,7 +7,7 @@
 import type { ContentSyncResult, DirectorySession } from "../../ldap/client.ts";
 import { SYNC_REFRESH_REQUIRED } from "../../ldap/content-sync.ts";
 import { DirectoryError, stoppedAnswering } from "../../ldap/errors.ts";
-import { bufferAttributes, changedAtAttribute } from "../../ldap/mapping.ts";
+import { bufferAttributes, changedAtAttribute, memberAttributes } from "../../ldap/mapping.ts";
 import type { DirectoryMapping } from "../../ldap/types.ts";
 import { importFilter, placeOf } from "./directory-reads.ts";
 import type { SyncCookies } from "./incremental.ts";
@@ -65,6 +65,7 @@ export async function refreshFromCookies(
   mapping: DirectoryMapping,
   cookies: SyncCookies,
   kinds: readonly ("user" | "group")[],
+  options: { membersFromLog?: boolean } = {},
 ): Promise<RefreshOutcome> {
   const refreshed: Refreshed = { user: null, group: null, cookies: { ...cookies } };
   for (const kind of kinds) {
@@ -74,7 +75,13 @@ export async function refreshFromCookies(
     let answer: ContentSyncResult;
     try {
       // The change time too: the state keeps the newest one read, whatever the method.
-      const attributes = [...place.attributes, changedAtAttribute(mapping)];
+      let attributes = [...place.attributes, changedAtAttribute(mapping)];
+      // Member changes come from the change log: a changed group's entry without its member list,
+      // with the CSN of its latest change, which the log must hold.
+      if (kind === "group" && options.membersFromLog) {
+        const members = new Set(memberAttributes(mapping).map((a) => a.name.toLowerCase()));
+        attributes = [...attributes.filter((name) => !members.has(name.toLowerCase())), "entryCSN"];
+      }
       answer = await session.contentSync(place.base, filter.filter, place.scope, attributes, {
         cookie: Buffer.from(cookies[kind], "base64"),
         bufferAttributes: bufferAttributes(mapping),

@@ -206,6 +206,51 @@ export async function compareMemberList(
   });
 }
 
+/**
+ * A group's members and subgroups named by the given keys (a DN in lower case or parsed, as
+ * compareMemberList keys them; a username trimmed, in lower case): those a change log told removed.
+ */
+export async function linkedMembersNamed(
+  db: Db,
+  groupId: number,
+  keys: { dnKeys: readonly string[]; leafKeys: readonly string[]; nameKeys: readonly string[] },
+): Promise<Pick<MemberListDiff, "users" | "groups">> {
+  if (keys.dnKeys.length + keys.nameKeys.length === 0) return { users: [], groups: [] };
+  type Row = { id: number; dn: string | null; username: string; external_id: string | null };
+  const member = (where: ReturnType<typeof sql>) =>
+    queryRows<Row>(
+      db,
+      sql`select u.id, u.dn, u.username, u.external_id from users u
+          join group_members m on m.group_id = ${groupId} and m.user_id = u.id where ${where}`,
+    );
+  // Most DNs name their user by username (uid=…): found through its index, then the DN compared.
+  const found = await member(
+    sql`u.username_key = any(${textArray([...keys.leafKeys, ...keys.nameKeys])}::text[])
+        and (lower(u.dn) = any(${textArray(keys.dnKeys)}::text[])
+             or lower(btrim(u.username)) = any(${textArray(keys.nameKeys)}::text[]))`,
+  );
+  // The others (a DN named by cn, say): every member's DN compared, for those keys alone.
+  const foundDns = new Set(found.map((row) => row.dn?.toLowerCase()));
+  const rest = keys.dnKeys.filter((key) => !foundDns.has(key));
+  const others = rest.length === 0 ? [] : await member(sql`lower(u.dn) = any(${textArray(rest)}::text[])`);
+  const groups = await queryRows<{ id: number; dn: string | null }>(
+    db,
+    sql`select g.id, g.dn from group_subgroups s join groups g on g.id = s.child_id
+        where s.parent_id = ${groupId} and lower(g.dn) = any(${textArray(keys.dnKeys)}::text[])`,
+  );
+  const users = new Map<number, MemberListDiff["users"][number]>();
+  for (const row of [...found, ...others]) {
+    users.set(Number(row.id), {
+      id: Number(row.id),
+      dn: row.dn,
+      username: row.username,
+      externalId: row.external_id,
+      handled: true,
+    });
+  }
+  return { users: [...users.values()], groups: groups.map((row) => ({ id: Number(row.id), dn: row.dn })) };
+}
+
 /** The fingerprint of the member list Roster last stored for the group (null: never stored). */
 export async function storedMemberListHash(db: Db, groupId: number): Promise<string | null> {
   const [row] = await queryRows<{ hash: string | null }>(

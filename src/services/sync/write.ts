@@ -608,7 +608,7 @@ export async function linkMembers(
 export async function rememberMemberList(
   tx: Db,
   groupId: number,
-  hash: string,
+  hash: string | null,
   runId: number | null = null,
 ): Promise<void> {
   await tx.execute(
