@@ -304,6 +304,8 @@ class RunImporter {
   private readonly unresolvedReported = new Set<string>();
   /** Readings of users begun (importUsers calls): only the first meets every entry for the first time. */
   private usersPhases = 0;
+  /** Groups whose members this run has begun to walk (expand). */
+  private groupsWalked = 0;
   /** Entries processed by the run's committed batches, an earlier attempt's included. */
   private processed: number;
   /** Set once a phase is read again after the directory came back: batches then skip what was handled. */
@@ -1118,12 +1120,23 @@ class RunImporter {
     // Batches of one group are disjoint and written concurrently; a group is finished (and the
     // next begun) once all of its batches are in.
     const writes = new WorkPool(this.writers);
+    // The run's first group, when no users phase came before it: its batches (disjoint) meet each
+    // user once, and need not ask which the run handled. A first import of the directory inserts first.
+    let firstMeeting = false;
+    if (
+      this.usersPhases === 0 &&
+      this.groupsWalked === 0 &&
+      !(await directoryHasUsers(this.deps.db, this.directoryId))
+    )
+      this.mostlyNew = true;
     for await (const batch of members) {
       this.signal.throwIfAborted();
       const key = normalizeDn(batch.groupDn);
       if (key !== currentKey) {
         await writes.drain();
         if (current) await this.finishGroup(current);
+        firstMeeting = this.usersPhases === 0 && this.groupsWalked === 0 && !this.readAgain;
+        this.groupsWalked += 1;
         currentKey = key;
         const id = this.groupIds.get(key) ?? null;
         // A group expanded earlier in this run (as another group's subgroup) is not imported twice.
@@ -1132,27 +1145,37 @@ class RunImporter {
       }
       if (current && batch.memberHash !== undefined) current.memberHash = batch.memberHash;
       const parent = current;
-      if (!alreadyDone) await writes.add(() => this.importMemberBatch(batch, parent));
+      const meeting = firstMeeting && !this.readAgain;
+      if (!alreadyDone) await writes.add(() => this.importMemberBatch(batch, parent, meeting));
     }
     await writes.drain();
     if (current) await this.finishGroup(current);
   }
 
-  private async importMemberBatch(batch: MemberBatch, parent: GroupState | null): Promise<void> {
+  private async importMemberBatch(
+    batch: MemberBatch,
+    parent: GroupState | null,
+    firstMeeting = false,
+  ): Promise<void> {
     const ids = batch.users.map((user) => user.externalId);
     for (const id of ids) this.usersInFlight.add(id);
     try {
-      await this.writeMemberBatch(batch, parent);
+      await this.writeMemberBatch(batch, parent, firstMeeting);
     } finally {
       for (const id of ids) this.usersInFlight.delete(id);
     }
   }
 
-  private async writeMemberBatch(batch: MemberBatch, parent: GroupState | null): Promise<void> {
+  private async writeMemberBatch(
+    batch: MemberBatch,
+    parent: GroupState | null,
+    firstMeeting: boolean,
+  ): Promise<void> {
     await this.commit(
       async (tx) => {
-        const context = this.context(tx);
+        const context = { ...this.context(tx), firstMeeting, insertFirst: this.mostlyNew };
         const users = await upsertUsers(tx, context, batch.users);
+        if (batch.users.length > 0) this.mostlyNew = users.counts.created * 2 > batch.users.length;
         const groups = await upsertGroups(tx, context, batch.groups);
         const userIds = definedIds(batch.users.map((u) => users.ids.get(u.externalId)));
         const childIds = definedIds(batch.groups.map((g) => groups.ids.get(g.externalId)));
