@@ -104,14 +104,21 @@ export async function readMemberValues(
     if (entry === null) throw groupMissing(groupDn);
     const window = rangedWindow(entry, attribute);
     if (window === null) {
-      if (start === 0) append(values, textValues(plainValues(entry, attribute)));
-      return values;
+      // All at once (not Active Directory): the entry's own array, not a copy of 1,000,000 values.
+      return start === 0 ? textValues(plainValues(entry, attribute)) : values;
     }
     append(values, window.values);
     if (window.high === null || window.high < start) return values;
     start = window.high + 1;
     requested = [rangedName(attribute, start)];
   }
+}
+
+/** `values` after `list`: `values` itself when the list is empty (no copy of a 1,000,000-value array). */
+function joined(list: string[], values: string[]): string[] {
+  if (list.length === 0) return values;
+  append(list, values);
+  return list;
 }
 
 /** Adds the values one by one: `push(...values)` passes them as arguments, past the stack at ~120,000. */
@@ -141,7 +148,7 @@ export async function readMemberList(
   const list: MemberList = { dns: [], usernames: [] };
   for (const { name, kind } of memberAttributes(mapping)) {
     const values = await readMemberValues(session, groupDn, name);
-    append(kind === "dn" ? list.dns : list.usernames, values);
+    list[kind === "dn" ? "dns" : "usernames"] = joined(kind === "dn" ? list.dns : list.usernames, values);
   }
   return list;
 }
@@ -155,7 +162,8 @@ export function completeMemberList(entry: Entry, mapping: DirectoryMapping): Mem
   for (const { name, kind } of memberAttributes(mapping)) {
     const ranged = `${name.toLowerCase()};range=`;
     for (const key of Object.keys(entry)) if (key.toLowerCase().startsWith(ranged)) return null;
-    append(kind === "dn" ? list.dns : list.usernames, textValues(plainValues(entry, name)));
+    const values = textValues(plainValues(entry, name));
+    list[kind === "dn" ? "dns" : "usernames"] = joined(kind === "dn" ? list.dns : list.usernames, values);
   }
   return list;
 }
@@ -858,6 +866,8 @@ export function plainValues(entry: Entry, attribute: string): Entry[string] {
 export function textValues(raw: Entry[string] | undefined): string[] {
   if (raw === undefined) return [];
   const values = Array.isArray(raw) ? raw : [raw];
+  // Text already (nearly always): the array itself, not a copy.
+  if (values.every((value) => typeof value === "string")) return values as string[];
   return values.map((value) => (Buffer.isBuffer(value) ? value.toString("utf8") : value));
 }
 
