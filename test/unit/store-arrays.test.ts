@@ -47,3 +47,17 @@ test("array literals reach the database value for value, whatever the text holds
     texts.map((_, i) => i * 7),
   );
 });
+
+test("an int array literal of more ids than one chunk holds reaches the database whole", async () => {
+  const ids = Array.from({ length: 25_001 }, (_, i) => i * 3 - 7);
+  const [row] = await queryRows<{ n: number; total: string; last: number }>(
+    t.db,
+    sql`select count(*)::int as n, sum(v)::text as total, (array_agg(v order by o desc))[1] as last
+        from unnest(${intArray(ids)}::int[]) with ordinality as t(v, o)`,
+  );
+  assert.deepEqual(
+    { n: row?.n, total: row?.total, last: Number(row?.last) },
+    { n: ids.length, total: String(ids.reduce((a, b) => a + b, 0)), last: ids.at(-1) },
+  );
+  assert.equal(intArray([]), "{}");
+});
