@@ -146,7 +146,7 @@ interface Outcome {
 async function measure(label: string, root: string, monitorPid: number): Promise<Outcome> {
   console.log(`== ${label}: ${root} ==`);
   const child = fork(path.join(here, "load-server.ts"), [], {
-    execArgv: ["--heap-growing-percent=100", "--import", "tsx"],
+    execArgv: ["--heap-growing-percent=50", "--import", "tsx"],
     env: { ...process.env, BENCH_DATABASE_URL: benchUrl(databaseName), BENCH_APP_ROOT: root },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
