@@ -11,7 +11,14 @@ import { eq, sql } from "drizzle-orm";
 import { Attribute, Change, Client } from "ldapts";
 import { queryRows } from "../../src/db/client.ts";
 import { groups, importRuns } from "../../src/db/schema.ts";
-import { generateUsers, groupDn, groupEntry, userDn, userFixture } from "../../src/dev/fixtures.ts";
+import {
+  generateUsers,
+  groupDn,
+  groupEntry,
+  posixGroupEntry,
+  userDn,
+  userFixture,
+} from "../../src/dev/fixtures.ts";
 import { type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
 import { cookieCsn, findChangeLog } from "../../src/ldap/change-log.ts";
 import { openDirectory } from "../../src/ldap/client.ts";
@@ -45,7 +52,8 @@ before(async () => {
     ldif: withStableIds(
       generateUsers(PEOPLE) +
         groupEntry({ cn: "staff", members: range(0, 100) }) +
-        groupEntry({ cn: "ops", members: range(100, 130) }),
+        groupEntry({ cn: "ops", members: range(100, 130) }) +
+        posixGroupEntry({ cn: "unix", gidNumber: 5000, memberUids: [uid(50), uid(51), uid(52)] }),
     ),
   });
   admin = new Client({ url: server.url });
@@ -161,6 +169,21 @@ describe("member changes from the directory's change log", { skip: skipWithoutSl
     assert.equal(full.syncMethod, "full");
     assert.deepEqual(await membersOf("staff"), expected);
     assert.notEqual(await storedHash("staff"), null);
+  });
+
+  test("a posixGroup's memberUid changes come from the log too", async () => {
+    await synchronize();
+    const memberUid = (operation: "add" | "delete", values: string[]) =>
+      admin.modify(
+        groupDn("unix"),
+        new Change({ operation, modification: new Attribute({ type: "memberUid", values }) }),
+      );
+    await memberUid("delete", [uid(51)]);
+    await memberUid("add", [uid(60), ` ${uid(61)} `]);
+    const run = await synchronize();
+    assert.match(run.syncNote ?? "", /change log/);
+    assert.deepEqual(await membersOf("unix"), [uid(50), uid(52), uid(60), uid(61)].sort());
+    assert.equal(await storedHash("unix"), null, "read from the log");
   });
 
   test("members replaced at once: the group's list is read in full, and the members removed leave", async () => {
