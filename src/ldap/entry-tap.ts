@@ -548,17 +548,24 @@ function values(reader: BerReader, binary: boolean): Entry[string] {
   let kind = binary ? NOT_TEXT : textKind(message, firstStart, firstEnd);
   // One value, as nearly every attribute of a user has: decoded without the arrays below.
   if (firstEnd === setEnd) return valueAs(kind, message, firstStart, firstEnd);
-  const bounds: number[] = [firstStart, firstEnd];
+  // Two passes, counting the values and finding their kind, then decoding them into an array of
+  // that size: no list of bounds (2,000,000 numbers for a 1,000,000-member group) and no array
+  // grown by doubling, beside the message and its strings at the read's peak.
+  let count = 1;
   while (reader.at < setEnd) {
     const end = reader.enter(OCTET_STRING);
-    bounds.push(reader.at, end);
     if (kind !== NOT_TEXT) kind = Math.max(kind, textKind(message, reader.at, end));
     reader.at = end;
+    count += 1;
   }
   if (reader.at !== setEnd) throw new RangeError("value set overruns the attribute");
-  const decoded: (string | Buffer)[] = [];
-  for (let i = 0; i < bounds.length; i += 2) {
-    decoded.push(valueAs(kind, message, bounds[i] as number, bounds[i + 1] as number));
+  const decoded = new Array<string | Buffer>(count);
+  decoded[0] = valueAs(kind, message, firstStart, firstEnd);
+  reader.at = firstEnd;
+  for (let i = 1; i < count; i += 1) {
+    const end = reader.enter(OCTET_STRING);
+    decoded[i] = valueAs(kind, message, reader.at, end);
+    reader.at = end;
   }
   return decoded as string[] | Buffer[];
 }
