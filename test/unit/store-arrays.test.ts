@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { sql } from "drizzle-orm";
 import { queryRows } from "../../src/db/client.ts";
-import { boolArray, intArray, textArray } from "../../src/services/sync/store.ts";
+import { boolArray, idsCondition, intArray, textArray } from "../../src/services/sync/store.ts";
 import { createTestApp, type TestApp } from "../helpers/app.ts";
 
 let t: TestApp;
@@ -60,4 +60,26 @@ test("an int array literal of more ids than one chunk holds reaches the database
     { n: ids.length, total: String(ids.reduce((a, b) => a + b, 0)), last: ids.at(-1) },
   );
   assert.equal(intArray([]), "{}");
+});
+
+test("an ids condition holds exactly those ids, as a literal for a few and a table for many", async () => {
+  for (const [label, ids] of [
+    ["a few", [3, 5, 8]],
+    ["many", Array.from({ length: 25_000 }, (_, i) => i * 2)],
+  ] as const) {
+    const [row] = await t.db.transaction(async (tx) => {
+      const condition = await idsCondition(tx as never, sql`g`, ids, "kept_ids");
+      return queryRows<{ n: number; total: string }>(
+        tx as never,
+        sql`select count(*)::int as n, coalesce(sum(g), 0)::text as total
+            from generate_series(0, 30000) as s(g) where ${condition}`,
+      );
+    });
+    const within = ids.filter((id) => id <= 30_000);
+    assert.deepEqual(
+      { n: row?.n, total: row?.total },
+      { n: within.length, total: String(within.reduce((a, b) => a + b, 0)) },
+      label,
+    );
+  }
 });

@@ -1245,8 +1245,11 @@ class RunImporter {
       async (tx) => {
         // A synchronization collects what left, for the guard; an import removes it at once.
         const leaving = group.leaving;
+        // A group this run created has only the links this run made: nothing to prune.
         const pruned = !this.syncing
-          ? await pruneMembers(tx, group.id, group.members, group.children)
+          ? group.outcome === "created"
+            ? { membersRemoved: 0, subgroupsRemoved: 0 }
+            : await pruneMembers(tx, group.id, group.members, group.children)
           : await (leaving
               ? collectNamedRemovals(
                   tx,

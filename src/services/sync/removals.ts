@@ -7,7 +7,7 @@
  */
 import { sql } from "drizzle-orm";
 import { type Db, queryRows } from "../../db/client.ts";
-import { handledByRun, intArray, textArray } from "./store.ts";
+import { handledByRun, idsCondition, intArray, textArray } from "./store.ts";
 
 export type RemovalChange = "disable_user" | "group_missing" | "remove_member" | "remove_subgroup";
 
@@ -30,10 +30,11 @@ export async function collectMembershipRemovals(
   keepUserIds: Iterable<number>,
   keepGroupIds: Iterable<number>,
 ): Promise<void> {
+  const keptMembers = await idsCondition(tx, sql`m.user_id`, keepUserIds, "kept_members");
   await tx.execute(
     sql`insert into sync_removals (run_id, change, group_id, user_id)
         select ${runId}, 'remove_member', m.group_id, m.user_id from group_members m
-        where m.group_id = ${groupId} and not (m.user_id = any(${intArray(keepUserIds)}::int[]))
+        where m.group_id = ${groupId} and not ${keptMembers}
           and not exists (select 1 from sync_removals r where r.run_id = ${runId}
                           and r.change = 'remove_member' and r.group_id = m.group_id and r.user_id = m.user_id)`,
   );

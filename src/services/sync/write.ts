@@ -24,7 +24,15 @@ import {
   userSearch,
 } from "./decide.ts";
 import { emptyCounts, type OutcomeCounts, type ReportedEntry, type RoleSource } from "./outcomes.ts";
-import { boolArray, intArray, jsonRows, lookupGroups, lookupUsers, textArray } from "./store.ts";
+import {
+  boolArray,
+  idsCondition,
+  intArray,
+  jsonRows,
+  lookupGroups,
+  lookupUsers,
+  textArray,
+} from "./store.ts";
 
 /** Rounds of lookup → write for rows another run inserted between our lookup and our insert. */
 const MAX_ROUNDS = 4;
@@ -627,20 +635,20 @@ export async function pruneMembers(
   keepUserIds: Iterable<number>,
   keepGroupIds: Iterable<number>,
 ): Promise<{ membersRemoved: number; subgroupsRemoved: number }> {
+  const keptMembers = await idsCondition(tx, sql`user_id`, keepUserIds, "kept_members");
   const [members] = await queryRows<{ n: number }>(
     tx,
     sql`with removed as (
-          delete from group_members
-          where group_id = ${groupId} and not (user_id = any(${intArray(keepUserIds)}::int[]))
+          delete from group_members where group_id = ${groupId} and not ${keptMembers}
           returning 1
         )
         select count(*)::int as n from removed`,
   );
+  const keptSubgroups = await idsCondition(tx, sql`child_id`, keepGroupIds, "kept_subgroups");
   const [subgroups] = await queryRows<{ n: number }>(
     tx,
     sql`with removed as (
-          delete from group_subgroups
-          where parent_id = ${groupId} and not (child_id = any(${intArray(keepGroupIds)}::int[]))
+          delete from group_subgroups where parent_id = ${groupId} and not ${keptSubgroups}
           returning 1
         )
         select count(*)::int as n from removed`,
