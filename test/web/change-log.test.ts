@@ -7,10 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { eq, sql } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import { Attribute, Change, Client } from "ldapts";
-import { queryRows } from "../../src/db/client.ts";
-import { groups, importRuns } from "../../src/db/schema.ts";
+import { groups } from "../../src/db/schema.ts";
 import {
   generateUsers,
   groupDn,
@@ -22,12 +21,18 @@ import {
 import { type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
 import { cookieCsn, findChangeLog } from "../../src/ldap/change-log.ts";
 import { openDirectory } from "../../src/ldap/client.ts";
-import { createRun, type ImportRun } from "../../src/services/import/run-queue.ts";
-import type { Selection } from "../../src/services/import/types.ts";
-import { requestSynchronization } from "../../src/services/sync/schedule.ts";
+import type { ImportRun } from "../../src/services/import/run-queue.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
-import { addDirectory, runQueued, testWorker, withStableIds } from "./import-support.ts";
+import {
+  addDirectory,
+  memberUsernames,
+  queueEverything,
+  runQueued,
+  synchronizeWith,
+  testWorker,
+  withStableIds,
+} from "./import-support.ts";
 
 const PEOPLE = 150;
 const STAFF = groupDn("staff");
@@ -63,19 +68,7 @@ before(async () => {
   t = await createTestApp();
   await createUser(t.db, { username: "admin", role: "server_admin" });
   directoryId = (await addDirectory(t.db, t.config.encryptionKey, server, { mapping: { pageSize: 50 } })).id;
-  for (const selection of [
-    { mode: "query", text: "", kind: "users" },
-    { mode: "query", text: "", kind: "groups" },
-  ] satisfies Selection[]) {
-    await createRun(t.db, {
-      directory: { id: directoryId, name: "LDAP" },
-      actor: { id: null, name: "admin" },
-      query: "",
-      selection,
-      copyRolesFrom: null,
-      total: null,
-    });
-  }
+  await queueEverything(t.db, directoryId);
   await runQueued(testWorker(t.db, t.config.encryptionKey, { batchSize: 50 }));
 });
 after(async () => {
@@ -85,27 +78,13 @@ after(async () => {
 });
 
 async function synchronize(full = false): Promise<ImportRun> {
-  const { run } = await requestSynchronization(
-    t.db,
-    { id: directoryId, name: "LDAP" },
-    { id: null, name: "admin" },
-    { full },
-  );
-  await runQueued(testWorker(t.db, t.config.encryptionKey, { batchSize: 50 }));
-  const [ended] = await t.db.select().from(importRuns).where(eq(importRuns.id, run.id));
-  if (!ended) throw new Error("the run is gone");
+  const worker = testWorker(t.db, t.config.encryptionKey, { batchSize: 50 });
+  const ended = await synchronizeWith(t.db, directoryId, worker, full);
   assert.equal(ended.status, "succeeded", ended.error ?? "");
   return ended;
 }
 
-async function membersOf(name: string): Promise<string[]> {
-  const rows = await queryRows<{ username: string }>(
-    t.db,
-    sql`select u.username from group_members m join users u on u.id = m.user_id
-        join groups g on g.id = m.group_id where g.name = ${name} order by u.username`,
-  );
-  return rows.map((r) => r.username);
-}
+const membersOf = (name: string) => memberUsernames(t.db, name);
 
 async function storedHash(name: string): Promise<string | null> {
   const [row] = await t.db.select({ hash: groups.memberListHash }).from(groups).where(eq(groups.name, name));

@@ -9,17 +9,22 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { eq, sql } from "drizzle-orm";
 import { Attribute, Change, Client } from "ldapts";
-import { queryRows } from "../../src/db/client.ts";
-import { directories, importRuns, users } from "../../src/db/schema.ts";
+import { directories, users } from "../../src/db/schema.ts";
 import { generateUsers, groupDn, groupEntry, userDn, userFixture } from "../../src/dev/fixtures.ts";
 import { type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
-import { createRun, type ImportRun } from "../../src/services/import/run-queue.ts";
-import type { Selection } from "../../src/services/import/types.ts";
+import type { ImportRun } from "../../src/services/import/run-queue.ts";
 import { readState } from "../../src/services/sync/incremental.ts";
-import { requestSynchronization } from "../../src/services/sync/schedule.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
-import { addDirectory, runQueued, testWorker, withStableIds } from "./import-support.ts";
+import {
+  addDirectory,
+  memberUsernames,
+  queueEverything,
+  runQueued,
+  synchronizeWith,
+  testWorker,
+  withStableIds,
+} from "./import-support.ts";
 
 const PEOPLE = 200;
 const STAFF = groupDn("staff");
@@ -52,19 +57,7 @@ before(async () => {
   t = await createTestApp();
   await createUser(t.db, { username: "admin", role: "server_admin" });
   directoryId = (await addDirectory(t.db, t.config.encryptionKey, server, { mapping: { pageSize: 50 } })).id;
-  for (const selection of [
-    { mode: "query", text: "", kind: "users" },
-    { mode: "query", text: "", kind: "groups" },
-  ] satisfies Selection[]) {
-    await createRun(t.db, {
-      directory: { id: directoryId, name: "LDAP" },
-      actor: { id: null, name: "admin" },
-      query: "",
-      selection,
-      copyRolesFrom: null,
-      total: null,
-    });
-  }
+  await queueEverything(t.db, directoryId);
   await runQueued(testWorker(t.db, t.config.encryptionKey, { batchSize: 50 }));
 });
 after(async () => {
@@ -73,17 +66,13 @@ after(async () => {
   await server?.stop();
 });
 
-async function synchronize(full = false): Promise<ImportRun> {
-  const { run } = await requestSynchronization(
+function synchronize(full = false): Promise<ImportRun> {
+  return synchronizeWith(
     t.db,
-    { id: directoryId, name: "LDAP" },
-    { id: null, name: "admin" },
-    { full },
+    directoryId,
+    testWorker(t.db, t.config.encryptionKey, { batchSize: 50 }),
+    full,
   );
-  await runQueued(testWorker(t.db, t.config.encryptionKey, { batchSize: 50 }));
-  const [ended] = await t.db.select().from(importRuns).where(eq(importRuns.id, run.id));
-  if (!ended) throw new Error("the run is gone");
-  return ended;
 }
 
 async function userNamed(username: string) {
@@ -91,14 +80,7 @@ async function userNamed(username: string) {
   return user;
 }
 
-async function membersOf(name: string): Promise<string[]> {
-  const rows = await queryRows<{ username: string }>(
-    t.db,
-    sql`select u.username from group_members m join users u on u.id = m.user_id
-        join groups g on g.id = m.group_id where g.name = ${name} order by u.username`,
-  );
-  return rows.map((r) => r.username);
-}
+const membersOf = (name: string) => memberUsernames(t.db, name);
 
 async function syncState() {
   const [row] = await t.db.select().from(directories).where(eq(directories.id, directoryId));

@@ -6,9 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { eq, sql } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import { Attribute, Change, Client } from "ldapts";
-import { queryRows } from "../../src/db/client.ts";
 import { importRuns } from "../../src/db/schema.ts";
 import {
   generateUsers,
@@ -24,7 +23,15 @@ import { requestSynchronization } from "../../src/services/sync/schedule.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
 import { text } from "../helpers/http.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
-import { addDirectory, rowsOf, runCounts, runQueued, testWorker, withStableIds } from "./import-support.ts";
+import {
+  addDirectory,
+  memberUsernames,
+  rowsOf,
+  runCounts,
+  runQueued,
+  testWorker,
+  withStableIds,
+} from "./import-support.ts";
 
 const uid = (index: number) => userFixture(index).uid;
 
@@ -71,14 +78,7 @@ async function runOf(id: number): Promise<ImportRun> {
   return run;
 }
 
-async function membersOf(name: string): Promise<string[]> {
-  const rows = await queryRows<{ username: string }>(
-    t.db,
-    sql`select u.username from group_members m join users u on u.id = m.user_id
-        join groups g on g.id = m.group_id where g.name = ${name} order by u.username`,
-  );
-  return rows.map((r) => r.username);
-}
+const membersOf = (name: string) => memberUsernames(t.db, name);
 
 const worker = () => testWorker(t.db, t.config.encryptionKey, { batchSize: 50, watermarkMarginMs: 0 });
 

@@ -1,20 +1,23 @@
 /** Shared set-up for the import tests: a slapd with the edge fixtures, a directory row, a worker. */
 import { createHash } from "node:crypto";
 import { Writable } from "node:stream";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { pino } from "pino";
-import type { Db } from "../../src/db/client.ts";
-import { directories } from "../../src/db/schema.ts";
+import { type Db, queryRows } from "../../src/db/client.ts";
+import { directories, importRuns } from "../../src/db/schema.ts";
 import { bigGroupDirectory, ldifEntry, posixGroupEntry, readFixture } from "../../src/dev/fixtures.ts";
 import { type SlapdOptions, type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
 import { presetMapping } from "../../src/ldap/presets.ts";
 import type { DirectoryMapping } from "../../src/ldap/types.ts";
+import { createRun, type ImportRun } from "../../src/services/import/run-queue.ts";
+import type { Selection } from "../../src/services/import/types.ts";
 import {
   createImportWorker,
   type ImportWorker,
   type ImportWorkerOptions,
 } from "../../src/services/import/worker.ts";
 import { createSecretBox } from "../../src/services/secrets.ts";
+import { requestSynchronization } from "../../src/services/sync/schedule.ts";
 import { createTestApp, createUser, type TestApp } from "../helpers/app.ts";
 import { decodeEntities } from "../helpers/http.ts";
 
@@ -213,6 +216,52 @@ export function testWorker(
     heartbeatMs: 200,
     ...options,
   });
+}
+
+/** Queues the import of every user and every group of the directory (run them with runQueued). */
+export async function queueEverything(db: Db, directoryId: number): Promise<void> {
+  for (const selection of [
+    { mode: "query", text: "", kind: "users" },
+    { mode: "query", text: "", kind: "groups" },
+  ] satisfies Selection[]) {
+    await createRun(db, {
+      directory: { id: directoryId, name: "LDAP" },
+      actor: { id: null, name: "admin" },
+      query: "",
+      selection,
+      copyRolesFrom: null,
+      total: null,
+    });
+  }
+}
+
+/** Requests a synchronization of the directory, runs it with `worker` and returns it as it ended. */
+export async function synchronizeWith(
+  db: Db,
+  directoryId: number,
+  worker: ImportWorker,
+  full = false,
+): Promise<ImportRun> {
+  const { run } = await requestSynchronization(
+    db,
+    { id: directoryId, name: "LDAP" },
+    { id: null, name: "admin" },
+    { full },
+  );
+  await runQueued(worker);
+  const [ended] = await db.select().from(importRuns).where(eq(importRuns.id, run.id));
+  if (!ended) throw new Error("the run is gone");
+  return ended;
+}
+
+/** The usernames of the group's members, in order. */
+export async function memberUsernames(db: Db, groupName: string): Promise<string[]> {
+  const rows = await queryRows<{ username: string }>(
+    db,
+    sql`select u.username from group_members m join users u on u.id = m.user_id
+        join groups g on g.id = m.group_id where g.name = ${groupName} order by u.username`,
+  );
+  return rows.map((r) => r.username);
 }
 
 /** Executes queued runs until none is left. */

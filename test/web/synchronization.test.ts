@@ -11,13 +11,20 @@ import { queryRows } from "../../src/db/client.ts";
 import { auditLog, directories, importRuns, users } from "../../src/db/schema.ts";
 import { generateUsers, groupDn, groupEntry, userDn, userFixture } from "../../src/dev/fixtures.ts";
 import { type SlapdServer, startSlapd } from "../../src/dev/slapd.ts";
-import { createRun, type ImportRun } from "../../src/services/import/run-queue.ts";
-import type { Selection } from "../../src/services/import/types.ts";
-import { queueDueSynchronizations, requestSynchronization } from "../../src/services/sync/schedule.ts";
+import type { ImportRun } from "../../src/services/import/run-queue.ts";
+import { queueDueSynchronizations } from "../../src/services/sync/schedule.ts";
 import { createTestApp, createUser, signedInAgent, type TestApp } from "../helpers/app.ts";
 import { flashOf, postForm, text } from "../helpers/http.ts";
 import { skipWithoutSlapd } from "../ldap/support.ts";
-import { addDirectory, runQueued, testWorker, withStableIds } from "./import-support.ts";
+import {
+  addDirectory,
+  memberUsernames,
+  queueEverything,
+  runQueued,
+  synchronizeWith,
+  testWorker,
+  withStableIds,
+} from "./import-support.ts";
 
 const PEOPLE = 200;
 const STAFF = groupDn("staff");
@@ -45,19 +52,7 @@ before(async () => {
   await createUser(t.db, { username: "admin", role: "server_admin" });
   directoryId = (await addDirectory(t.db, t.config.encryptionKey, server, { mapping: { pageSize: 50 } })).id;
   // Everything imported once: all users, all groups.
-  for (const selection of [
-    { mode: "query", text: "", kind: "users" },
-    { mode: "query", text: "", kind: "groups" },
-  ] satisfies Selection[]) {
-    await createRun(t.db, {
-      directory: { id: directoryId, name: "LDAP" },
-      actor: { id: null, name: "admin" },
-      query: "",
-      selection,
-      copyRolesFrom: null,
-      total: null,
-    });
-  }
+  await queueEverything(t.db, directoryId);
   await runQueued(worker());
 });
 after(async () => {
@@ -71,17 +66,8 @@ function worker(options: Parameters<typeof testWorker>[2] = {}) {
   return testWorker(t.db, t.config.encryptionKey, { batchSize: 50, watermarkMarginMs: 0, ...options });
 }
 
-async function synchronize(options: Parameters<typeof testWorker>[2] = {}, full = false): Promise<ImportRun> {
-  const { run } = await requestSynchronization(
-    t.db,
-    { id: directoryId, name: "LDAP" },
-    { id: null, name: "admin" },
-    { full },
-  );
-  await runQueued(worker(options));
-  const [ended] = await t.db.select().from(importRuns).where(eq(importRuns.id, run.id));
-  if (!ended) throw new Error("the run is gone");
-  return ended;
+function synchronize(options: Parameters<typeof testWorker>[2] = {}, full = false): Promise<ImportRun> {
+  return synchronizeWith(t.db, directoryId, worker(options), full);
 }
 
 async function userNamed(username: string) {
@@ -89,14 +75,7 @@ async function userNamed(username: string) {
   return user;
 }
 
-async function membersOf(name: string): Promise<string[]> {
-  const rows = await queryRows<{ username: string }>(
-    t.db,
-    sql`select u.username from group_members m join users u on u.id = m.user_id
-        join groups g on g.id = m.group_id where g.name = ${name} order by u.username`,
-  );
-  return rows.map((r) => r.username);
-}
+const membersOf = (name: string) => memberUsernames(t.db, name);
 
 async function disabledByDirectory(): Promise<number> {
   const [row] = await queryRows<{ n: number }>(
