@@ -114,11 +114,11 @@ export async function readMemberValues(
   }
 }
 
-/** `values` after `list`: `values` itself when the list is empty (no copy of a 1,000,000-value array). */
-function joined(list: string[], values: string[]): string[] {
-  if (list.length === 0) return values;
-  append(list, values);
-  return list;
+/** An attribute's values into the list: taken as they are when it has none of that kind yet (no copy of 1,000,000). */
+function addValues(list: MemberList, kind: "dn" | "username", values: string[]): void {
+  const key = kind === "dn" ? "dns" : "usernames";
+  if (list[key].length === 0) list[key] = values;
+  else append(list[key], values);
 }
 
 /** Adds the values one by one: `push(...values)` passes them as arguments, past the stack at ~120,000. */
@@ -148,7 +148,7 @@ export async function readMemberList(
   const list: MemberList = { dns: [], usernames: [] };
   for (const { name, kind } of memberAttributes(mapping)) {
     const values = await readMemberValues(session, groupDn, name);
-    list[kind === "dn" ? "dns" : "usernames"] = joined(kind === "dn" ? list.dns : list.usernames, values);
+    addValues(list, kind, values);
   }
   return list;
 }
@@ -162,8 +162,7 @@ export function completeMemberList(entry: Entry, mapping: DirectoryMapping): Mem
   for (const { name, kind } of memberAttributes(mapping)) {
     const ranged = `${name.toLowerCase()};range=`;
     for (const key of Object.keys(entry)) if (key.toLowerCase().startsWith(ranged)) return null;
-    const values = textValues(plainValues(entry, name));
-    list[kind === "dn" ? "dns" : "usernames"] = joined(kind === "dn" ? list.dns : list.usernames, values);
+    addValues(list, kind, textValues(plainValues(entry, name)));
   }
   return list;
 }

@@ -807,13 +807,17 @@ class RunImporter {
    * Up to `writers` batches are written at once (each its own transaction, so the database can use
    * more than one core) while the next page is read from the directory.
    */
+  /** A directory's first import is nearly all new users: its first batches insert before any lookup. */
+  private async insertFirstIfNew(): Promise<void> {
+    if (!(await directoryHasUsers(this.deps.db, this.directoryId))) this.mostlyNew = true;
+  }
+
   private async importUsers(pages: AsyncIterable<Entry[]>): Promise<void> {
     // The run's first reading of users meets each entry once: its batches need not ask which of
     // their entries the run handled (a phase read again, or a later one, does ask).
     const firstMeeting = this.usersPhases === 0 && !this.readAgain;
     this.usersPhases += 1;
-    // A directory's first import is nearly all new users: its first batches need no lookup either.
-    if (!(await directoryHasUsers(this.deps.db, this.directoryId))) this.mostlyNew = true;
+    await this.insertFirstIfNew();
     const batches = readAhead(
       mapBatches(pages, this.batchSize, (e) => {
         if (this.syncing) this.noteChange(e);
@@ -1121,21 +1125,16 @@ class RunImporter {
     // next begun) once all of its batches are in.
     const writes = new WorkPool(this.writers);
     // The run's first group, when no users phase came before it: its batches (disjoint) meet each
-    // user once, and need not ask which the run handled. A first import of the directory inserts first.
+    // user once, and need not ask which the run handled (unless read again after an outage).
     let firstMeeting = false;
-    if (
-      this.usersPhases === 0 &&
-      this.groupsWalked === 0 &&
-      !(await directoryHasUsers(this.deps.db, this.directoryId))
-    )
-      this.mostlyNew = true;
+    if (this.usersPhases === 0 && this.groupsWalked === 0) await this.insertFirstIfNew();
     for await (const batch of members) {
       this.signal.throwIfAborted();
       const key = normalizeDn(batch.groupDn);
       if (key !== currentKey) {
         await writes.drain();
         if (current) await this.finishGroup(current);
-        firstMeeting = this.usersPhases === 0 && this.groupsWalked === 0 && !this.readAgain;
+        firstMeeting = this.usersPhases === 0 && this.groupsWalked === 0;
         this.groupsWalked += 1;
         currentKey = key;
         const id = this.groupIds.get(key) ?? null;
@@ -1558,12 +1557,12 @@ function stableIdsOf(batch: MappedBatch<{ externalId: string }>): string[] {
   ];
 }
 
-/** How a memberUid value and a username are compared. */
 /** What the run's note says when member changes come from the change log. */
 function changeLogNote(log: ChangeLog): string {
   return `Changed groups' member changes are read from the directory's change log (${log.base}), not their whole member lists.`;
 }
 
+/** How a memberUid value and a username are compared. */
 function memberNameKey(value: string): string {
   return value.trim().toLowerCase();
 }

@@ -58,11 +58,11 @@ export function intArray(ids: Iterable<number>): string {
   return `{${parts.join(",")}}`;
 }
 
-/** Ids sent at a time to a temporary table (idsCondition); fewer in all go as one literal. */
-const ID_SLICE = 20_000;
+/** Values sent to a temporary table at a time (idsCondition, compareMemberList). */
+const SLICE = 20_000;
 
 /**
- * The condition "`column` is one of these ids": an array literal for up to ID_SLICE of them; past
+ * The condition "`column` is one of these ids": an array literal for up to SLICE of them; past
  * that, a temporary table (dropped at commit) filled a slice at a time, which the condition joins.
  * A 1,000,000-member group's kept members then cost no 8 MB literal and its copies in the driver.
  * `table` names the temporary table: one per condition in a transaction.
@@ -81,7 +81,7 @@ export async function idsCondition(tx: Db, column: SQL, ids: Iterable<number>, t
   };
   for (const id of ids) {
     chunk.push(id);
-    if (chunk.length === ID_SLICE) await flush();
+    if (chunk.length === SLICE) await flush();
   }
   if (!created) return sql`${column} = any(${intArray(chunk)}::int[])`;
   if (chunk.length > 0) await flush();
@@ -151,9 +151,6 @@ export interface MemberListDiff {
   groups: { id: number; dn: string | null }[];
 }
 
-/** Member values sent to the database at a time. */
-const LISTED_CHUNK = 20_000;
-
 /**
  * Compares a group's member list with its members in Roster in the database: the list's keys go
  * into a temporary table a slice at a time, and two anti-joins answer what matches nothing on
@@ -182,8 +179,8 @@ export async function compareMemberList(
       [list.dns, false, keys.dnKey],
       [list.usernames, true, keys.nameKey],
     ] as const) {
-      for (let at = 0; at < values.length; at += LISTED_CHUNK) {
-        const slice = values.slice(at, at + LISTED_CHUNK).map(keyOf);
+      for (let at = 0; at < values.length; at += SLICE) {
+        const slice = values.slice(at, at + SLICE).map(keyOf);
         await tx.execute(
           sql`insert into listed_members (position, by_name, key)
               select ${at}::int + t.n::int - 1, ${byName}, t.key
@@ -260,7 +257,7 @@ export async function linkedMembersNamed(
 ): Promise<Pick<MemberListDiff, "users" | "groups">> {
   if (keys.dnKeys.length + keys.nameKeys.length === 0) return { users: [], groups: [] };
   type Row = { id: number; dn: string | null; username: string; external_id: string | null };
-  const member = (where: ReturnType<typeof sql>) =>
+  const member = (where: SQL) =>
     queryRows<Row>(
       db,
       sql`select u.id, u.dn, u.username, u.external_id from users u
