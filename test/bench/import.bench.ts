@@ -280,17 +280,13 @@ async function changeOnePercent(directory: SlapdServer, round: number): Promise<
   ].join("\n");
   const file = path.join(scratch, `changes-${round}.ldif`);
   await writeFile(file, ldif);
-  await run("ldapmodify", [
-    "-x",
-    "-H",
-    directory.url,
-    "-D",
-    directory.rootDn,
-    "-w",
-    directory.rootPassword,
-    "-f",
-    file,
-  ]);
+  await ldapmodify(directory, file);
+}
+
+/** Applies an LDIF file of changes, as the directory's administrator. */
+async function ldapmodify(directory: SlapdServer, file: string): Promise<void> {
+  const { url, rootDn, rootPassword } = directory;
+  await run("ldapmodify", ["-x", "-H", url, "-D", rootDn, "-w", rootPassword, "-f", file]);
 }
 
 function chosenSteps(list: string): string[] {
@@ -346,17 +342,7 @@ async function startDirectory(): Promise<SlapdServer> {
     history,
     `dn: ${userDn(0)}\nchangetype: modify\nreplace: description\ndescription: in service\n`,
   );
-  await run("ldapmodify", [
-    "-x",
-    "-H",
-    directory.url,
-    "-D",
-    directory.rootDn,
-    "-w",
-    directory.rootPassword,
-    "-f",
-    history,
-  ]);
+  await ldapmodify(directory, history);
   return directory;
 }
 
